@@ -1,0 +1,258 @@
+"""Journal records: their grammar, how a state file splits into snapshot and records, and replay.
+
+A state file is a YAML stream. The first document is the snapshot (a block mapping); each later
+document is one journal record on one line, ``--- [op, path, ...]``, where ``path`` is the list
+of keys and list indexes from the top of the state to the container the change applies to::
+
+    ["set", path, key, value]          container[key] = value (dict key or list index)
+    ["delete", path, key]              del container[key]
+    ["insert", path, index, value]     container.insert(index, value)   (append: index = len)
+    ["splice", path, start, stop, values]   container[start:stop] = values
+    ["clear", path]                    container.clear()
+    ["reorder", path, order]           container[:] = [container[i] for i in order]
+    ["tx", [record, ...]]              several records applied together, or none of them
+
+Files written by persistedstate 26.1 use the same first three operations, written as
+``---`` on its own line followed by the record on the next line; both layouts are read.
+See docs/design.md for the recovery rules implemented by :func:`read_state`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import values, yamlio
+from .errors import CorruptStateError
+
+log = logging.getLogger("persistedstate")
+
+# A document marker: "---" at the start of a line, followed by a blank or the line's end.
+_MARKER = re.compile(rb"^---(?=[ \t\r\n]|\Z)", re.MULTILINE)
+_RECORD_ARITY = {
+    "set": 4,
+    "delete": 3,
+    "insert": 4,
+    "splice": 5,
+    "clear": 2,
+    "reorder": 3,
+    "tx": 2,
+}
+
+
+def path_text(key_texts: list[str]) -> str:
+    return "[" + ", ".join(key_texts) + "]"
+
+
+def set_record(path: str, key: str, value: str) -> str:
+    return f'["set", {path}, {key}, {value}]'
+
+
+def delete_record(path: str, key: str) -> str:
+    return f'["delete", {path}, {key}]'
+
+
+def insert_record(path: str, index: int, value: str) -> str:
+    return f'["insert", {path}, {index}, {value}]'
+
+
+def splice_record(path: str, start: int, stop: int, items: list[str]) -> str:
+    return f'["splice", {path}, {start}, {stop}, [{", ".join(items)}]]'
+
+
+def clear_record(path: str) -> str:
+    return f'["clear", {path}]'
+
+
+def reorder_record(path: str, order: list[int]) -> str:
+    return f'["reorder", {path}, [{", ".join(map(str, order))}]]'
+
+
+def tx_record(records: list[str]) -> str:
+    return '["tx", [' + ", ".join(records) + "]]"
+
+
+def line(record: str) -> bytes:
+    """The bytes appended to the file for one record."""
+    return ("--- " + record + "\n").encode("utf-8")
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_state` found in a file."""
+
+    data: dict[Any, Any]
+    records: int  # journal records replayed
+    snapshot_size: int  # bytes of the first document
+    good_size: int  # bytes up to the end of the last good record (the file minus a torn tail)
+    needs_newline: bool  # the last good record has no final newline (26.1 writes none)
+
+
+class _BadRecord(Exception):
+    def __init__(self, problem: str, column: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.column = column
+
+
+def read_state(path: str, raw: bytes) -> ReadResult:
+    """Parse a whole state file: load the snapshot and replay the journal over it.
+
+    A torn end (what an interrupted append leaves: a last record without its final newline
+    that does not parse, a partial "---" marker, or zero bytes) is dropped with a warning;
+    any other damage raises CorruptStateError with line and column.
+    """
+    body = raw
+    tail_start = raw.rfind(b"\n") + 1
+    tail = raw[tail_start:]
+    if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0")):
+        _warn_torn(path, raw.count(b"\n", 0, tail_start) + 1, "a partial record marker")
+        body = raw[:tail_start]
+    markers = [m.start() for m in _MARKER.finditer(body)]
+    snapshot_end = markers[0] if markers else len(body)
+    if markers and _snapshot_owns_first_marker(body[: markers[0]], body, markers[0]):
+        snapshot_end = markers[1] if len(markers) > 1 else len(body)
+        markers = markers[1:]
+    data = yamlio.load_snapshot(path, body[:snapshot_end])
+
+    line_no = body.count(b"\n", 0, snapshot_end) + 1
+    for number, start in enumerate(markers):
+        end = markers[number + 1] if number + 1 < len(markers) else len(body)
+        content = body[start + 3 : end].strip()
+        try:
+            if not content:
+                raise _BadRecord("an empty journal record")
+            apply_record(data, decode_record(content))
+        except _BadRecord as error:
+            if end == len(body) and (not content or not body.endswith(b"\n")):
+                _warn_torn(path, line_no, error.problem)
+                return ReadResult(data, number, snapshot_end, start, False)
+            segment = body[start + 3 : end]
+            indent = len(segment) - len(segment.lstrip(b" \t"))
+            column = 4 + indent if segment[indent : indent + 1] not in (b"\n", b"\r") else 1
+            if error.column is not None:
+                column += error.column - 1
+            raise CorruptStateError(path, error.problem, line_no, column) from None
+        line_no += body.count(b"\n", start, end)
+    needs_newline = bool(body) and not body.endswith(b"\n")
+    return ReadResult(data, len(markers), snapshot_end, len(body), needs_newline)
+
+
+def _warn_torn(path: str, line_no: int, problem: str) -> None:
+    log.warning(
+        "%s: ignoring an incomplete last journal record at line %d, left by an interrupted "
+        "write (%s); everything before it is kept",
+        path,
+        line_no,
+        problem,
+    )
+
+
+def _snapshot_owns_first_marker(before: bytes, raw: bytes, marker: int) -> bool:
+    """Whether the first "---" starts the snapshot itself rather than the first record.
+
+    26.1 writes an empty state as nothing, so its files may start with a record; a person may
+    start the snapshot with "---" (after comments or a %YAML directive). Records are flow
+    sequences, snapshots are mappings, so the first character after the marker decides.
+    """
+    for text in before.splitlines():
+        stripped = text.strip()
+        if stripped and not stripped.startswith(b"#"):
+            return stripped.startswith(b"%")  # directives belong to the document after them
+    return not raw[marker + 3 :].lstrip().startswith(b"[")
+
+
+def decode_record(content: bytes) -> list[Any]:
+    """Parse one record: JSON when it is JSON (the common case, fast), else YAML flow."""
+    try:
+        record = json.loads(content)
+    except ValueError:
+        try:
+            record = yamlio.load_flow(content)
+        except yamlio.FlowError as error:
+            raise _BadRecord(f"unreadable journal record: {error.problem}", error.column) from None
+        try:
+            record = values.check_loaded(record)
+        except values.UnsupportedValue as error:
+            raise _BadRecord(f"journal record holds {error.message}") from None
+    if not isinstance(record, list) or not record or record[0] not in _RECORD_ARITY:
+        raise _BadRecord("not a journal record (expected [operation, path, ...])")
+    if len(record) != _RECORD_ARITY[record[0]]:
+        raise _BadRecord(
+            f"a {record[0]!r} record has {len(record)} fields, expected {_RECORD_ARITY[record[0]]}"
+        )
+    return record
+
+
+def apply_record(root: dict[Any, Any], record: list[Any]) -> None:
+    """Apply one decoded record to the data; raises _BadRecord if it does not fit."""
+    op = record[0]
+    if op == "tx":
+        if not isinstance(record[1], list):
+            raise _BadRecord("a tx record must hold a list of records")
+        for inner in record[1]:
+            if not isinstance(inner, list) or not inner or inner[0] not in _RECORD_ARITY:
+                raise _BadRecord("a tx record holds something that is not a record")
+            apply_record(root, inner)
+        return
+    container = _resolve(root, record[1])
+    try:
+        if op == "set":
+            _check_key(container, record[2], allow_end=False)
+            container[record[2]] = record[3]
+        elif op == "delete":
+            _check_key(container, record[2], allow_end=False)
+            del container[record[2]]
+        elif op == "insert":
+            _check_index(container, record[2], allow_end=True)
+            container.insert(record[2], record[3])
+        elif op == "splice":
+            _check_index(container, record[2], allow_end=True)
+            _check_index(container, record[3], allow_end=True)
+            if not isinstance(record[4], list):
+                raise _BadRecord("a splice record needs a list of values")
+            container[record[2] : record[3]] = record[4]
+        elif op == "reorder":
+            _check_index(container, 0, allow_end=True)
+            order = record[2]
+            if not isinstance(order, list) or sorted(order) != list(range(len(container))):
+                raise _BadRecord("a reorder record needs a permutation of the list's indexes")
+            container[:] = [container[i] for i in order]
+        else:
+            container.clear()
+    except (KeyError, IndexError, TypeError) as error:
+        raise _BadRecord(f"{op!r} record does not fit the state: {error!r}") from None
+
+
+def _resolve(root: dict[Any, Any], path: Any) -> Any:
+    if not isinstance(path, list):
+        raise _BadRecord("the path of a record must be a list")
+    node: Any = root
+    for depth, key in enumerate(path):
+        _check_key(node, key, allow_end=False, path=path[:depth])
+        node = node[key]
+    if type(node) is not dict and type(node) is not list:
+        raise _BadRecord(f"path {path} leads to a {type(node).__name__}, not a dict or list")
+    return node
+
+
+def _check_key(node: Any, key: Any, allow_end: bool, path: list[Any] | None = None) -> None:
+    if type(node) is dict:
+        if not allow_end and key not in node and path is not None:
+            raise _BadRecord(f"path {[*path, key]} does not exist in the state")
+        return
+    _check_index(node, key, allow_end, path)
+
+
+def _check_index(node: Any, index: Any, allow_end: bool, path: list[Any] | None = None) -> None:
+    where = f" at {[*path, index]}" if path is not None else ""
+    if type(node) is not list:
+        raise _BadRecord(f"expected a list{where}, found a {type(node).__name__}")
+    if type(index) is not int:
+        raise _BadRecord(f"a list index must be an int{where}, not {index!r}")
+    limit = len(node) if allow_end else len(node) - 1
+    if not -len(node) <= index <= limit:
+        raise _BadRecord(f"list index {index} out of range{where}")

@@ -1,0 +1,545 @@
+"""Live views of the dicts and lists inside a state: every change becomes a journal record.
+
+The state holds plain dicts and lists (the *raw* tree). Reading a container out of it gives a
+proxy: a small object holding the raw container, its parent proxy and its key there. A change
+through a proxy finds the container's current path from the top of the state (checking each
+step by identity, so it costs time in proportion to the depth), encodes one record and hands
+it to the state, which writes it and only then applies it to the raw tree.
+
+Because each raw container sits in exactly one place (values are copied in), identity tells
+where a proxy's container is now: a list element that moved (insert, sort, reverse, slice
+assignment) is found again, and a container that was replaced or deleted is *detached*.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSequence
+from typing import TYPE_CHECKING, Any, SupportsIndex
+
+from . import journal, values
+from .errors import PersistedStateError
+
+if TYPE_CHECKING:
+    from .state import PersistedState
+
+_MISSING: Any = object()
+
+# In-memory operations, applied by PersistedState._commit after the record is written.
+SET, DELETE, INSERT, SPLICE, CLEAR, REORDER = "set", "delete", "insert", "splice", "clear", "reorder"
+
+Change = tuple[str, Any, Any, Any]  # (operation, raw container, argument, argument)
+
+
+class DetachedError(PersistedStateError):
+    """A proxy's container is no longer in the state (it was replaced or deleted)."""
+
+
+def unwrap(value: Any) -> Any:
+    """The raw data behind a proxy (or the state), else the value itself."""
+    raw = getattr(value, "_persisted_raw", _MISSING)
+    return value if raw is _MISSING else raw
+
+
+class Node:
+    """Something that stands for a raw container of the state: the state itself or a proxy."""
+
+    __slots__ = ()
+
+    @property
+    def _persisted_raw(self) -> Any:
+        raise NotImplementedError
+
+    def _owner(self) -> PersistedState:
+        raise NotImplementedError
+
+    def _locate(self) -> list[Any]:
+        """The keys and indexes from the top of the state; raises DetachedError."""
+        raise NotImplementedError
+
+    def _path_text(self) -> str:
+        return journal.path_text([_key_text(key) for key in self._locate()])
+
+    def _view(self, key: Any, item: Any) -> Any:
+        kind = type(item)
+        if kind is dict:
+            return DictProxy(self, key, item)
+        if kind is list:
+            return ListProxy(self, key, item)
+        return item
+
+    def _type_error(self, error: values.UnsupportedValue, *keys: Any) -> Exception:
+        try:
+            where = self._locate()
+        except DetachedError:
+            where = []
+        return error.to_builtin([*where, *keys])
+
+    def copy(self) -> Any:
+        """A plain, independent deep copy of the data (dicts and lists)."""
+        with self._owner()._thread_lock:
+            return values.plain_copy(self._persisted_raw)
+
+    def __copy__(self) -> Any:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self.copy()
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._persisted_raw == unwrap(other))
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._persisted_raw)
+
+
+def _key_text(key: Any) -> str:
+    return values.key_text(key)[1]
+
+
+class Proxy(Node):
+    """A container inside the state, found again by identity each time it changes."""
+
+    __slots__ = ("_key", "_parent", "_raw")
+
+    def __init__(self, parent: Node, key: Any, raw: Any) -> None:
+        self._parent = parent
+        self._key = key
+        self._raw = raw
+
+    @property
+    def _persisted_raw(self) -> Any:
+        return self._raw
+
+    def _owner(self) -> PersistedState:
+        return self._parent._owner()
+
+    def _locate(self) -> list[Any]:
+        keys = self._parent._locate()
+        container = self._parent._persisted_raw
+        key = self._key
+        if type(container) is dict:
+            if container.get(key, _MISSING) is not self._raw:
+                raise self._detached()
+        elif not (0 <= key < len(container) and container[key] is self._raw):
+            key = _index_by_identity(container, self._raw)
+            if key < 0:
+                raise self._detached()
+            self._key = key
+        keys.append(key)
+        return keys
+
+    def _detached(self) -> DetachedError:
+        kind = "dict" if type(self._raw) is dict else "list"
+        return DetachedError(
+            f"this {kind} is no longer part of the state: the container that held it was "
+            "replaced or deleted, so a change here would be lost. Read it again from the state."
+        )
+
+
+def _index_by_identity(container: list[Any], item: Any) -> int:
+    try:
+        return list(map(id, container)).index(id(item))
+    except ValueError:
+        return -1
+
+
+class DictOps(Node):
+    """The dict API over a raw dict; shared by the state (the top) and nested dict proxies."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        with self._owner()._thread_lock:
+            return self._view(key, self._persisted_raw[key])
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._owner()._thread_lock:
+            raw = self._persisted_raw
+            return self._view(key, raw[key]) if key in raw else default
+
+    def __contains__(self, key: object) -> bool:
+        with self._owner()._thread_lock:
+            return key in self._persisted_raw
+
+    def __len__(self) -> int:
+        return len(self._persisted_raw)
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._owner()._thread_lock:
+            keys = list(self._persisted_raw)
+        return iter(keys)
+
+    def __reversed__(self) -> Iterator[Any]:
+        with self._owner()._thread_lock:
+            keys = list(reversed(self._persisted_raw))
+        return iter(keys)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            try:
+                stored_key, key_text = values.key_text(key)
+                copy, text = values.prepare(value)
+            except values.UnsupportedValue as error:
+                raise self._type_error(error, key) from None
+            state._commit(
+                [journal.set_record(path, key_text, text)],
+                [(SET, self._persisted_raw, stored_key, copy)],
+            )
+
+    def __delitem__(self, key: Any) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            if key not in self._persisted_raw:
+                raise KeyError(key)
+            state._commit(
+                [journal.delete_record(path, _key_text(key))],
+                [(DELETE, self._persisted_raw, key, None)],
+            )
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value as plain data."""
+        with self._owner()._thread_lock:
+            if key not in self._persisted_raw:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            value = values.plain_copy(self._persisted_raw[key])
+            del self[key]
+            return value
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove the last inserted item and return it as plain data."""
+        with self._owner()._thread_lock:
+            if not self._persisted_raw:
+                raise KeyError("popitem(): dictionary is empty")
+            key = next(reversed(self._persisted_raw))
+            return key, self.pop(key)
+
+    def clear(self) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            if self._persisted_raw:
+                state._commit([journal.clear_record(path)], [(CLEAR, self._persisted_raw, 0, 0)])
+
+    def update(self, other: Any = (), /, **extra: Any) -> None:
+        """Set several keys as one change: all of them are written, or none."""
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            if isinstance(other, Mapping) or hasattr(other, "keys"):
+                pairs = [(key, other[key]) for key in other.keys()]
+            else:
+                pairs = [tuple(pair) for pair in other]
+                for pair in pairs:
+                    if len(pair) != 2:
+                        raise ValueError("update() needs (key, value) pairs")
+            pairs.extend(extra.items())
+            records, changes = [], []
+            raw = self._persisted_raw
+            for key, value in pairs:
+                try:
+                    stored_key, key_text = values.key_text(key)
+                    copy, text = values.prepare(value)
+                except values.UnsupportedValue as error:
+                    raise self._type_error(error, key) from None
+                records.append(journal.set_record(path, key_text, text))
+                changes.append((SET, raw, stored_key, copy))
+            if records:
+                state._commit(records, changes)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        with self._owner()._thread_lock:
+            if key not in self._persisted_raw:
+                self[key] = default
+            return self[key]
+
+    def __ior__(self, other: Any) -> Any:
+        self.update(other)
+        return self
+
+    def __or__(self, other: Any) -> Any:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        result = self.copy()
+        result.update(values.plain_copy(unwrap(other)))
+        return result
+
+    def __ror__(self, other: Any) -> Any:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        result = values.plain_copy(dict(unwrap(other)))
+        result.update(self.copy())
+        return result
+
+
+class DictProxy(DictOps, Proxy, MutableMapping[Any, Any]):
+    """A live dict inside the state."""
+
+    __slots__ = ()
+
+
+class ListProxy(Proxy, MutableSequence[Any]):
+    """A live list inside the state, with the whole list API."""
+
+    __slots__ = ()
+
+    _raw: list[Any]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, index: Any) -> Any:
+        with self._owner()._thread_lock:
+            raw = self._raw
+            if isinstance(index, slice):
+                return [self._view(i, raw[i]) for i in range(*index.indices(len(raw)))]
+            position = _position(index, len(raw), "list index out of range")
+            return self._view(position, raw[position])
+
+    def __iter__(self) -> Iterator[Any]:
+        position = 0
+        while True:
+            with self._owner()._thread_lock:
+                if position >= len(self._raw):
+                    return
+                item = self._view(position, self._raw[position])
+            yield item
+            position += 1
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(list(self))
+
+    def __contains__(self, value: object) -> bool:
+        return unwrap(value) in self._raw
+
+    def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize) -> int:
+        return self._raw.index(unwrap(value), start, stop)
+
+    def count(self, value: Any) -> int:
+        return self._raw.count(unwrap(value))
+
+    def __lt__(self, other: Any) -> bool:
+        return bool(self._raw < _as_list(other))
+
+    def __le__(self, other: Any) -> bool:
+        return bool(self._raw <= _as_list(other))
+
+    def __gt__(self, other: Any) -> bool:
+        return bool(self._raw > _as_list(other))
+
+    def __ge__(self, other: Any) -> bool:
+        return bool(self._raw >= _as_list(other))
+
+    def __add__(self, other: Any) -> list[Any]:
+        if not isinstance(other, (list, ListProxy)):
+            return NotImplemented
+        return [*self.copy(), *values.plain_copy(unwrap(other))]
+
+    def __radd__(self, other: Any) -> list[Any]:
+        if not isinstance(other, list):
+            return NotImplemented
+        return [*values.plain_copy(other), *self.copy()]
+
+    def __mul__(self, times: SupportsIndex) -> list[Any]:
+        return [values.plain_copy(item) for _ in range(times.__index__()) for item in self._raw]
+
+    __rmul__ = __mul__
+
+    # -- changing ------------------------------------------------------------------------
+
+    def _prepare_all(self, items: Iterable[Any], first_index: int) -> tuple[list[Any], list[str]]:
+        copies, texts = [], []
+        for offset, item in enumerate(items):
+            try:
+                copy, text = values.prepare(item)
+            except values.UnsupportedValue as error:
+                raise self._type_error(error, first_index + offset) from None
+            copies.append(copy)
+            texts.append(text)
+        return copies, texts
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            raw = self._raw
+            if isinstance(index, slice):
+                self._assign_slice(state, path, index, value)
+                return
+            position = _position(index, len(raw), "list assignment index out of range")
+            try:
+                copy, text = values.prepare(value)
+            except values.UnsupportedValue as error:
+                raise self._type_error(error, position) from None
+            state._commit(
+                [journal.set_record(path, str(position), text)], [(SET, raw, position, copy)]
+            )
+
+    def _assign_slice(self, state: PersistedState, path: str, index: slice, value: Any) -> None:
+        raw = self._raw
+        start, stop, step = index.indices(len(raw))
+        items = list(value)
+        if step == 1:
+            stop = max(start, stop)
+            copies, texts = self._prepare_all(items, start)
+            if stop > start or copies:
+                state._commit(
+                    [journal.splice_record(path, start, stop, texts)],
+                    [(SPLICE, raw, (start, stop), copies)],
+                )
+            return
+        positions = range(start, stop, step)
+        if len(items) != len(positions):
+            raise ValueError(
+                f"attempt to assign sequence of size {len(items)} to extended slice of size "
+                f"{len(positions)}"
+            )
+        copies, texts = self._prepare_all(items, start)
+        if positions:
+            state._commit(
+                [journal.set_record(path, str(p), t) for p, t in zip(positions, texts)],
+                [(SET, raw, p, c) for p, c in zip(positions, copies)],
+            )
+
+    def __delitem__(self, index: Any) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            raw = self._raw
+            if not isinstance(index, slice):
+                position = _position(index, len(raw), "list assignment index out of range")
+                state._commit(
+                    [journal.delete_record(path, str(position))], [(DELETE, raw, position, None)]
+                )
+                return
+            start, stop, step = index.indices(len(raw))
+            if step == 1:
+                if stop > start:
+                    state._commit(
+                        [journal.splice_record(path, start, stop, [])],
+                        [(SPLICE, raw, (start, stop), [])],
+                    )
+                return
+            positions = sorted(range(start, stop, step), reverse=True)  # last first: no shifts
+            if positions:
+                state._commit(
+                    [journal.delete_record(path, str(p)) for p in positions],
+                    [(DELETE, raw, p, None) for p in positions],
+                )
+
+    def insert(self, index: SupportsIndex, value: Any) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            size = len(self._raw)
+            position = operator.index(index)
+            if position < 0:
+                position = max(0, position + size)
+            position = min(position, size)
+            try:
+                copy, text = values.prepare(value)
+            except values.UnsupportedValue as error:
+                raise self._type_error(error, position) from None
+            state._commit(
+                [journal.insert_record(path, position, text)], [(INSERT, self._raw, position, copy)]
+            )
+
+    def append(self, value: Any) -> None:
+        self.insert(len(self._raw), value)
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Append all items as one change."""
+        with self._owner()._thread_lock:
+            end = len(self._raw)
+            self[end:end] = list(items)
+
+    def __iadd__(self, items: Iterable[Any]) -> ListProxy:
+        self.extend(items)
+        return self
+
+    def __imul__(self, times: SupportsIndex) -> ListProxy:
+        with self._owner()._thread_lock:
+            count = times.__index__()
+            if count <= 0:
+                self.clear()
+            elif count > 1:
+                self.extend(list(self._raw) * (count - 1))
+        return self
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        """Remove the item at ``index`` and return it as plain data."""
+        with self._owner()._thread_lock:
+            if not self._raw:
+                raise IndexError("pop from empty list")
+            position = _position(index, len(self._raw), "pop index out of range")
+            value = values.plain_copy(self._raw[position])
+            del self[position]
+            return value
+
+    def remove(self, value: Any) -> None:
+        with self._owner()._thread_lock:
+            try:
+                position = self._raw.index(unwrap(value))
+            except ValueError:
+                raise ValueError("list.remove(x): x not in list") from None
+            del self[position]
+
+    def clear(self) -> None:
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            if self._raw:
+                state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
+
+    def reverse(self) -> None:
+        self._reorder(list(range(len(self._raw) - 1, -1, -1)))
+
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        with self._owner()._thread_lock:
+            raw = self._raw
+            if key is None:
+                order = sorted(range(len(raw)), key=raw.__getitem__, reverse=reverse)
+            else:
+                order = sorted(
+                    range(len(raw)), key=lambda i: key(self._view(i, raw[i])), reverse=reverse
+                )
+            self._reorder(order)
+
+    def _reorder(self, order: list[int]) -> None:
+        """Move the existing items (the same objects: kept proxies follow them)."""
+        state = self._owner()
+        with state._thread_lock:
+            path = state._writable_path(self)
+            if order != list(range(len(order))):
+                state._commit(
+                    [journal.reorder_record(path, order)], [(REORDER, self._raw, order, None)]
+                )
+
+
+def _position(index: Any, size: int, message: str) -> int:
+    position = operator.index(index)
+    if position < 0:
+        position += size
+    if not 0 <= position < size:
+        raise IndexError(message)
+    return position
+
+
+def _as_list(other: Any) -> Any:
+    raw = unwrap(other)
+    if not isinstance(raw, list):
+        raise TypeError(f"cannot compare a list with {type(other).__name__}")
+    return raw

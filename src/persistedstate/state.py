@@ -1,0 +1,361 @@
+"""PersistedState, the public class: a dict-like state mapped onto one YAML file, and load().
+
+Every change follows one path, in this order, under the state's lock:
+
+1. the proxy (or the state) checks the value and encodes one journal record;
+2. ``_commit`` writes the record (or keeps it, inside a transaction);
+3. only then is the change applied in memory, so a failed write changes nothing.
+
+Inside a transaction the records are written together at the end as one ``tx`` record, and
+each in-memory change leaves an undo entry so an exception puts memory back as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import threading
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from . import journal, storage, values, yamlio
+from .errors import PersistedStateError
+from .proxies import CLEAR, DELETE, INSERT, REORDER, SET, SPLICE, Change, DictOps, Node
+
+log = logging.getLogger("persistedstate")
+
+
+class PersistedState(DictOps, MutableMapping[Any, Any]):
+    """A dict whose every change is written to a YAML file before the call returns.
+
+    ``PersistedState(path, **defaults)`` opens the file (creating it if needed) and sets each
+    default that is not there yet. Keys that are identifiers are also attributes.
+    """
+
+    # Compaction runs when the journal exceeds both this many bytes and
+    # _compact_ratio times the snapshot (like Redis rewriting its append-only file).
+    _compact_min_bytes = 1 << 20
+    _compact_ratio = 2.0
+
+    _path: str
+    _root: dict[Any, Any]
+    _storage: storage.StateFile | None
+    _thread_lock: threading.RLock
+    _tx: _Transaction | None
+    _compact_at: int
+
+    def __init__(self, path: str | os.PathLike[str], /, **defaults: Any) -> None:
+        self._setup(path, defaults, fsync=False, lock_timeout=0.0)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        defaults: dict[str, Any] | None = None,
+        *,
+        fsync: bool = False,
+        lock_timeout: float = 0.0,
+    ) -> PersistedState:
+        """Open or create a state.
+
+        ``fsync=True`` puts every change on stable storage before the call returns (it then
+        survives a power cut, not only a crash). ``lock_timeout`` is how long to wait for
+        another writer to close the file before raising StateLockedError.
+        """
+        state = cls.__new__(cls)
+        state._setup(path, defaults or {}, fsync=fsync, lock_timeout=lock_timeout)
+        return state
+
+    def _setup(
+        self,
+        path: str | os.PathLike[str],
+        defaults: dict[str, Any],
+        *,
+        fsync: bool,
+        lock_timeout: float,
+    ) -> None:
+        object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
+        self._path = os.fspath(path)
+        self._thread_lock = threading.RLock()
+        self._tx = None
+        file = storage.StateFile(self._path, fsync=fsync, lock_timeout=lock_timeout)
+        try:
+            raw = file.read()
+            if raw is None:
+                self._root = {}
+                snapshot = yamlio.dump_snapshot(self._root)
+                file.replace(snapshot)
+                snapshot_size = len(snapshot)
+            else:
+                result = journal.read_state(self._path, raw)
+                self._root = result.data
+                snapshot_size = result.snapshot_size
+                if result.good_size < len(raw):
+                    file.cut(result.good_size)
+                if result.needs_newline:
+                    file.append(b"\n")
+                log.debug("%s: opened, %d journal records replayed", self._path, result.records)
+        except BaseException:
+            file.close()
+            raise
+        self._storage = file
+        self._plan_compaction(snapshot_size)
+        missing = {key: value for key, value in defaults.items() if key not in self._root}
+        if missing:
+            self.update(missing)
+
+    # -- attribute access ----------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        with self._thread_lock:
+            try:
+                return self._view(name, self._root[name])
+            except KeyError:
+                raise AttributeError(f"the state has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        elif hasattr(type(self), name):
+            raise AttributeError(
+                f"{name!r} is a method or attribute of PersistedState; "
+                f"set the key with state[{name!r}] = ..."
+            )
+        else:
+            self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("_") or hasattr(type(self), name):
+            object.__delattr__(self, name)
+            return
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(f"the state has no key {name!r}") from None
+
+    def __dir__(self) -> list[str]:
+        keys = [key for key in self._root if isinstance(key, str) and key.isidentifier()]
+        return sorted({*super().__dir__(), *keys})
+
+    # -- what proxies build on -----------------------------------------------------------
+
+    @property
+    def _persisted_raw(self) -> dict[Any, Any]:
+        return self._root
+
+    def _owner(self) -> PersistedState:
+        return self
+
+    def _locate(self) -> list[Any]:
+        return []
+
+    def _writable_path(self, node: Node) -> str:
+        """The path text of ``node``, after checking that changes may be made now."""
+        if self._storage is None:
+            raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
+        return "[]" if node is self else node._path_text()
+
+    def _commit(self, records: list[str], changes: list[Change]) -> None:
+        """Write the records (or keep them for the transaction), then apply the changes."""
+        tx = self._tx
+        if tx is not None:
+            tx.records.extend(records)
+            for change in changes:
+                _apply(change, tx.undo)
+            return
+        assert self._storage is not None
+        record = records[0] if len(records) == 1 else journal.tx_record(records)
+        self._storage.append(journal.line(record))
+        for change in changes:
+            _apply(change, None)
+        if self._storage.size > self._compact_at:
+            self._compact_automatically()
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PersistedState]:
+        """All changes in the block reach the file together, or (on an exception) not at all.
+
+        Holds the state's lock, so other threads see none of it until it ends. Nested
+        transactions roll back only their own part when an exception leaves them.
+        """
+        with self._thread_lock:
+            self._writable_path(self)
+            outer = self._tx
+            tx = outer if outer is not None else _Transaction()
+            mark = tx.mark()
+            self._tx = tx
+            try:
+                yield self
+            except BaseException:
+                tx.roll_back(mark)
+                if outer is None:
+                    self._tx = None
+                raise
+            if outer is None:
+                self._tx = None
+                if tx.records:
+                    try:
+                        self._commit([journal.tx_record(tx.records)], [])
+                    except BaseException:
+                        tx.roll_back((0, 0))
+                        raise
+
+    # -- compaction and closing ----------------------------------------------------------
+
+    def compact(self) -> None:
+        """Rewrite the file now as one clean YAML document (the journal folded in)."""
+        with self._thread_lock:
+            self._writable_path(self)
+            if self._tx is not None:
+                raise PersistedStateError("cannot compact inside a transaction")
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        assert self._storage is not None
+        snapshot = yamlio.dump_snapshot(self._root)
+        try:
+            self._storage.replace(snapshot)
+        except storage.FileChangedError as error:
+            self._keep_both_versions(error)
+        self._plan_compaction(len(snapshot))
+        log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
+
+    def _plan_compaction(self, snapshot_size: int) -> None:
+        journal_allowance = max(self._compact_min_bytes, int(self._compact_ratio * snapshot_size))
+        self._compact_at = snapshot_size + journal_allowance
+
+    def _compact_automatically(self) -> None:
+        try:
+            self._write_snapshot()
+        except OSError as error:
+            # The change itself is safely in the journal; try again after as much growth.
+            assert self._storage is not None
+            log.warning("%s: compaction failed, will retry later: %s", self._path, error)
+            self._compact_at = self._storage.size + self._compact_min_bytes
+
+    def _keep_both_versions(self, error: storage.FileChangedError) -> None:
+        """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        ours = f"{self._path}.conflict-{stamp}-{os.getpid()}"
+        storage.write_new_file(ours, yamlio.dump_snapshot(self._root))
+        assert self._storage is not None
+        self._storage.close()
+        self._storage = None
+        log.warning("%s: %s; our version was saved as %s", self._path, error, ours)
+        raise PersistedStateError(
+            f"{error}. Their version was left at {self._path}; this process's version was "
+            f"saved as {ours}. The state is now closed."
+        ) from None
+
+    def close(self) -> None:
+        """Compact the file and release it. Closing twice is fine."""
+        with self._thread_lock:
+            if self._storage is None:
+                return
+            if self._tx is not None:
+                raise PersistedStateError("cannot close inside a transaction")
+            try:
+                self._write_snapshot()
+            finally:
+                if self._storage is not None:
+                    self._storage.close()
+                    self._storage = None
+
+    def __enter__(self) -> PersistedState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Release the lock of a state nobody closed; never write from here.
+        file = self.__dict__.get("_storage")
+        if file is not None:
+            file.close()
+
+    def __repr__(self) -> str:
+        return f"PersistedState({self._path!r}, {self._root!r})"
+
+
+class _Transaction:
+    """The records and undo entries of an open transaction."""
+
+    def __init__(self) -> None:
+        self.records: list[str] = []
+        self.undo: list[Change] = []
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.records), len(self.undo)
+
+    def roll_back(self, mark: tuple[int, int]) -> None:
+        records, undo = mark
+        del self.records[records:]
+        while len(self.undo) > undo:
+            _apply(self.undo.pop(), None)
+
+
+_RESTORE = "restore"  # undo only: put back a dict's items or a list's items as they were
+
+
+def _apply(change: Change, undo: list[Change] | None) -> None:
+    """Apply one change to the raw tree; with ``undo``, first record how to take it back."""
+    op, container, first, second = change
+    if op == SET:
+        if undo is not None:
+            if type(container) is dict and first not in container:
+                undo.append((DELETE, container, first, None))
+            else:
+                undo.append((SET, container, first, container[first]))
+        container[first] = second
+    elif op == INSERT:
+        if undo is not None:
+            undo.append((DELETE, container, first, None))
+        container.insert(first, second)
+    elif op == DELETE:
+        if undo is not None:
+            undo.append(_undo_delete(container, first))
+        del container[first]
+    elif op == SPLICE:
+        start, stop = first
+        if undo is not None:
+            undo.append((SPLICE, container, (start, start + len(second)), container[start:stop]))
+        container[start:stop] = second
+    elif op in (CLEAR, REORDER, _RESTORE):
+        if undo is not None:
+            undo.append((_RESTORE, container, _contents(container), None))
+        if op == CLEAR:
+            container.clear()
+        elif op == REORDER:
+            container[:] = [container[i] for i in first]
+        elif type(container) is dict:
+            container.clear()
+            container.update(first)
+        else:
+            container[:] = first
+
+
+def _undo_delete(container: Any, key: Any) -> Change:
+    if type(container) is list:
+        return (INSERT, container, key, container[key])
+    if next(reversed(container)) == key:  # the last key: setting it again restores the order
+        return (SET, container, key, container[key])
+    return (_RESTORE, container, _contents(container), None)
+
+
+def _contents(container: Any) -> Any:
+    return list(container.items()) if type(container) is dict else list(container)
+
+
+def load(path: str | os.PathLike[str]) -> dict[Any, Any]:
+    """The state in a file as plain dicts and lists: takes no lock, changes nothing."""
+    name = os.fspath(path)
+    raw = storage.read_file(name)
+    if raw is None:
+        raise FileNotFoundError(f"no state file at {name}")
+    return journal.read_state(name, raw).data

@@ -1,0 +1,243 @@
+"""The state file on disk: the writer lock, reading, appending records, atomic replacement.
+
+This module knows bytes, not YAML. It keeps three promises:
+
+- ``append`` hands a record to the operating system with one ``write`` before it returns (and,
+  with ``fsync=True``, to stable storage); if the write fails the file is cut back to where it
+  was, so a failed change leaves no trace.
+- ``replace`` (compaction, creation) never rewrites the file in place: it writes a new file
+  beside it, syncs it, renames it over the old one and syncs the directory.
+- One writer at a time: a lock file beside the state file (``<name>.lock``) is held for the
+  life of an open state. Renames of the state file do not touch it.
+
+Platform differences live in the small functions at the bottom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+import filelock
+
+from .errors import PersistedStateError, StateLockedError
+
+log = logging.getLogger("persistedstate")
+
+_IS_WINDOWS = sys.platform == "win32"
+
+
+def read_file(path: str) -> bytes | None:
+    """The whole file, or None when it does not exist. Takes no lock."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_new_file(path: str, data: bytes) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, synced to stable storage."""
+    _write_synced(path, data, 0o666, os.O_EXCL)
+    _sync_directory(path)
+
+
+class FileChangedError(PersistedStateError):
+    """Someone else replaced or rewrote the state file while we held it open."""
+
+
+class StateFile:
+    """An open state file that this process may write."""
+
+    def __init__(self, path: str, *, fsync: bool, lock_timeout: float) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.size = 0  # bytes of the file that hold good records
+        self._fd = -1
+        self._identity: tuple[int, int] | None = None
+        self._cut_needed = False  # a failed append may have left bytes after self.size
+        self._lock = filelock.FileLock(path + ".lock", thread_local=False)
+        try:
+            self._lock.acquire(timeout=max(lock_timeout, 0.0))
+        except filelock.Timeout:
+            raise StateLockedError(path, _lock_holder_pid(path + ".lock")) from None
+
+    # -- opening -------------------------------------------------------------------------
+
+    def read(self) -> bytes | None:
+        """Open the file for appending and return its bytes (None if it does not exist)."""
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _O_BINARY)
+        except FileNotFoundError:
+            return None
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 20):
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        self.size = len(raw)
+        self._remember_identity()
+        return raw
+
+    def cut(self, size: int) -> None:
+        """Drop everything after ``size`` bytes (a torn last record)."""
+        os.ftruncate(self._fd, size)
+        self._sync_if_asked()
+        self.size = size
+
+    # -- appending -----------------------------------------------------------------------
+
+    def append(self, data: bytes) -> None:
+        """Write ``data`` at the end of the file before returning; all or nothing."""
+        if self._cut_needed:
+            self._cut_back()
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # rare for regular files, but allowed by POSIX
+                written += os.write(self._fd, data[written:])
+            if self.fsync:
+                _sync_file(self._fd)
+        except OSError:
+            self._cut_needed = True
+            with contextlib.suppress(OSError):
+                self._cut_back()
+            raise
+        self.size += len(data)
+
+    def _cut_back(self) -> None:
+        os.ftruncate(self._fd, self.size)
+        self._cut_needed = False
+
+    def _sync_if_asked(self) -> None:
+        if self.fsync:
+            _sync_file(self._fd)
+
+    # -- replacing -----------------------------------------------------------------------
+
+    def replace(self, data: bytes) -> None:
+        """Atomically make ``data`` the whole file (synced), then append after it.
+
+        Raises FileChangedError, writing nothing, when the file on disk is no longer the
+        one this object has been appending to.
+        """
+        self.check_unchanged()
+        temp_path = _temp_path(self.path)
+        try:
+            _write_synced(temp_path, data, _file_mode(self.path))
+            if self._fd >= 0:  # Windows cannot rename over an open file
+                os.close(self._fd)
+                self._fd = -1
+            _replace(temp_path, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+            if self._fd < 0 and self._identity is not None:
+                self._reopen()
+            raise
+        _sync_directory(self.path)
+        self._reopen()
+        self.size = len(data)
+        self._cut_needed = False
+
+    def _reopen(self) -> None:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _O_BINARY)
+        self._remember_identity()
+
+    def _remember_identity(self) -> None:
+        status = os.fstat(self._fd)
+        self._identity = (status.st_dev, status.st_ino)
+
+    def check_unchanged(self) -> None:
+        """Raise FileChangedError if the path now holds another file or another size."""
+        if self._identity is None:
+            return
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            raise FileChangedError(f"{self.path} was deleted while the state was open") from None
+        if (status.st_dev, status.st_ino) != self._identity and not _IS_WINDOWS:
+            raise FileChangedError(f"{self.path} was replaced by another file while open")
+        if status.st_size != self.size:
+            raise FileChangedError(
+                f"{self.path} was rewritten while open ({status.st_size} bytes on disk, "
+                f"{self.size} written by this process)"
+            )
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file and release the lock; safe to call twice."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+
+# -- platform-specific pieces ------------------------------------------------------------
+
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+def _temp_path(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+
+
+def _file_mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666  # reduced by the umask, as for any new file
+
+
+def _write_synced(path: str, data: bytes, mode: int, flags: int = os.O_TRUNC) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags | _O_BINARY, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        _sync_file(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_file(fd: int) -> None:
+    if sys.platform == "darwin":  # fsync on macOS does not reach the platter
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+    else:
+        os.fsync(fd)
+
+
+def _replace(source: str, target: str) -> None:
+    os.replace(source, target)
+
+
+def _sync_directory(path: str) -> None:
+    """Make a rename durable: POSIX needs the directory synced; Windows cannot open one."""
+    if _IS_WINDOWS:
+        return
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_holder_pid(lock_path: str) -> int | None:
+    """The process holding the lock, where the platform says (Linux: /proc/locks)."""
+    try:
+        inode = os.stat(lock_path).st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for entry in locks:
+                fields = entry.split()
+                # "1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF"
+                if len(fields) > 5 and fields[5].rsplit(":", 1)[-1] == str(inode):
+                    return int(fields[4])
+    except (OSError, ValueError):
+        pass
+    return None

@@ -1,0 +1,287 @@
+"""The value types a state holds, and their one-line encoding for journal records.
+
+A state holds *plain data*: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+``datetime.date``, ``datetime.datetime``, ``list`` and ``dict`` (keys: ``str``, ``int``,
+``float``, ``bool`` or ``None``). Tuples are stored as lists; subclasses of ``int``, ``float``,
+``str``, ``dict`` and ``list`` are stored as their base type.
+
+:func:`prepare` is the single gate through which every value enters a state. In one walk it
+checks the types, takes a private deep copy (so later changes to the caller's object do not leak
+in, and no container is ever shared between two places in the tree) and encodes the value as
+flow text. That text is YAML, and when the value only uses JSON types it is also JSON that means
+the same thing to both parsers, so replay can use the fast ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import math
+import re
+from collections.abc import Mapping
+from json.encoder import encode_basestring
+from typing import Any
+
+# Characters a YAML reader treats as line breaks or rejects as non-printable, which
+# json's escaping leaves as they are; they are written as \uXXXX escapes instead.
+_YAML_UNSAFE_CHARS = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+# Python refuses to convert ints of more than 4300 decimal digits to text (and back) by
+# default; bigger ints are written in hexadecimal, which YAML reads as an int too.
+_DECIMAL_INT_MAX_BITS = 12_000
+# YAML limits implicit mapping keys to 1024 characters; longer ones get an explicit "? ".
+_IMPLICIT_KEY_MAX = 1000
+
+KEY_TYPES = (str, int, float, bool, type(None))
+
+
+class UnsupportedValue(Exception):
+    """Raised inside the walk; ``key_path`` grows as the error travels up."""
+
+    def __init__(self, message: str, value_error: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.value_error = value_error
+        self.key_path: list[Any] = []
+
+    def to_builtin(self, prefix: list[Any] | None = None) -> Exception:
+        """The TypeError (or ValueError) shown to the user, naming where the value sits."""
+        where = [*(prefix or []), *self.key_path]
+        text = f"{self.message} (at key path {where})" if where else self.message
+        return ValueError(text) if self.value_error else TypeError(text)
+
+
+def str_text(value: str) -> str:
+    """A double-quoted string that JSON and YAML both read back as ``value``."""
+    text = encode_basestring(value)
+    if (not text.isascii() or "\x7f" in text) and _YAML_UNSAFE_CHARS.search(text):
+        text = _YAML_UNSAFE_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def int_text(value: int) -> str:
+    if value.bit_length() > _DECIMAL_INT_MAX_BITS:
+        return hex(value)
+    return str(value)
+
+
+def float_text(value: float) -> str:
+    if math.isfinite(value):
+        text = repr(value)
+        # YAML 1.1 needs a dot in a float ("1e+16" would read back as a string).
+        if "." not in text:
+            text = text.replace("e", ".0e", 1) if "e" in text else text + ".0"
+        return text
+    if value != value:
+        return ".nan"
+    return ".inf" if value > 0 else "-.inf"
+
+
+def datetime_text(value: datetime.date) -> str:
+    if isinstance(value, datetime.datetime):
+        offset = value.utcoffset()
+        if offset is not None and (offset.seconds % 60 or offset.microseconds):
+            raise UnsupportedValue(
+                f"cannot store {value!r}: YAML timestamps hold UTC offsets in whole minutes",
+                value_error=True,
+            )
+        return value.isoformat(" ")
+    return value.isoformat()
+
+
+def key_text(key: Any) -> tuple[Any, str]:
+    """The stored form of a dict key and its flow text; raises UnsupportedValue."""
+    kind = type(key)
+    if kind is str:
+        text = str_text(key)
+    elif kind is int:
+        text = int_text(key)
+    elif kind is bool:
+        text = "true" if key else "false"
+    elif key is None:
+        text = "null"
+    elif kind is float:
+        text = float_text(key)
+    elif isinstance(key, (str, int, float)):
+        return key_text(_base_value(key))
+    else:
+        raise UnsupportedValue(
+            f"cannot use a {kind.__name__} as a dict key; keys are str, int, float, bool or None"
+        )
+    if len(text) > _IMPLICIT_KEY_MAX:
+        text = "? " + text
+    return key, text
+
+
+def _base_value(value: Any) -> Any:
+    """The built-in value of an int, float or str subclass instance (bool stays bool)."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str.__str__(value)
+
+
+def prepare(value: Any) -> tuple[Any, str]:
+    """Check ``value``, copy it and encode it: ``(private_copy, flow_text)``.
+
+    Raises UnsupportedValue for a type the state cannot hold or a circular reference.
+    """
+    return _prepare(value, set())
+
+
+def _prepare(value: Any, active: set[int]) -> tuple[Any, str]:
+    kind = type(value)
+    if kind is str:
+        return value, str_text(value)
+    if kind is int:
+        return value, int_text(value)
+    if kind is float:
+        return value, float_text(value)
+    if kind is bool:
+        return value, "true" if value else "false"
+    if value is None:
+        return None, "null"
+    if kind is dict:
+        return _prepare_dict(value, active)
+    if kind is list:
+        return _prepare_list(value, active)
+    raw = getattr(value, "_persisted_raw", None)
+    if raw is not None:  # a live proxy (or the state): copy what it holds
+        return _prepare(raw, active)
+    if isinstance(value, (dict, Mapping)):
+        return _prepare_dict(value, active)
+    if isinstance(value, (list, tuple)):
+        return _prepare_list(value, active)
+    if kind is bytes:
+        return value, '!!binary "' + base64.b64encode(value).decode("ascii") + '"'
+    if isinstance(value, datetime.date):
+        if kind is not datetime.datetime and kind is not datetime.date:
+            value = _exact_datetime(value)
+        return value, '!!timestamp "' + datetime_text(value) + '"'
+    if isinstance(value, (str, int, float)):
+        return _prepare(_base_value(value), active)
+    raise UnsupportedValue(
+        f"cannot store a value of type {kind.__name__}; supported: None, bool, int, float, str, "
+        "bytes, datetime.date, datetime.datetime, list, tuple and dict"
+    )
+
+
+def _exact_datetime(value: datetime.date) -> datetime.date:
+    """A plain date or datetime equal to an instance of a subclass of either."""
+    if isinstance(value, datetime.datetime):
+        return datetime.datetime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            value.tzinfo,
+            fold=value.fold,
+        )
+    return datetime.date(value.year, value.month, value.day)
+
+
+def _enter(container: Any, active: set[int]) -> None:
+    if id(container) in active:
+        raise UnsupportedValue("cannot store a circular reference", value_error=True)
+    active.add(id(container))
+
+
+def _prepare_dict(value: Mapping[Any, Any], active: set[int]) -> tuple[Any, str]:
+    _enter(value, active)
+    copy: dict[Any, Any] = {}
+    parts = []
+    for key, item in value.items():
+        try:
+            stored_key, text = key_text(key)
+            item_copy, item_text = _prepare(item, active)
+        except UnsupportedValue as error:
+            error.key_path.insert(0, key)
+            raise
+        copy[stored_key] = item_copy
+        parts.append(f"{text}: {item_text}")
+    active.discard(id(value))
+    return copy, "{" + ", ".join(parts) + "}"
+
+
+def _prepare_list(value: list[Any] | tuple[Any, ...], active: set[int]) -> tuple[Any, str]:
+    _enter(value, active)
+    copy = []
+    parts = []
+    for index, item in enumerate(value):
+        try:
+            item_copy, item_text = _prepare(item, active)
+        except UnsupportedValue as error:
+            error.key_path.insert(0, index)
+            raise
+        copy.append(item_copy)
+        parts.append(item_text)
+    active.discard(id(value))
+    return copy, "[" + ", ".join(parts) + "]"
+
+
+def plain_copy(raw: Any) -> Any:
+    """A deep copy of data already in a state (so known to be valid plain data)."""
+    kind = type(raw)
+    if kind is dict:
+        return {key: plain_copy(item) for key, item in raw.items()}
+    if kind is list:
+        return [plain_copy(item) for item in raw]
+    return raw
+
+
+def check_loaded(data: Any) -> Any:
+    """Validate data a YAML parser built; return it with shared containers unshared.
+
+    YAML anchors and aliases make one object appear in several places; a state needs each
+    container in exactly one place, so repeats become independent copies. Raises
+    UnsupportedValue (a ``!!set``, a date used as a key, a recursive alias, ...).
+    """
+    return _check_loaded(data, set(), set())
+
+
+def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
+    kind = type(data)
+    if kind is dict or kind is list:
+        if id(data) in active:
+            raise UnsupportedValue("an alias refers to a mapping or list that contains it")
+        if id(data) in seen:
+            data = plain_copy(data)
+        seen.add(id(data))
+        active.add(id(data))
+        if kind is dict:
+            for key, item in data.items():
+                if type(key) not in KEY_TYPES:
+                    error = UnsupportedValue(
+                        f"a {type(key).__name__} cannot be a key (keys are str, int, float, "
+                        "bool or null)"
+                    )
+                    error.key_path.append(key)
+                    raise error
+                try:
+                    checked = _check_loaded(item, seen, active)
+                except UnsupportedValue as error:
+                    error.key_path.insert(0, key)
+                    raise
+                if checked is not item:
+                    data[key] = checked
+        else:
+            for index, item in enumerate(data):
+                try:
+                    checked = _check_loaded(item, seen, active)
+                except UnsupportedValue as error:
+                    error.key_path.insert(0, index)
+                    raise
+                if checked is not item:
+                    data[index] = checked
+        active.discard(id(data))
+        return data
+    if kind in (str, int, float, bool, bytes, datetime.date, datetime.datetime) or data is None:
+        return data
+    if kind is tuple:  # !!omap and !!pairs build lists of tuples
+        return _check_loaded(list(data), seen, active)
+    raise UnsupportedValue(f"a {kind.__name__} value is not supported")
