@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 _MISSING: Any = object()
 
 # In-memory operations, applied by PersistedState._commit after the record is written.
-SET, DELETE, INSERT, SPLICE, CLEAR, REORDER = "set", "delete", "insert", "splice", "clear", "reorder"
+SET, DELETE, INSERT, SPLICE, CLEAR, REORDER = (
+    "set",
+    "delete",
+    "insert",
+    "splice",
+    "clear",
+    "reorder",
+)
 
 Change = tuple[str, Any, Any, Any]  # (operation, raw container, argument, argument)
 
@@ -238,7 +245,7 @@ class DictOps(Node):
         with state._thread_lock:
             path = state._writable_path(self)
             if isinstance(other, Mapping) or hasattr(other, "keys"):
-                pairs = [(key, other[key]) for key in other.keys()]
+                pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118 (any .keys() object)
             else:
                 pairs = [tuple(pair) for pair in other]
                 for pair in pairs:
@@ -320,7 +327,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             position += 1
 
     def __reversed__(self) -> Iterator[Any]:
-        return reversed(list(self))
+        return iter(list(self)[::-1])
 
     def __contains__(self, value: object) -> bool:
         return unwrap(value) in self._raw
@@ -410,8 +417,11 @@ class ListProxy(Proxy, MutableSequence[Any]):
         copies, texts = self._prepare_all(items, start)
         if positions:
             state._commit(
-                [journal.set_record(path, str(p), t) for p, t in zip(positions, texts)],
-                [(SET, raw, p, c) for p, c in zip(positions, copies)],
+                [
+                    journal.set_record(path, str(p), t)
+                    for p, t in zip(positions, texts, strict=True)
+                ],
+                [(SET, raw, p, c) for p, c in zip(positions, copies, strict=True)],
             )
 
     def __delitem__(self, index: Any) -> None:
@@ -466,7 +476,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             end = len(self._raw)
             self[end:end] = list(items)
 
-    def __iadd__(self, items: Iterable[Any]) -> ListProxy:
+    def __iadd__(self, items: Iterable[Any]) -> ListProxy:  # type: ignore[misc]
         self.extend(items)
         return self
 

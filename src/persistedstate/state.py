@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from . import journal, storage, values, yamlio
+from . import journal, storage, yamlio
 from .errors import PersistedStateError
 from .proxies import CLEAR, DELETE, INSERT, REORDER, SET, SPLICE, Change, DictOps, Node
 

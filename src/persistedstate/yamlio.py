@@ -38,13 +38,13 @@ class _SnapshotDumper(_BaseDumper):
     """SafeDumper with the choices that make the snapshot exact and pleasant to read."""
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _represent_str(dumper: _SnapshotDumper, value: str) -> yaml.Node:
     # Multi-line text as a literal block; the emitter falls back to quotes when it must.
     style = "|" if "\n" in value.rstrip("\n") else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-def _represent_int(dumper: yaml.SafeDumper, value: int) -> yaml.ScalarNode:
+def _represent_int(dumper: _SnapshotDumper, value: int) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:int", values.int_text(value))
 
 
@@ -83,8 +83,10 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
         return {}
     if type(data) is not dict:
         raise CorruptStateError(
-            path, f"the state must be a YAML mapping (key: value lines), found a "
-            f"{type(data).__name__}", 1, 1
+            path,
+            f"the state must be a YAML mapping (key: value lines), found a {type(data).__name__}",
+            1,
+            1,
         )
     try:
         checked: dict[Any, Any] = values.check_loaded(data)
