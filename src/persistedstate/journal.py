@@ -130,12 +130,10 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             if end == len(body) and (not content or not body.endswith(b"\n")):
                 _warn_torn(path, line_no, error.problem)
                 return ReadResult(data, number, snapshot_end, start, False)
-            segment = body[start + 3 : end]
-            indent = len(segment) - len(segment.lstrip(b" \t"))
-            column = 4 + indent if segment[indent : indent + 1] not in (b"\n", b"\r") else 1
-            if error.column is not None:
-                column += error.column - 1
-            raise CorruptStateError(path, error.problem, line_no, column) from None
+            first = end - len(body[start + 3 : end].lstrip()) if content else start
+            line = line_no + body.count(b"\n", start, first)
+            column = first - body.rfind(b"\n", 0, first) + (error.column or 1) - 1
+            raise CorruptStateError(path, error.problem, line, column) from None
         line_no += body.count(b"\n", start, end)
     needs_newline = bool(body) and not body.endswith(b"\n")
     return ReadResult(data, len(markers), snapshot_end, len(body), needs_newline)

@@ -1,0 +1,244 @@
+"""The file format: 26.1 fixtures, the record grammar, and the recovery rules of docs/design.md."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from persistedstate import CorruptStateError, PersistedState, load
+
+# shared/ lies beside the checkout, here and in CI.
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "persistedstate-26.1"
+
+
+def _fixture(name: str) -> Path:
+    path = FIXTURES / name
+    assert path.is_file(), f"missing fixture {path}"
+    return path
+
+
+# -- files written by 26.1 --------------------------------------------------------------
+
+
+def test_26_1_clean_file_opens() -> None:
+    assert load(_fixture("clean.yaml")) == {
+        "flags": {"dry_run": False, "note": None, "ratio": 0.5},
+        "host": "example.invalid",
+        "paths": ["/a", "/b"],
+        "retries": 3,
+    }
+
+
+def test_26_1_unvacuumed_journal_opens_to_expected_data(tmp_path: Path) -> None:
+    expected = json.loads(_fixture("unvacuumed-journal.expected.json").read_text("utf-8"))
+    assert load(_fixture("unvacuumed-journal.yaml")) == expected
+
+    copy = tmp_path / "state.yaml"
+    shutil.copyfile(_fixture("unvacuumed-journal.yaml"), copy)
+    with PersistedState(copy) as state:
+        assert state == expected
+        state["seen"].append("item-6")  # appending after a record with no final newline
+    expected["seen"].append("item-6")
+    assert load(copy) == expected
+    assert yaml.safe_load(copy.read_text("utf-8")) == expected  # one clean document
+
+
+def test_26_1_file_keeps_working_without_close(tmp_path: Path) -> None:
+    copy = tmp_path / "state.yaml"
+    shutil.copyfile(_fixture("unvacuumed-journal.yaml"), copy)
+    state = PersistedState(copy)
+    state["cursor"]["page"] = 6
+    after_change = copy.read_bytes()
+    state._storage.close()  # let go without compacting, as a crash would
+    assert load(copy)["cursor"]["page"] == 6
+    assert after_change.endswith(b'--- ["set", ["cursor"], "page", 6]\n')
+
+
+# -- the layout we write ------------------------------------------------------------------
+
+
+def test_records_are_one_line_each_and_the_file_is_a_yaml_stream(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path, a=1)
+    state.a += 1
+    state.text = "two\nlines"
+    with state.transaction():
+        state.a = 10
+        state.b = [1, 2]
+    lines = path.read_bytes().decode("utf-8").splitlines()
+    assert lines[0] == "{}"
+    assert all(line.startswith("--- [") for line in lines[1:])
+    assert len(lines) == 5  # snapshot, default, +=, text, one transaction
+    documents = list(yaml.safe_load_all(path.read_text("utf-8")))
+    assert documents[0] == {}
+    assert documents[-1] == ["tx", [["set", [], "a", 10], ["set", [], "b", [1, 2]]]]
+    state.close()
+    assert path.read_text("utf-8") == "a: 10\ntext: |-\n  two\n  lines\nb:\n- 1\n- 2\n"
+
+
+def test_every_operation_replays(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path)
+    state["d"] = {"x": 1, "y": 2}
+    state["l"] = [5, 3, 9, 1]
+    del state["d"]["x"]
+    state["l"].insert(1, 7)
+    state["l"][1:3] = ["a", "b", "c"]
+    state["l"].sort(key=str)
+    state["l"].reverse()
+    state["d"].clear()
+    state["l"].pop(0)
+    expected = state.copy()
+    assert load(path) == expected
+    state.close()
+    assert load(path) == expected
+
+
+# -- recovery: torn ends are dropped, other damage is reported -------------------------
+
+
+def _state_with_journal(path: Path) -> bytes:
+    state = PersistedState(path, counter=0)
+    for _ in range(3):
+        state.counter += 1
+    state._storage.close()  # crash: no compaction
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'--- ["set", [], "counter", 4', b"--- [", b"---", b"--", b"-", b"\0\0\0\0\0\0"],
+)
+def test_torn_last_record_is_dropped_with_a_warning(
+    tmp_path: Path, tail: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.yaml"
+    good = _state_with_journal(path)
+    path.write_bytes(good + tail)
+    with caplog.at_level(logging.WARNING, logger="persistedstate"):
+        assert load(path) == {"counter": 3}
+    assert "incomplete last journal record" in caplog.text
+    assert path.read_bytes() == good + tail  # load() never writes
+
+    state = PersistedState(path)
+    assert state == {"counter": 3}
+    assert path.read_bytes() == good  # the torn tail was cut off
+    state.counter += 1
+    state._storage.close()
+    assert load(path) == {"counter": 4}
+
+
+def test_26_1_layout_errors_point_at_the_record_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(
+        b'\n---\n["set", [], "a", 1]\n---\n["set", [], "a", ]]\n---\n["set", [], "a", 3]\n'
+    )
+    _assert_corrupt_and_untouched(path, line=5, column=19)
+
+
+def test_26_1_record_torn_after_its_marker_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b'\n---\n["set", [], "a", 1]\n---\n')
+    assert load(path) == {"a": 1}
+    path.write_bytes(b'\n---\n["set", [], "a", 1]\n---\n["set", [], "b", ')
+    assert load(path) == {"a": 1}
+
+
+def test_complete_last_record_without_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b'{}\n--- ["set", [], "a", 1]')
+    assert load(path) == {"a": 1}
+
+
+def _assert_corrupt_and_untouched(path: Path, line: int, column: int | None = None) -> str:
+    before = path.read_bytes()
+    with pytest.raises(CorruptStateError) as caught:
+        load(path)
+    with pytest.raises(CorruptStateError) as caught_open:
+        PersistedState(path)
+    gc.collect()
+    assert path.read_bytes() == before
+    for error in (caught.value, caught_open.value):
+        assert error.path == str(path)
+        assert error.line == line
+        if column is not None:
+            assert error.column == column
+        assert str(path) in str(error) and f"line {line}" in str(error)
+    return str(caught.value)
+
+
+def test_bad_record_in_the_middle_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(
+        b'a: 1\n--- ["set", [], "a", 2]\n--- ["set", [], "a", oops}\n--- ["set", [], "a", 3]\n'
+    )
+    _assert_corrupt_and_untouched(path, line=3)
+
+
+def test_record_for_a_missing_path_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b'a: 1\n--- ["set", ["nope"], "x", 2]\n')
+    message = _assert_corrupt_and_untouched(path, line=2, column=5)
+    assert "['nope']" in message
+
+
+def test_unknown_operation_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b'a: 1\n--- ["frobnicate", [], "x"]\n')
+    _assert_corrupt_and_untouched(path, line=2)
+
+
+def test_hand_edit_typo_is_reported_with_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"host: example\nretries: [3\nname: x\n")
+    message = _assert_corrupt_and_untouched(path, line=3, column=5)
+    assert "invalid YAML" in message
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"- a\n- b\n")
+    assert "mapping" in _assert_corrupt_and_untouched(path, line=1)
+
+
+def test_invalid_utf8_is_reported_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: 1\nb: caf\xe9\n")
+    _assert_corrupt_and_untouched(path, line=2, column=7)
+
+
+def test_unsupported_yaml_types_are_reported_with_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a:\n  b: !!set {x: null}\n")
+    with pytest.raises(CorruptStateError, match=r"\['a', 'b'\]"):
+        load(path)
+
+
+def test_hand_written_snapshot_with_marker_and_comments_opens(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"# my job\n---\nlast_id: 5  # resume here\n")
+    assert load(path) == {"last_id": 5}
+    path.write_bytes(b'%YAML 1.1\n---\nlast_id: 5\n--- ["set", [], "last_id", 6]\n')
+    assert load(path) == {"last_id": 6}
+
+
+def test_aliases_load_as_independent_copies(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"base: &b {x: 1}\nother: *b\n")
+    with PersistedState(path) as state:
+        state["other"]["x"] = 2
+        assert state == {"base": {"x": 1}, "other": {"x": 2}}
+    assert load(path) == {"base": {"x": 1}, "other": {"x": 2}}
+
+
+def test_recursive_alias_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: &a [1, *a]\n")
+    with pytest.raises(CorruptStateError, match="alias"):
+        load(path)
