@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from . import journal, storage, yamlio
+from . import journal, storage, values, yamlio
 from .errors import PersistedStateError
 from .proxies import CLEAR, DELETE, INSERT, REORDER, SET, SPLICE, Change, DictOps, Node
 
@@ -77,9 +77,11 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         lock_timeout: float,
     ) -> None:
         object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
+        self._set_prefixes: dict[str, bytes] = {}
         self._path = os.fspath(path)
         self._thread_lock = threading.RLock()
         self._tx = None
+        self._epoch = 0
         file = storage.StateFile(self._path, fsync=fsync, lock_timeout=lock_timeout)
         try:
             raw = file.read()
@@ -109,24 +111,66 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     # -- attribute access ----------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name[0] == "_":
             raise AttributeError(name)
-        with self._thread_lock:
-            try:
-                return self._view(name, self._root[name])
-            except KeyError:
-                raise AttributeError(f"the state has no key {name!r}") from None
+        value = self._read_top(name)
+        if value is _MISSING:
+            raise AttributeError(f"the state has no key {name!r}")
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._read_top(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def _read_top(self, key: Any) -> Any:
+        """The value (or a proxy) at ``key``, or _MISSING; never half of a transaction.
+
+        A lock-free read, checked like a seqlock: ``_epoch`` is odd while a transaction or a
+        multi-part change is being applied, and moves on when it ends. A read that overlapped
+        one is done again under the lock.
+        """
+        epoch = self._epoch
+        value = self._root.get(key, _MISSING)
+        if epoch & 1 or self._epoch != epoch:
+            with self._thread_lock:
+                value = self._root.get(key, _MISSING)
+        kind = type(value)
+        return self._view(key, value) if kind is dict or kind is list else value
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_"):
+        if name[0] == "_":
             object.__setattr__(self, name, value)
-        elif hasattr(type(self), name):
+        elif name in _CLASS_NAMES:
             raise AttributeError(
                 f"{name!r} is a method or attribute of PersistedState; "
                 f"set the key with state[{name!r}] = ..."
             )
         else:
             self[name] = value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # The hot path: a scalar set at the top outside a transaction, from cached bytes.
+        encode = _SCALAR_TEXT.get(type(value))
+        prefix = self._set_prefixes.get(key) if type(key) is str else None
+        if encode is None or prefix is None or self._tx is not None:
+            DictOps.__setitem__(self, key, value)
+            if prefix is None and type(key) is str:
+                if len(self._set_prefixes) >= _PREFIX_CACHE_SIZE:
+                    self._set_prefixes.clear()
+                prefix_text = '--- ["set", [], ' + values.key_text(key)[1] + ", "
+                self._set_prefixes[key] = prefix_text.encode()
+            return
+        with self._thread_lock:
+            file = self._storage
+            if file is None:
+                self._writable_path(self)  # raises: closed
+                return
+            file.append(prefix + encode(value).encode() + b"]\n")
+            self._root[key] = value
+            if file.size > self._compact_at:
+                self._compact_automatically()
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("_") or hasattr(type(self), name):
@@ -168,10 +212,15 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 _apply(change, tx.undo)
             return
         assert self._storage is not None
-        record = records[0] if len(records) == 1 else journal.tx_record(records)
-        self._storage.append(journal.line(record))
-        for change in changes:
-            _apply(change, None)
+        if len(records) == 1:
+            self._storage.append(journal.line(records[0]))
+            _apply(changes[0], None)
+        else:
+            self._storage.append(journal.line(journal.tx_record(records)))
+            self._epoch += 1  # readers wait until every part is applied
+            for change in changes:
+                _apply(change, None)
+            self._epoch += 1
         if self._storage.size > self._compact_at:
             self._compact_automatically()
 
@@ -189,22 +238,24 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             outer = self._tx
             tx = outer if outer is not None else _Transaction()
             mark = tx.mark()
-            self._tx = tx
+            if outer is None:
+                self._tx = tx
+                self._epoch += 1  # odd: lock-free readers take the lock until the end
             try:
                 yield self
+                if outer is None and tx.records:
+                    assert self._storage is not None
+                    self._storage.append(journal.line(journal.tx_record(tx.records)))
             except BaseException:
                 tx.roll_back(mark)
+                raise
+            finally:
                 if outer is None:
                     self._tx = None
-                raise
-            if outer is None:
-                self._tx = None
-                if tx.records:
-                    try:
-                        self._commit([journal.tx_record(tx.records)], [])
-                    except BaseException:
-                        tx.roll_back((0, 0))
-                        raise
+                    self._epoch += 1
+            file = self._storage
+            if outer is None and file is not None and file.size > self._compact_at:
+                self._compact_automatically()
 
     # -- compaction and closing ----------------------------------------------------------
 
@@ -283,6 +334,18 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         return f"PersistedState({self._path!r}, {self._root!r})"
 
 
+_MISSING: Any = object()
+
+_SCALAR_TEXT: dict[type, Any] = {
+    int: values.int_text,
+    str: values.str_text,
+    float: values.float_text,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda value: "null",
+}
+_PREFIX_CACHE_SIZE = 4096
+
+
 class _Transaction:
     """The records and undo entries of an open transaction."""
 
@@ -350,6 +413,9 @@ def _undo_delete(container: Any, key: Any) -> Change:
 
 def _contents(container: Any) -> Any:
     return list(container.items()) if type(container) is dict else list(container)
+
+
+_CLASS_NAMES = frozenset(name for name in dir(PersistedState) if not name.startswith("_"))
 
 
 def load(path: str | os.PathLike[str]) -> dict[Any, Any]:
