@@ -78,6 +78,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     ) -> None:
         object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
         self._set_prefixes: dict[str, bytes] = {}
+        self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._path = os.fspath(path)
         self._thread_lock = threading.RLock()
         self._tx = None
@@ -94,6 +95,8 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 result = journal.read_state(self._path, raw)
                 self._root = result.data
                 snapshot_size = result.snapshot_size
+                if yamlio.has_comments(raw[:snapshot_size]):
+                    self._commented_snapshot = raw[:snapshot_size]
                 if result.good_size < len(raw):
                     file.cut(result.good_size)
                 if result.needs_newline:
@@ -269,11 +272,13 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     def _write_snapshot(self) -> None:
         assert self._storage is not None
-        snapshot = yamlio.dump_snapshot(self._root)
+        snapshot = yamlio.dump_snapshot(self._root, self._commented_snapshot)
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
             self._keep_both_versions(error)
+        if self._commented_snapshot is not None:
+            self._commented_snapshot = snapshot if yamlio.has_comments(snapshot) else None
         self._plan_compaction(len(snapshot))
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
 

@@ -285,3 +285,20 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
     if kind is tuple:  # !!omap and !!pairs build lists of tuples
         return _check_loaded(list(data), seen, active)
     raise UnsupportedValue(f"a {kind.__name__} value is not supported")
+
+
+def exactly_equal(left: Any, right: Any) -> bool:
+    """Equal in value and in type, all the way down (``nan`` equals ``nan``)."""
+    if type(left) is not type(right):
+        return False
+    if type(left) is dict:
+        return len(left) == len(right) and all(
+            key in right and exactly_equal(item, right[key]) for key, item in left.items()
+        )
+    if type(left) is list:
+        return len(left) == len(right) and all(map(exactly_equal, left, right))
+    if type(left) is float and left != left:
+        return bool(right != right)
+    if type(left) is datetime.datetime:
+        return bool(left == right and left.utcoffset() == right.utcoffset())
+    return bool(left == right)

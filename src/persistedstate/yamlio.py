@@ -3,11 +3,22 @@
 Uses PyYAML's libyaml bindings (CSafeLoader, CSafeDumper) when PyYAML was built with them and
 the pure-Python SafeLoader/SafeDumper otherwise; both read and write the same YAML. Only safe
 tags are used, so any YAML reader can load the snapshot.
+
+When the previous snapshot holds comments (a person edited the file), compaction goes through
+ruamel.yaml's round-trip mode instead: the old document is loaded with its comments, brought up
+to date in place (existing keys keep their place and comments, new keys go at the end of their
+mapping) and written back. The result is read back and compared with the state; if it does not
+match exactly, the plain PyYAML snapshot is written instead. Files without comments never pay
+for this.
 """
 
 from __future__ import annotations
 
+import copy
+import io
+import logging
 import os
+import re
 from typing import Any
 
 import yaml
@@ -21,6 +32,12 @@ try:
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeDumper as _BaseDumper  # type: ignore[assignment]
     from yaml import SafeLoader as Loader  # type: ignore[assignment]
+
+log = logging.getLogger("persistedstate")
+
+# A "#" at the start of a line or after a blank may start a comment (or sit in a string:
+# a false alarm only costs the slower round-trip compaction).
+_COMMENT = re.compile(rb"(?:^|[ \t])#", re.MULTILINE)
 
 # Errors a YAML parser or constructor may raise on bad input (a constructor raises ValueError
 # for "2026-13-45", RecursionError for absurdly deep nesting).
@@ -52,8 +69,19 @@ _SnapshotDumper.add_representer(str, _represent_str)
 _SnapshotDumper.add_representer(int, _represent_int)
 
 
-def dump_snapshot(data: dict[Any, Any]) -> bytes:
-    """The snapshot document: a block mapping in insertion order, Unicode as is."""
+def has_comments(snapshot: bytes) -> bool:
+    return _COMMENT.search(snapshot) is not None
+
+
+def dump_snapshot(data: dict[Any, Any], previous: bytes | None = None) -> bytes:
+    """The snapshot document: a block mapping in insertion order, Unicode as is.
+
+    With ``previous`` (the snapshot this one replaces) holding comments, they are kept.
+    """
+    if previous is not None and has_comments(previous):
+        kept = _dump_keeping_comments(data, previous)
+        if kept is not None:
+            return kept
     if not data:
         return b"{}\n"
     text: str = yaml.dump(
@@ -65,6 +93,120 @@ def dump_snapshot(data: dict[Any, Any]) -> bytes:
         width=120,
     )
     return text.encode("utf-8")
+
+
+def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | None:
+    from ruamel.yaml import YAML  # imported only for files that hold comments
+
+    round_trip = YAML()
+    round_trip.version = (1, 1)  # quote what YAML 1.1 (PyYAML) would read as another type
+    round_trip.width = 4096
+    round_trip.preserve_quotes = True
+    round_trip.representer.add_representer(type(None), _represent_null)
+    try:
+        document = round_trip.load(previous.decode("utf-8"))
+        if not isinstance(document, dict):
+            return None
+        _update(_unshare(document, set()), data)
+        output = io.StringIO()
+        round_trip.dump(document, output)
+        text = output.getvalue().replace("%YAML 1.1\n---\n", "", 1)
+        result = text.encode("utf-8")
+        if values.exactly_equal(load_snapshot("<compaction>", result), data):
+            return result
+        problem = "the round trip changed a value"
+    except Exception as error:  # ruamel is a guest here: any failure falls back to PyYAML
+        problem = repr(error)
+    log.warning("could not keep the comments of the state file (%s); writing it without", problem)
+    return None
+
+
+def _represent_null(representer: Any, value: None) -> Any:
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def _update(node: Any, data: Any) -> Any:
+    """Bring a ruamel round-trip node up to date with ``data``, keeping what still fits."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    if isinstance(node, CommentedMap) and type(data) is dict:
+        for key in [key for key in node if key not in data]:
+            _delete_key(node, key)
+        for key, value in data.items():
+            node[key] = _update(node[key], value) if key in node else _update(None, value)
+        return node
+    if isinstance(node, CommentedSeq) and type(data) is list:
+        del node[len(data) :]
+        for index, value in enumerate(data):
+            if index < len(node):
+                node[index] = _update(node[index], value)
+            else:
+                node.append(_update(None, value))
+        return node
+    if type(data) is dict:
+        return _update(CommentedMap(), data)
+    if type(data) is list:
+        return _update(CommentedSeq(), data)
+    if node is not None and _same_scalar(node, data):
+        return node  # keeps the way the person wrote it (quotes, hex, ...)
+    if type(data) is str and "\n" in data.rstrip("\n") and _fits_literal_block(data):
+        return LiteralScalarString(data)
+    return data
+
+
+def _unshare(node: Any, seen: set[int]) -> Any:
+    """Replace anchors, aliases and merge keys by independent copies, as the state sees them."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if not isinstance(node, (CommentedMap, CommentedSeq)):
+        return node
+    if id(node) in seen:
+        node = copy.deepcopy(node)
+    seen.add(id(node))
+    if isinstance(node, CommentedMap) and getattr(node, "merge", None):
+        flat = CommentedMap(node.items())  # merged keys become the map's own
+        flat.ca.items.update(node.ca.items)  # keep the comments of its own keys
+        flat.ca.comment = node.ca.comment
+        node = flat
+        seen.add(id(node))
+    if node.anchor.value is not None:
+        node.anchor.value = None
+    keys = node.keys() if isinstance(node, CommentedMap) else range(len(node))
+    for key in list(keys):
+        node[key] = _unshare(node[key], seen)
+    return node
+
+
+def _delete_key(node: Any, key: Any) -> None:
+    """Delete a key, handing the comment lines that followed it to the next key.
+
+    ruamel.yaml files a comment written above a key under the key before it; deleting that
+    key must not take the comment meant for its neighbour.
+    """
+    keys = list(node)
+    following = keys[keys.index(key) + 1] if keys[-1] != key else None
+    entry = node.ca.items.get(key)
+    token = entry[2] if entry and len(entry) > 2 else None
+    del node[key]
+    if following is None or token is None:
+        return
+    lines = token.value.split("\n")[1:]  # the first line is the key's own end-of-line comment
+    comments = [line.strip()[1:].strip() for line in lines if line.strip().startswith("#")]
+    if comments:
+        column = next(len(line) - len(line.lstrip()) for line in lines if line.strip())
+        node.yaml_set_comment_before_after_key(following, before="\n".join(comments), indent=column)
+
+
+def _same_scalar(node: Any, value: Any) -> bool:
+    node_is_bool = isinstance(node, bool) or type(node).__name__ == "ScalarBoolean"
+    if node_is_bool != (type(value) is bool):
+        return False
+    return isinstance(node, type(value)) and bool(node == value)
+
+
+def _fits_literal_block(text: str) -> bool:
+    return all(line == line.rstrip() and line.isprintable() for line in text.split("\n"))
 
 
 def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
