@@ -95,7 +95,8 @@ class Node:
         return self.copy()
 
     def __eq__(self, other: object) -> bool:
-        return bool(self._persisted_raw == unwrap(other))
+        with self._owner()._thread_lock:
+            return bool(self._persisted_raw == unwrap(other))
 
     def __ne__(self, other: object) -> bool:
         return not self == other
@@ -103,7 +104,8 @@ class Node:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return repr(self._persisted_raw)
+        with self._owner()._thread_lock:
+            return repr(self._persisted_raw)
 
 
 def _key_text(key: Any) -> str:
@@ -330,13 +332,16 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return iter(list(self)[::-1])
 
     def __contains__(self, value: object) -> bool:
-        return unwrap(value) in self._raw
+        with self._owner()._thread_lock:
+            return unwrap(value) in self._raw
 
     def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize) -> int:
-        return self._raw.index(unwrap(value), start, stop)
+        with self._owner()._thread_lock:
+            return self._raw.index(unwrap(value), start, stop)
 
     def count(self, value: Any) -> int:
-        return self._raw.count(unwrap(value))
+        with self._owner()._thread_lock:
+            return self._raw.count(unwrap(value))
 
     def __lt__(self, other: Any) -> bool:
         return bool(self._raw < _as_list(other))

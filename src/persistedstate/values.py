@@ -107,8 +107,6 @@ def key_text(key: Any) -> tuple[Any, str]:
         raise UnsupportedValue(
             f"cannot use a {kind.__name__} as a dict key; keys are str, int, float, bool or None"
         )
-    if len(text) > _IMPLICIT_KEY_MAX:
-        text = "? " + text
     return key, text
 
 
@@ -203,6 +201,8 @@ def _prepare_dict(value: Mapping[Any, Any], active: set[int]) -> tuple[Any, str]
             error.key_path.insert(0, key)
             raise
         copy[stored_key] = item_copy
+        if len(text) > _IMPLICIT_KEY_MAX:
+            text = "? " + text
         parts.append(f"{text}: {item_text}")
     active.discard(id(value))
     return copy, "{" + ", ".join(parts) + "}"

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import re
+import warnings
 from typing import Any
 
 import yaml
@@ -65,8 +66,13 @@ def _represent_int(dumper: _SnapshotDumper, value: int) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:int", values.int_text(value))
 
 
-_SnapshotDumper.add_representer(str, _represent_str)
-_SnapshotDumper.add_representer(int, _represent_int)
+class _PureSnapshotDumper(yaml.SafeDumper):
+    """The same choices with PyYAML's Python emitter."""
+
+
+for _dumper in (_SnapshotDumper, _PureSnapshotDumper):
+    _dumper.add_representer(str, _represent_str)
+    _dumper.add_representer(int, _represent_int)
 
 
 def has_comments(snapshot: bytes) -> bool:
@@ -84,15 +90,23 @@ def dump_snapshot(data: dict[Any, Any], previous: bytes | None = None) -> bytes:
             return kept
     if not data:
         return b"{}\n"
+    text = _dump(data, _SnapshotDumper)
+    if "\\U" in text:
+        # libyaml escapes characters beyond the BMP (emoji); the Python emitter does not.
+        text = _dump(data, _PureSnapshotDumper)
+    return text.encode("utf-8")
+
+
+def _dump(data: dict[Any, Any], dumper: Any) -> str:
     text: str = yaml.dump(
         data,
-        Dumper=_SnapshotDumper,
+        Dumper=dumper,
         default_flow_style=False,
         sort_keys=False,
         allow_unicode=True,
         width=120,
     )
-    return text.encode("utf-8")
+    return text
 
 
 def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | None:
@@ -104,7 +118,9 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     round_trip.preserve_quotes = True
     round_trip.representer.add_representer(type(None), _represent_null)
     try:
-        document = round_trip.load(previous.decode("utf-8"))
+        with warnings.catch_warnings():  # ruamel.yaml lectures about YAML 1.1 floats
+            warnings.simplefilter("ignore")
+            document = round_trip.load(previous.decode("utf-8"))
         if not isinstance(document, dict):
             return None
         _update(_unshare(document, set()), data)
