@@ -56,13 +56,13 @@ class _SnapshotDumper(_BaseDumper):
     """SafeDumper with the choices that make the snapshot exact and pleasant to read."""
 
 
-def _represent_str(dumper: _SnapshotDumper, value: str) -> yaml.Node:
+def _represent_str(dumper: Any, value: str) -> yaml.Node:
     # Multi-line text as a literal block; the emitter falls back to quotes when it must.
     style = "|" if "\n" in value.rstrip("\n") else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-def _represent_int(dumper: _SnapshotDumper, value: int) -> yaml.Node:
+def _represent_int(dumper: Any, value: int) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:int", values.int_text(value))
 
 

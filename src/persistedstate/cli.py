@@ -1,0 +1,814 @@
+"""The ``persistedstate`` command: look at a state file, change it, check it, edit it by hand.
+
+Commands (``persistedstate COMMAND --help`` tells more about each)::
+
+    show FILE [PATH]        the state (journal applied), or the value at PATH, as YAML
+    get FILE PATH           one value: a string as it is, anything else as YAML
+    set FILE PATH VALUE     store VALUE (read as YAML) at PATH
+    del FILE PATH           delete the key or list item at PATH
+    check FILE              say whether the file reads; where it is damaged if not
+    compact FILE            rewrite the file as one clean YAML document
+    edit FILE               edit the file in $VISUAL or $EDITOR, saved only if it is valid
+
+``show``, ``get`` and ``check`` take no lock and never change the file. ``set``, ``del``,
+``compact`` and ``edit`` take the writer lock, so they fail at once while a program has the
+state open (``--wait SECONDS`` waits for it). A failed command leaves the file as it was.
+
+PATH is a dotted list of keys, ``items.0.name``. A number indexes a list (negative numbers count
+from the end) and, in a mapping, selects an integer key when there is one, else the string key.
+A key written in double quotes is taken literally, always as a string: ``"a.b".c`` is key
+``c`` inside key ``a.b``; inside the quotes ``\\"`` is a quote and ``\\\\`` a backslash.
+
+Exit status: 0 on success, 1 on an error (missing key, damaged file, file locked, ...),
+2 on a usage error (bad arguments, bad PATH, VALUE that is not valid YAML), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, MutableSequence, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from . import journal, storage, values, yamlio
+from .errors import CorruptStateError, PersistedStateError, StateLockedError
+from .state import PersistedState
+
+PROG = "persistedstate"
+_HELP_WIDTH = 88
+
+_PATH_HELP = """\
+PATH is a dotted list of keys, e.g. items.0.name. A number indexes a list (-1 is the last
+item) and, in a mapping, selects an integer key if there is one, else the string key. Put a
+key in double quotes to take it literally as a string, dots included: '"a.b".c' is key "c"
+inside key "a.b" (inside the quotes, write \\" for a quote and \\\\ for a backslash). An empty
+PATH ('') is the whole state."""
+
+
+class CliError(Exception):
+    """A failure to report on stderr: ``status`` 1 for errors, 2 for usage errors."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class PathError(CliError):
+    """PATH names something that is not in the state; reported after the file's name."""
+
+
+class UsageError(CliError):
+    """A bad argument (PATH syntax, VALUE); reported with the command's usage, status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 2)
+
+
+# -- PATH ------------------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"-?[0-9]+")
+# How YAML 1.1 (the file's YAML) spells the booleans and null.
+_NON_STRING_KEYS: dict[str, Any] = {
+    **dict.fromkeys(["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"], True),
+    **dict.fromkeys(["false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"], False),
+    **dict.fromkeys(["null", "Null", "NULL", "~"], None),
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One step of a PATH: ``key`` is the key text (unquoted), ``source`` as it was written."""
+
+    key: str
+    quoted: bool
+    source: str
+
+    def integer(self) -> int | None:
+        """The segment as a list index or int key, None if it is not a plain integer."""
+        if self.quoted or not _INTEGER.fullmatch(self.key):
+            return None
+        return int(self.key)
+
+
+def parse_path(text: str) -> list[Segment]:
+    """Split a PATH into segments (none for the empty PATH); raises UsageError if malformed."""
+    segments: list[Segment] = []
+    position = 0
+    while text:
+        if text.startswith('"', position):
+            end, key = _read_quoted(text, position)
+            segments.append(Segment(key, True, text[position:end]))
+        else:
+            end = text.find(".", position)
+            end = len(text) if end < 0 else end
+            key = text[position:end]
+            if not key:
+                raise UsageError(f"bad PATH {text!r}: empty key at character {position + 1}")
+            if '"' in key:
+                raise UsageError(
+                    f'bad PATH {text!r}: a quote (") may only start a key; to name key {key!r}, '
+                    'quote the whole key and write \\" for each quote inside it'
+                )
+            segments.append(Segment(key, False, key))
+        if end == len(text):
+            break
+        if text[end] != ".":
+            raise UsageError(
+                f"bad PATH {text!r}: expected '.' after the quoted key, at character {end + 1}"
+            )
+        position = end + 1
+        if position == len(text):
+            raise UsageError(f"bad PATH {text!r}: it ends with '.'")
+    return segments
+
+
+def _read_quoted(text: str, start: int) -> tuple[int, str]:
+    """Read the double-quoted key at ``start``: (index after the closing quote, the key)."""
+    chars: list[str] = []
+    position = start + 1
+    while position < len(text):
+        char = text[position]
+        if char == '"':
+            return position + 1, "".join(chars)
+        if char == "\\":
+            following = text[position + 1 : position + 2]
+            if following not in ('"', "\\"):
+                raise UsageError(
+                    f'bad PATH {text!r}: inside quotes, a backslash must be followed by " or \\'
+                )
+            chars.append(following)
+            position += 2
+            continue
+        chars.append(char)
+        position += 1
+    raise UsageError(f"bad PATH {text!r}: the quote at character {start + 1} is not closed")
+
+
+def _shown(segments: Sequence[Segment]) -> str:
+    return ".".join(segment.source for segment in segments)
+
+
+def _name(segments: Sequence[Segment]) -> str:
+    return _shown(segments) if segments else "the state"
+
+
+def _find_key(mapping: Mapping[Any, Any], segment: Segment) -> tuple[bool, Any]:
+    """(found, key): the key of ``mapping`` that ``segment`` names, or the key it would create."""
+    if segment.quoted:
+        return segment.key in mapping, segment.key
+    number = segment.integer()
+    if number is not None and _has_key(mapping, number):
+        return True, number
+    if segment.key in mapping:
+        return True, segment.key
+    # Keys that are booleans or null in the file (true:, null:) when no string key matches.
+    scalar = _NON_STRING_KEYS.get(segment.key, segment.key)
+    if scalar is not segment.key and _has_key(mapping, scalar):
+        return True, scalar
+    return False, segment.key
+
+
+def _has_key(mapping: Mapping[Any, Any], key: Any) -> bool:
+    """Whether ``mapping`` has this very key: 1 and True are one dict key in Python, not here."""
+    return key in mapping and any(type(k) is type(key) and k == key for k in mapping)
+
+
+def _list_index(
+    items: Sequence[Any], segment: Segment, parent: Sequence[Segment], *, allow_end: bool
+) -> int:
+    number = segment.integer()
+    if number is None:
+        raise PathError(
+            f"{_name(parent)} is a list, and {segment.source!r} is not a list index "
+            "(use a number; -1 is the last item)"
+        )
+    limit = len(items) if allow_end else len(items) - 1
+    if not -len(items) <= number <= limit:
+        count = f"{len(items)} item" + ("" if len(items) == 1 else "s")
+        raise PathError(f"{_name(parent)} is a list of {count}; it has no index {number}")
+    return number if number >= 0 else number + len(items)
+
+
+def _step(node: Any, segment: Segment, parent: Sequence[Segment]) -> Any:
+    """The key (or index) of ``node`` that ``segment`` names; raises CliError if missing."""
+    if isinstance(node, Mapping):
+        found, key = _find_key(node, segment)
+        if not found:
+            raise PathError(f"{_name(parent)} has no key {segment.key!r}")
+        return key
+    if isinstance(node, MutableSequence):
+        return _list_index(node, segment, parent, allow_end=False)
+    raise PathError(
+        f"{_name(parent)} is {_type_name(node)}, not a mapping or a list, "
+        f"so it has no key {segment.key!r}"
+    )
+
+
+def resolve(root: Any, segments: Sequence[Segment]) -> Any:
+    """The value at the PATH; works on plain data and on a live state alike."""
+    node = root
+    for depth, segment in enumerate(segments):
+        node = node[_step(node, segment, segments[:depth])]
+    return node
+
+
+def _type_name(value: Any) -> str:
+    """What a value is, with its article: "a list", "an int", "null"."""
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, MutableSequence):
+        return "a list"
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "an int", float: "a float", str: "a string", bytes: "bytes"}
+    names.update({datetime.datetime: "a timestamp", datetime.date: "a date"})
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def yaml_text(value: Any) -> str:
+    """The value as a YAML document, written the way the state file writes it."""
+    if type(value) is dict:
+        return yamlio.dump_snapshot(value).decode("utf-8")
+    text: str = yaml.dump(
+        value,
+        Dumper=yamlio._SnapshotDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        allow_unicode=True,
+        width=120,
+    )
+    return text[:-4] if text.endswith("\n...\n") else text
+
+
+def _write_out(text: str) -> None:
+    """Write data to stdout as UTF-8, whatever the console's encoding."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text)
+    else:
+        buffer.write(text.encode("utf-8"))
+        buffer.flush()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _describe(error: CorruptStateError, raw: bytes, label: str | None = None) -> str:
+    """Where and what the damage is, with the line it is on and a caret under the column."""
+    where = label or error.path
+    if error.line is not None:
+        where += f", line {error.line}"
+        if error.column is not None:
+            where += f", column {error.column}"
+    text = f"{where}: {error.problem}"
+    lines = raw.split(b"\n")
+    line = ""
+    if error.line is not None and 0 < error.line <= len(lines):
+        line = lines[error.line - 1].rstrip(b"\r").decode("utf-8", "replace")
+    if line.strip():
+        column = min(max((error.column or 1) - 1, 0), len(line))
+        start = max(0, column - 60)
+        shown = line[start : start + 120]
+        marker = "".join("\t" if char == "\t" else " " for char in shown[: column - start])
+        text += f"\n    {shown}\n    {marker}^"
+    return text
+
+
+@contextlib.contextmanager
+def _library_quiet() -> Iterator[None]:
+    """Silence the library's warnings where this command reports the same thing itself."""
+    logger = logging.getLogger("persistedstate")
+    was_disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
+
+
+# -- reading without a lock ------------------------------------------------------------------
+
+
+def _read_raw(path: str) -> bytes:
+    raw = storage.read_file(path)
+    if raw is None:
+        raise CliError(f"{path}: no such file")
+    return raw
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    segments = parse_path(args.path or "")
+    data = journal.read_state(args.file, _read_raw(args.file)).data
+    _write_out(yaml_text(resolve(data, segments)))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    segments = parse_path(args.path)
+    value = resolve(journal.read_state(args.file, _read_raw(args.file)).data, segments)
+    _write_out(value + "\n" if type(value) is str else yaml_text(value))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    raw = _read_raw(args.file)
+    try:
+        with _library_quiet():
+            result = journal.read_state(args.file, raw)
+    except CorruptStateError as error:
+        _say(_describe(error, raw))
+        _say(
+            f"{PROG}: {args.file} is damaged; it was not changed. Repair it by hand or with "
+            f"`{PROG} edit {shlex.quote(args.file)}`, or restore a backup."
+        )
+        return 1
+    keys = _count(len(result.data), "key")
+    records = _count(result.records, "journal record")
+    note = ""
+    if result.good_size < len(raw):
+        torn_line = raw.count(b"\n", 0, result.good_size) + 1
+        note = (
+            f"; an incomplete last record at line {torn_line} (left by an interrupted write) "
+            "is ignored and will be dropped by the next writer"
+        )
+    print(f"{args.file}: OK, {keys}, {records}{note}")
+    return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+# -- writing under the lock ------------------------------------------------------------------
+
+
+def _locked(error: StateLockedError, wait: float) -> CliError:
+    waited = f" (waited {wait:g} s)" if wait > 0 else ""
+    holder = f"process {error.holder_pid}" if error.holder_pid is not None else "another program"
+    return CliError(
+        f"{error.path} is locked by {holder}{waited}: a program has the state open for "
+        f"writing. Stop it, or retry with --wait SECONDS to wait until it closes the state."
+    )
+
+
+def _open_state(path: str, wait: float) -> PersistedState:
+    try:
+        return PersistedState.open(path, fsync=True, lock_timeout=wait)
+    except StateLockedError as error:
+        raise _locked(error, wait) from None
+
+
+def _require_file(path: str) -> None:
+    if not os.path.lexists(path):
+        raise CliError(f"{path}: no such file")
+
+
+def _release_unchanged(state: PersistedState) -> None:
+    """Release the lock without compacting: a failed command leaves the file byte for byte.
+
+    PersistedState has no public way to close without rewriting the file, so this does what
+    its __del__ does (close the file and release the lock, write nothing).
+    """
+    file = state._storage
+    state._storage = None
+    if file is not None:
+        file.close()
+
+
+def _change(path: str, wait: float, change: Callable[[PersistedState], None]) -> None:
+    """Open the state, apply ``change(state)``, then close (compact) it, or on error leave it."""
+    state = _open_state(path, wait)
+    try:
+        change(state)
+    except BaseException:
+        _release_unchanged(state)
+        raise
+    state.close()
+
+
+def _parse_value(text: str, as_string: bool) -> Any:
+    if as_string:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as error:
+        problem = str(error)
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            mark = error.problem_mark
+            what = " ".join(part for part in (error.context, error.problem) if part)
+            problem = f"{what} (line {mark.line + 1}, column {mark.column + 1})"
+        raise UsageError(
+            f"VALUE is not valid YAML: {problem}. To store it as text, use --string "
+            "or put it in quotes inside the shell quotes: '\"...\"'"
+        ) from None
+    try:
+        values.prepare(value)
+    except values.UnsupportedValue as error:
+        raise UsageError(f"VALUE cannot be stored: {error.to_builtin()}") from None
+    return value
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    segments = parse_path(args.path)
+    if not segments:
+        raise UsageError("PATH is empty: name the key to set")
+    value = _parse_value(args.value, args.string)
+
+    def change(state: PersistedState) -> None:
+        parent_path, last = segments[:-1], segments[-1]
+        parent = resolve(state, parent_path)
+        if isinstance(parent, MutableMapping):
+            parent[_find_key(parent, last)[1]] = value
+        elif isinstance(parent, MutableSequence):
+            index = _list_index(parent, last, parent_path, allow_end=True)
+            if index == len(parent):
+                parent.append(value)
+            else:
+                parent[index] = value
+        else:
+            raise PathError(
+                f"{_name(parent_path)} is {_type_name(parent)}, not a mapping or a "
+                f"list, so it cannot hold key {last.key!r}"
+            )
+
+    if not os.path.lexists(args.file):
+        if not args.create:
+            raise CliError(f"{args.file}: no such file (use --create to start a new state file)")
+        if len(segments) > 1:  # a new state is empty: only a top-level key can be set
+            resolve({}, segments[:-1])
+    _change(args.file, args.wait, change)
+    return 0
+
+
+def cmd_del(args: argparse.Namespace) -> int:
+    segments = parse_path(args.path)
+    if not segments:
+        raise UsageError("PATH is empty: name the key to delete")
+
+    def change(state: PersistedState) -> None:
+        parent = resolve(state, segments[:-1])
+        del parent[_step(parent, segments[-1], segments[:-1])]
+
+    _require_file(args.file)
+    _change(args.file, args.wait, change)
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    _require_file(args.file)
+    _change(args.file, args.wait, lambda state: None)
+    return 0
+
+
+# -- edit ------------------------------------------------------------------------------------
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    path: str = args.file
+    _require_file(path)
+    try:
+        file = storage.StateFile(path, fsync=True, lock_timeout=args.wait)
+    except StateLockedError as error:
+        raise _locked(error, args.wait) from None
+    temp_path: str | None = None
+    try:
+        raw = file.read()
+        if raw is None:
+            raise CliError(f"{path}: no such file")
+        original = _editable_text(file, raw)
+        fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + "-", suffix=".yaml")
+        with os.fdopen(fd, "wb") as temp:
+            temp.write(original)
+        while True:
+            _run_editor(temp_path, path)
+            with open(temp_path, "rb") as temp:
+                edited = temp.read()
+            if edited == original:
+                print(f"{path}: no changes")
+                return 0
+            problem = _check_edit(path, edited)
+            if problem is None:
+                break
+            _say(problem)
+            if not _ask_again():
+                raise CliError(f"{path}: the edit was not saved; the file is as it was")
+        if edited and not edited.endswith(b"\n"):
+            edited += b"\n"
+        file.replace(edited)
+        print(f"{path}: saved")
+        return 0
+    finally:
+        file.close()
+        if temp_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+
+
+def _editable_text(file: storage.StateFile, raw: bytes) -> bytes:
+    """The text to edit: the file, compacted first if it has a journal; as it is if damaged."""
+    try:
+        result = journal.read_state(file.path, raw)
+    except CorruptStateError as error:
+        _say(_describe(error, raw))
+        _say(f"{PROG}: {file.path} is damaged; opening it as it is so that you can repair it")
+        return raw
+    if result.records or result.good_size < len(raw):
+        snapshot = yamlio.dump_snapshot(result.data, raw[: result.snapshot_size])
+        file.replace(snapshot)
+        return snapshot
+    return raw
+
+
+def _check_edit(path: str, edited: bytes) -> str | None:
+    """What is wrong with an edited file, or None if it is a valid state."""
+    label = f"{path} (your edit)"
+    try:
+        with _library_quiet():
+            result = journal.read_state(path, edited)
+    except CorruptStateError as error:
+        return _describe(error, edited, label)
+    if result.good_size < len(edited):
+        line = edited.count(b"\n", 0, result.good_size) + 1
+        return f"{label}, line {line}: this last line looks like an unfinished journal record"
+    return None
+
+
+def _editor_command() -> list[str]:
+    for variable in ("VISUAL", "EDITOR"):
+        setting = os.environ.get(variable, "").strip()
+        if setting:
+            try:
+                words = _split_command(setting)
+            except ValueError as error:
+                raise CliError(f"cannot read ${variable} ({setting!r}): {error}") from None
+            if words:
+                return words
+    return ["notepad"] if sys.platform == "win32" else ["vi"]
+
+
+def _split_command(command: str) -> list[str]:
+    """Split an editor setting into words; on Windows backslashes are path separators."""
+    if sys.platform == "win32":
+        words = shlex.split(command, posix=False)
+        return [w[1:-1] if len(w) > 1 and w[0] == w[-1] == '"' else w for w in words]
+    return shlex.split(command)
+
+
+def _run_editor(temp_path: str, path: str) -> None:
+    command = _editor_command()
+    try:
+        editor = subprocess.Popen([*command, temp_path])
+    except OSError as error:
+        raise CliError(
+            f"cannot run the editor {shlex.join(command)!r}: {error.strerror or error}. "
+            "Set $VISUAL or $EDITOR to your editor's command."
+        ) from None
+    with _interrupts_ignored():  # Ctrl-C is the editor's business (as git does)
+        status = editor.wait()
+    if status != 0:
+        raise CliError(
+            f"the editor exited with status {status}; the edit was not saved, {path} is as it was"
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C (and Ctrl-\\) in this process while the editor, already started, runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGINT", "SIGQUIT")
+    numbers = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    saved = [(number, signal.signal(number, signal.SIG_IGN)) for number in numbers]
+    try:
+        yield
+    finally:
+        for number, handler in saved:
+            signal.signal(number, handler)
+
+
+def _ask_again() -> bool:
+    """Offer to edit again, on a terminal only; anything but yes (or end of input) is no."""
+    if not sys.stdin.isatty():
+        return False
+    while True:
+        sys.stderr.write("Edit again? [y/n] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:
+            return False
+        answer = answer.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("n", "no"):
+            return False
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more: {text!r}")
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``persistedstate`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Look at, change, check or edit a persistedstate YAML state file.",
+        epilog=_PATH_HELP
+        + "\n\n"
+        + textwrap.fill(
+            "show, get and check take no lock and never change the file; set, del, compact "
+            "and edit take the writer lock. `persistedstate COMMAND --help` tells more.",
+            _HELP_WIDTH,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str, summary: str, description: str, *, takes_path: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, _HELP_WIDTH),
+            epilog=_PATH_HELP if takes_path else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
+        )
+        sub.add_argument("file", metavar="FILE", help="the state file")
+        sub.set_defaults(parser=sub)
+        return sub
+
+    def wait_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--wait",
+            metavar="SECONDS",
+            type=_seconds,
+            default=0.0,
+            help="if a program has the state open, wait up to SECONDS for it to close it "
+            "(default: fail at once)",
+        )
+
+    show = command(
+        "show",
+        "print the state, or the value at PATH, as YAML",
+        "Print the current state (journal applied) as YAML, or only the value at PATH. "
+        "Takes no lock and changes nothing.",
+    )
+    show.add_argument("path", metavar="PATH", nargs="?", default="", help="what to show")
+    show.set_defaults(run=cmd_show)
+
+    get = command(
+        "get",
+        "print one value",
+        "Print the value at PATH: a string as it is (no quotes), anything else as YAML. "
+        "Takes no lock and changes nothing.",
+    )
+    get.add_argument("path", metavar="PATH", help="the value to print")
+    get.set_defaults(run=cmd_get)
+
+    set_ = command(
+        "set",
+        "store a value at PATH",
+        "Store VALUE at PATH. VALUE is read as YAML: 5 is a number, '\"5\"' a string, "
+        "'[1, 2]' a list, '{a: 1}' a mapping, true a boolean, null nothing. The key is "
+        "created if it is missing (its parent must exist); a list index one past the end "
+        "appends. Put -- before a VALUE that starts with '-'.",
+    )
+    set_.add_argument("path", metavar="PATH", help="where to store the value")
+    set_.add_argument("value", metavar="VALUE", help="the value, as YAML")
+    set_.add_argument(
+        "-s", "--string", action="store_true", help="store VALUE as a string, as it is"
+    )
+    set_.add_argument("--create", action="store_true", help="create FILE if it does not exist")
+    wait_option(set_)
+    set_.set_defaults(run=cmd_set)
+
+    del_ = command("del", "delete the key or list item at PATH", "Delete the value at PATH.")
+    del_.add_argument("path", metavar="PATH", help="what to delete")
+    wait_option(del_)
+    del_.set_defaults(run=cmd_del)
+
+    check = command(
+        "check",
+        "check that the file reads",
+        "Exit 0 and print a summary if FILE reads as a state; otherwise print where it is "
+        "damaged (line and column) and exit 1. Takes no lock and never changes the file.",
+        takes_path=False,
+    )
+    check.set_defaults(run=cmd_check)
+
+    compact = command(
+        "compact",
+        "rewrite the file as one clean YAML document",
+        "Fold the journal into the state and rewrite FILE as one YAML document, atomically.",
+        takes_path=False,
+    )
+    wait_option(compact)
+    compact.set_defaults(run=cmd_compact)
+
+    edit = command(
+        "edit",
+        "edit the file in your editor, saved only if valid",
+        "Open FILE in $VISUAL or $EDITOR (else notepad on Windows, vi elsewhere), holding the "
+        "writer lock until you are done. A file with a journal is compacted first. The edit "
+        "is saved (atomically) only if it is a valid state; otherwise you are asked to edit "
+        "again, or, without a terminal, the command fails and the file stays as it was.",
+        takes_path=False,
+    )
+    wait_option(edit)
+    edit.set_defaults(run=cmd_edit)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("persistedstate")
+    except Exception:
+        return "unknown"
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("persistedstate")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging()
+    try:
+        status: int = args.run(args)
+    except UsageError as error:
+        args.parser.error(error.message)  # exits with status 2
+    except PathError as error:
+        _say(f"{PROG}: error: {args.file}: {error.message}")
+        return error.status
+    except CliError as error:
+        _say(f"{PROG}: error: {error.message}")
+        return error.status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except CorruptStateError as error:
+        _say(f"{PROG}: error: {error}")
+        return 1
+    except (PersistedStateError, OSError) as error:
+        _say(f"{PROG}: error: {_os_error_text(error)}")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"{PROG}: interrupted; nothing was saved")
+        return 130
+    return status
+
+
+def _os_error_text(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away: stop Python complaining when it flushes."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
