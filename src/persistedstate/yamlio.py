@@ -59,11 +59,13 @@ class _SnapshotDumper(_BaseDumper):
 def _represent_str(dumper: Any, value: str) -> yaml.Node:
     # Multi-line text as a literal block; the emitter falls back to quotes when it must.
     style = "|" if "\n" in value.rstrip("\n") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    node: yaml.Node = dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    return node
 
 
 def _represent_int(dumper: Any, value: int) -> yaml.Node:
-    return dumper.represent_scalar("tag:yaml.org,2002:int", values.int_text(value))
+    node: yaml.Node = dumper.represent_scalar("tag:yaml.org,2002:int", values.int_text(value))
+    return node
 
 
 class _PureSnapshotDumper(yaml.SafeDumper):
