@@ -65,9 +65,6 @@ class Node:
         """The keys and indexes from the top of the state; raises DetachedError."""
         raise NotImplementedError
 
-    def _path_text(self) -> str:
-        return journal.path_text([_key_text(key) for key in self._locate()])
-
     def _view(self, key: Any, item: Any) -> Any:
         kind = type(item)
         if kind is dict:
@@ -110,6 +107,11 @@ class Node:
 
 def _key_text(key: Any) -> str:
     return values.key_text(key)[1]
+
+
+def path_text(keys: list[Any]) -> str:
+    """The journal form of a path of keys and list indexes."""
+    return journal.path_text([_key_text(key) for key in keys])
 
 
 class Proxy(Node):

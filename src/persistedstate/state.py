@@ -22,7 +22,18 @@ from typing import Any
 
 from . import journal, storage, values, yamlio
 from .errors import PersistedStateError
-from .proxies import CLEAR, DELETE, INSERT, REORDER, SET, SPLICE, Change, DictOps, Node
+from .proxies import (
+    CLEAR,
+    DELETE,
+    INSERT,
+    REORDER,
+    SET,
+    SPLICE,
+    Change,
+    DictOps,
+    Node,
+    path_text,
+)
 
 log = logging.getLogger("persistedstate")
 
@@ -79,6 +90,8 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
         self._set_prefixes: dict[str, bytes] = {}
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
+        self._snapshot_entries = yamlio.SnapshotEntries()
+        self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         self._path = os.fspath(path)
         self._thread_lock = threading.RLock()
         self._tx = None
@@ -204,7 +217,11 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         """The path text of ``node``, after checking that changes may be made now."""
         if self._storage is None:
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
-        return "[]" if node is self else node._path_text()
+        if node is self:
+            return "[]"
+        keys = node._locate()
+        self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
+        return path_text(keys)
 
     def _commit(self, records: list[str], changes: list[Change]) -> None:
         """Write the records (or keep them for the transaction), then apply the changes."""
@@ -272,7 +289,11 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     def _write_snapshot(self) -> None:
         assert self._storage is not None
-        snapshot = yamlio.dump_snapshot(self._root, self._commented_snapshot)
+        if self._commented_snapshot is not None:
+            snapshot = yamlio.dump_snapshot(self._root, self._commented_snapshot)
+        else:
+            snapshot = self._snapshot_entries.render(self._root, self._changed_top_keys)
+        self._changed_top_keys = set()
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:

@@ -40,6 +40,8 @@ log = logging.getLogger("persistedstate")
 # a false alarm only costs the slower round-trip compaction).
 _COMMENT = re.compile(rb"(?:^|[ \t])#", re.MULTILINE)
 
+_YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+
 # Errors a YAML parser or constructor may raise on bad input (a constructor raises ValueError
 # for "2026-13-45", RecursionError for absurdly deep nesting).
 _LOAD_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError)
@@ -58,7 +60,10 @@ class _SnapshotDumper(_BaseDumper):
 
 def _represent_str(dumper: Any, value: str) -> yaml.Node:
     # Multi-line text as a literal block; the emitter falls back to quotes when it must.
-    style = "|" if "\n" in value.rstrip("\n") else None
+    if _YAML_LINE_BREAKS.search(value):
+        style: str | None = '"'  # PyYAML's Python emitter folds these in other styles
+    else:
+        style = "|" if "\n" in value.rstrip("\n") else None
     node: yaml.Node = dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
     return node
 
@@ -109,6 +114,51 @@ def _dump(data: dict[Any, Any], dumper: Any) -> str:
         width=120,
     )
     return text
+
+
+class SnapshotEntries:
+    """Renders snapshots, reusing the text of top-level entries that did not change.
+
+    A block mapping is a run of independent entries, so the snapshot is the concatenation of
+    one text per top-level key. An entry is reused while its key holds the same object and no
+    change went inside it (the caller names those keys); the others are dumped together in one
+    call. This keeps compaction of a large state whose changes touch a few keys cheap.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[Any, bytes]] = {}
+
+    def render(self, data: dict[Any, Any], changed_keys: set[Any]) -> bytes:
+        if not data:
+            self._entries = {}
+            return b"{}\n"
+        entries = self._entries
+        stale = {
+            key: value
+            for key, value in data.items()
+            if key in changed_keys or key not in entries or entries[key][0] is not value
+        }
+        if stale:
+            pieces = _split_entries(dump_snapshot(stale))
+            if len(pieces) != len(stale):  # a layout the splitter does not know: no reuse
+                self._entries = {}
+                return dump_snapshot(data)
+            for (key, value), piece in zip(stale.items(), pieces, strict=True):
+                entries[key] = (value, piece)
+        if len(entries) > len(data):
+            self._entries = entries = {key: entries[key] for key in data}
+        return b"".join(entries[key][1] for key in data)
+
+
+# Where a top-level entry of a block mapping starts: a line at column 0 that does not continue
+# the previous entry (a "- " sequence item, a ": " value of a "? " key, a comment).
+_ENTRY_START = re.compile(rb"^(?![\s#]|[-:](?:[ \n]|$))", re.MULTILINE)
+
+
+def _split_entries(snapshot: bytes) -> list[bytes]:
+    starts = [match.start() for match in _ENTRY_START.finditer(snapshot)]
+    starts = [start for start in starts if start < len(snapshot)]
+    return [snapshot[a:b] for a, b in zip(starts, [*starts[1:], len(snapshot)], strict=True)]
 
 
 def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | None:
