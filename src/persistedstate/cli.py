@@ -245,17 +245,7 @@ def _type_name(value: Any) -> str:
 
 def yaml_text(value: Any) -> str:
     """The value as a YAML document, written the way the state file writes it."""
-    if type(value) is dict:
-        return yamlio.dump_snapshot(value).decode("utf-8")
-    text: str = yaml.dump(
-        value,
-        Dumper=yamlio._SnapshotDumper,
-        default_flow_style=False,
-        sort_keys=False,
-        allow_unicode=True,
-        width=120,
-    )
-    return text[:-4] if text.endswith("\n...\n") else text
+    return yamlio.dump_value(value)
 
 
 def _write_out(text: str) -> None:
@@ -383,25 +373,13 @@ def _require_file(path: str) -> None:
         raise CliError(f"{path}: no such file")
 
 
-def _release_unchanged(state: PersistedState) -> None:
-    """Release the lock without compacting: a failed command leaves the file byte for byte.
-
-    PersistedState has no public way to close without rewriting the file, so this does what
-    its __del__ does (close the file and release the lock, write nothing).
-    """
-    file = state._storage
-    state._storage = None
-    if file is not None:
-        file.close()
-
-
 def _change(path: str, wait: float, change: Callable[[PersistedState], None]) -> None:
     """Open the state, apply ``change(state)``, then close (compact) it, or on error leave it."""
     state = _open_state(path, wait)
     try:
         change(state)
     except BaseException:
-        _release_unchanged(state)
+        state._release()  # a failed command leaves the file byte for byte
         raise
     state.close()
 

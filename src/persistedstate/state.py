@@ -350,11 +350,15 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # Release the lock of a state nobody closed; never write from here.
+    def _release(self) -> None:
+        """Let go of the file and its lock without writing anything."""
         file = self.__dict__.get("_storage")
         if file is not None:
+            self._storage = None
             file.close()
+
+    def __del__(self) -> None:
+        self._release()  # a state nobody closed: free the lock, never write from here
 
     def __repr__(self) -> str:
         return f"PersistedState({self._path!r}, {self._root!r})"

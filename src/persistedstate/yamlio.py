@@ -97,14 +97,24 @@ def dump_snapshot(data: dict[Any, Any], previous: bytes | None = None) -> bytes:
             return kept
     if not data:
         return b"{}\n"
-    text = _dump(data, _SnapshotDumper)
+    return _dump(data).encode("utf-8")
+
+
+def dump_value(value: Any) -> str:
+    """Any state value as a YAML document in the snapshot's style (for showing it)."""
+    text = _dump(value) if value != {} else "{}\n"
+    return text[: -len("...\n")] if text.endswith("\n...\n") else text
+
+
+def _dump(data: Any) -> str:
+    text = _dump_with(data, _SnapshotDumper)
     if "\\U" in text:
         # libyaml escapes characters beyond the BMP (emoji); the Python emitter does not.
-        text = _dump(data, _PureSnapshotDumper)
-    return text.encode("utf-8")
+        text = _dump_with(data, _PureSnapshotDumper)
+    return text
 
 
-def _dump(data: dict[Any, Any], dumper: Any) -> str:
+def _dump_with(data: Any, dumper: Any) -> str:
     text: str = yaml.dump(
         data,
         Dumper=dumper,
@@ -307,9 +317,14 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
 
 def _corrupt(path: str | os.PathLike[str], error: BaseException) -> CorruptStateError:
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        problem = " ".join(part for part in (error.context, error.problem) if part)
-        return CorruptStateError(path, f"invalid YAML: {problem}", mark.line + 1, mark.column + 1)
+        mark, start = error.problem_mark, error.context_mark
+        problem = f"invalid YAML: {error.problem}"
+        if error.context and start is not None:  # e.g. where an unclosed "[" opened
+            problem += f" ({error.context} that starts at line {start.line + 1}, "
+            problem += f"column {start.column + 1})"
+        elif error.context:
+            problem += f" ({error.context})"
+        return CorruptStateError(path, problem, mark.line + 1, mark.column + 1)
     return CorruptStateError(path, f"invalid YAML: {error}")
 
 

@@ -1,0 +1,874 @@
+"""The command line, driven through real subprocesses (``python -m persistedstate ...``)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from persistedstate import CorruptStateError, PersistedState, load
+from persistedstate import journal as journal_module
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+COMMANDS = ["show", "get", "set", "del", "check", "compact", "edit"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("VISUAL", "EDITOR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env["PYTHONUTF8"] = "1"
+    env.update(extra)
+    return env
+
+
+def run(*args: Any, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """Run ``python -m persistedstate ARGS`` with no terminal on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "persistedstate", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        env=env or cli_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+def write_state(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> Path:
+    """A compacted state file with nested data."""
+    path = tmp_path / "job.state"
+    with PersistedState(path) as state:
+        state["last_id"] = 7
+        state["name"] = "nightly"
+        state["items"] = [{"name": "first", "done": True}, {"name": "second", "done": False}]
+        state["settings"] = {"retries": 3, "mode": "fast"}
+    return path
+
+
+def journal_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text("utf-8").splitlines() if line.startswith("--- [")]
+
+
+# -- help and entry points -------------------------------------------------------------------
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+    assert '"a.b".c' in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: persistedstate {command} ")
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_console_script_works_like_python_m(state_file: Path) -> None:
+    script = Path(sys.executable).with_name("persistedstate")
+    if not script.exists():
+        pytest.skip("the console script is not installed next to this interpreter")
+    result = subprocess.run(
+        [str(script), "get", str(state_file), "name"],
+        capture_output=True,
+        encoding="utf-8",
+        env=cli_env(),
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, "nightly\n")
+
+
+# -- show and get ----------------------------------------------------------------------------
+
+
+def test_show_and_get_apply_the_journal_of_a_file_held_open(tmp_path: Path) -> None:
+    path = tmp_path / "live.state"
+    state = PersistedState(path, counter=0)
+    try:
+        state["counter"] += 5
+        state["items"] = [1, 2]
+        state["items"].append({"name": "three"})
+        del state["items"][0]
+        assert len(journal_lines(path)) >= 4  # the changes are journal records, not compacted
+        before = path.read_bytes()
+
+        shown = run("show", path)  # a writer holds the lock: readers need none
+        assert shown.returncode == 0, shown.stderr
+        assert yaml.safe_load(shown.stdout) == {"counter": 5, "items": [2, {"name": "three"}]}
+        assert run("get", path, "counter").stdout == "5\n"
+        assert run("get", path, "items.1.name").stdout == "three\n"
+        assert yaml.safe_load(run("show", path, "items").stdout) == [2, {"name": "three"}]
+        assert path.read_bytes() == before
+    finally:
+        state.close()
+
+
+def test_show_of_a_copy_with_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "a.state"
+    state = PersistedState(path)
+    state["a"] = {"b": [1]}
+    state["a"]["b"].append(2)
+    copy = tmp_path / "copy.state"
+    copy.write_bytes(path.read_bytes())
+    state.close()
+    result = run("show", copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a:\n  b:\n  - 1\n  - 2\n"
+    assert journal_lines(copy)  # show did not compact it
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("name", "nightly\n"),
+        ("last_id", "7\n"),
+        ("items.0.done", "true\n"),
+        ("items.-1.name", "second\n"),
+        ("settings", "retries: 3\nmode: fast\n"),
+        ("items.1", "name: second\ndone: false\n"),
+    ],
+)
+def test_get_prints_scalars_bare_and_containers_as_yaml(
+    state_file: Path, path: str, expected: str
+) -> None:
+    result = run("get", state_file, path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
+
+
+def test_get_prints_strings_exactly_and_show_quotes_them(tmp_path: Path) -> None:
+    path = tmp_path / "s.state"
+    with PersistedState(path) as state:
+        state["number_text"] = "5"
+        state["lines"] = "one\ntwo"
+        state["unicode"] = "héllo ✓ 日本"
+    assert run("get", path, "number_text").stdout == "5\n"
+    assert run("show", path, "number_text").stdout == "'5'\n"
+    assert run("get", path, "lines").stdout == "one\ntwo\n"
+    assert yaml.safe_load(run("show", path, "lines").stdout) == "one\ntwo"
+    assert run("get", path, "unicode").stdout == "héllo ✓ 日本\n"
+
+
+def test_show_without_path_prints_the_whole_state(state_file: Path) -> None:
+    result = run("show", state_file)
+    assert result.returncode == 0
+    assert yaml.safe_load(result.stdout) == load(state_file)
+    assert result.stdout == state_file.read_text("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("missing", "the state has no key 'missing'"),
+        ("settings.nope", "settings has no key 'nope'"),
+        ("items.5", "items is a list of 2 items; it has no index 5"),
+        ("items.name", "items is a list, and 'name' is not a list index"),
+        ("last_id.x", "last_id is an int, not a mapping or a list"),
+    ],
+)
+def test_get_of_a_missing_path_fails(state_file: Path, path: str, message: str) -> None:
+    result = run("get", state_file, path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"{state_file}: {message}" in result.stderr
+
+
+def test_show_of_a_missing_file_fails(tmp_path: Path) -> None:
+    result = run("show", tmp_path / "nothing.state")
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
+
+
+# -- PATH syntax -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tricky_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tricky.state"
+    with PersistedState(path) as state:
+        state["a.b"] = {"c": "dotted"}
+        state["a"] = {"b": {"c": "nested"}}
+        state['say "hi"'] = "quoted"
+        state["back\\slash"] = "backslash"
+        state[""] = "empty key"
+        state["ints"] = {1: "int one", "1": "string one", "2": "string two", 0: "zero"}
+        state["flags"] = {True: "yes", None: "nothing"}
+        state["version 1.2"] = {"x.y": [10, 20]}
+    return path
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ('"a.b".c', "dotted"),
+        ("a.b.c", "nested"),
+        ('"a"."b"."c"', "nested"),
+        ('"say \\"hi\\""', "quoted"),
+        ('"back\\\\slash"', "backslash"),
+        ('""', "empty key"),
+        ("ints.1", "int one"),  # an integer key wins when it exists
+        ('ints."1"', "string one"),  # quoted: always the string key
+        ("ints.2", "string two"),  # no int key 2: the string key
+        ("ints.0", "zero"),
+        ("flags.true", "yes"),
+        ("flags.null", "nothing"),
+        ('"version 1.2"."x.y".1', "20"),
+    ],
+)
+def test_path_syntax(tricky_file: Path, path: str, expected: str) -> None:
+    result = run("get", tricky_file, path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected + "\n", "")
+
+
+@pytest.mark.parametrize("path", ["a..b", "a.", ".a", '"a', '"a"b', 'a"b', '"a\\x"'])
+def test_bad_path_is_a_usage_error(tricky_file: Path, path: str) -> None:
+    result = run("get", tricky_file, path)
+    assert result.returncode == 2
+    assert "bad PATH" in result.stderr
+    assert "usage: persistedstate get" in result.stderr
+
+
+def test_set_and_del_with_dotted_keys(tricky_file: Path) -> None:
+    assert run("set", tricky_file, '"a.b".c', "changed").returncode == 0
+    assert run("set", tricky_file, '"new.key"', "1").returncode == 0
+    assert run("set", tricky_file, "ints.7", "x").returncode == 0  # creates the string key
+    data = load(tricky_file)
+    assert data["a.b"] == {"c": "changed"}
+    assert data["a"] == {"b": {"c": "nested"}}
+    assert data["new.key"] == 1
+    assert data["ints"]["7"] == "x"
+    assert 7 not in data["ints"]
+    assert run("del", tricky_file, '"new.key"').returncode == 0
+    assert run("del", tricky_file, "ints.1").returncode == 0
+    data = load(tricky_file)
+    assert "new.key" not in data
+    assert data["ints"] == {"1": "string one", "2": "string two", 0: "zero", "7": "x"}
+
+
+# -- set -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("5", 5),
+        ('"5"', "5"),
+        ("'5'", "5"),
+        ("-5", -5),
+        ("2.5", 2.5),
+        ("[1, 2]", [1, 2]),
+        ("{a: 1, b: [x]}", {"a": 1, "b": ["x"]}),
+        ("true", True),
+        ("null", None),
+        ("", None),
+        ("hello world", "hello world"),
+        ("2024-01-02", datetime.date(2024, 1, 2)),
+        ("héllo ✓", "héllo ✓"),
+        ("12345678901234567890123", 12345678901234567890123),
+    ],
+)
+def test_set_reads_value_as_yaml(state_file: Path, value: str, expected: Any) -> None:
+    result = run("set", state_file, "value", value)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    stored = load(state_file)["value"]
+    assert stored == expected
+    assert type(stored) is type(expected)
+    assert not journal_lines(state_file)  # set closes the state, which compacts the file
+
+
+def test_set_keeps_the_comments_of_a_hand_edited_file(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "c.state", "# the job\nlast_id: 1  # resume here\nname: x\n")
+    assert run("set", path, "last_id", "2").returncode == 0
+    assert path.read_text("utf-8") == "# the job\nlast_id: 2  # resume here\nname: x\n"
+
+
+def test_set_string_option_stores_the_text(state_file: Path) -> None:
+    assert run("set", "--string", state_file, "v", "[1, 2]").returncode == 0
+    assert run("set", "-s", state_file, "w", "5").returncode == 0
+    assert load(state_file)["v"] == "[1, 2]"
+    assert load(state_file)["w"] == "5"
+
+
+def test_set_into_lists_and_nested_mappings(state_file: Path) -> None:
+    assert run("set", state_file, "items.0.name", "renamed").returncode == 0
+    assert run("set", state_file, "items.-1.done", "true").returncode == 0
+    assert run("set", state_file, "items.2", "{name: third}").returncode == 0  # appends
+    assert run("set", state_file, "settings.retries", "4").returncode == 0
+    assert run("set", state_file, "settings.new", "[]").returncode == 0
+    data = load(state_file)
+    assert data["items"] == [
+        {"name": "renamed", "done": True},
+        {"name": "second", "done": True},
+        {"name": "third"},
+    ]
+    assert data["settings"] == {"retries": 4, "mode": "fast", "new": []}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("items.5", "items is a list of 2 items; it has no index 5"),
+        ("nope.key", "the state has no key 'nope'"),
+        ("name.key", "name is a string, not a mapping or a list, so it cannot hold key 'key'"),
+    ],
+)
+def test_failed_set_leaves_the_file_byte_for_byte(
+    state_file: Path, path: str, message: str
+) -> None:
+    with state_file.open("a", encoding="utf-8") as file:  # a journal: a compaction would show
+        file.write('--- ["set", [], "last_id", 8]\n')
+    before = state_file.read_bytes()
+    result = run("set", state_file, path, "1")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert state_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("[1, 2", "VALUE is not valid YAML"), ("!!set {a, b}", "cannot store a value of type set")],
+)
+def test_bad_value_is_a_usage_error(state_file: Path, value: str, message: str) -> None:
+    before = state_file.read_bytes()
+    result = run("set", state_file, "x", value)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert state_file.read_bytes() == before
+
+
+def test_set_on_a_missing_file_needs_create(tmp_path: Path) -> None:
+    path = tmp_path / "new.state"
+    result = run("set", path, "a", "1")
+    assert result.returncode == 1
+    assert "--create" in result.stderr
+    assert not path.exists()
+
+    nested = run("set", "--create", path, "a.b", "1")  # a new state has no key a
+    assert nested.returncode == 1
+    assert not path.exists()
+
+    assert run("set", "--create", path, "a", "1").returncode == 0
+    assert load(path) == {"a": 1}
+
+
+def test_set_on_a_damaged_file_fails_and_leaves_it(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "bad.state", "a: [1, 2\nb: 3\n")
+    before = path.read_bytes()
+    result = run("set", path, "c", "1")
+    assert result.returncode == 1
+    assert "line" in result.stderr
+    assert path.read_bytes() == before
+
+
+# -- del -------------------------------------------------------------------------------------
+
+
+def test_del_keys_and_list_items(state_file: Path) -> None:
+    assert run("del", state_file, "name").returncode == 0
+    assert run("del", state_file, "items.0").returncode == 0
+    assert run("del", state_file, "settings.mode").returncode == 0
+    assert load(state_file) == {
+        "last_id": 7,
+        "items": [{"name": "second", "done": False}],
+        "settings": {"retries": 3},
+    }
+
+
+def test_del_of_a_missing_key_fails_and_changes_nothing(state_file: Path) -> None:
+    before = state_file.read_bytes()
+    for path in ("nope", "items.2", "settings.nope"):
+        result = run("del", state_file, path)
+        assert result.returncode == 1, path
+        assert str(state_file) in result.stderr
+    assert run("del", state_file, "").returncode == 2
+    assert state_file.read_bytes() == before
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+def test_check_a_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "good.state"
+    state = PersistedState(path, a=1)
+    state["b"] = 2
+    state["b"] += 1
+    before = path.read_bytes()
+    try:
+        result = run("check", path)
+        assert path.read_bytes() == before
+    finally:
+        state.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}: OK, 2 keys, 3 journal records\n"
+
+
+def test_check_a_file_with_bad_yaml(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "bad.state", "a: 1\nb: [1, 2\nc: 3\n")
+    before = path.read_bytes()
+    with pytest.raises(CorruptStateError) as expected:
+        journal_module.read_state(str(path), before)
+    result = run("check", path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    where = f"{path}, line {expected.value.line}, column {expected.value.column}:"
+    assert where in result.stderr
+    assert "invalid YAML" in result.stderr
+    assert path.read_bytes() == before
+
+
+def test_check_a_file_with_a_bad_journal_record(tmp_path: Path) -> None:
+    text = 'a: 1\n--- ["set", [], "b", 2]\n--- ["set", ["nope"], "c", 3]\n--- ["set", [], "d", 4]\n'
+    path = write_state(tmp_path / "bad.state", text)
+    before = path.read_bytes()
+    result = run("check", path)
+    assert result.returncode == 1
+    assert f"{path}, line 3, column 5:" in result.stderr
+    assert "does not exist" in result.stderr
+    assert '--- ["set", ["nope"], "c", 3]' in result.stderr  # the line itself is shown
+    assert path.read_bytes() == before
+
+
+def test_check_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "list.state", "- 1\n- 2\n")
+    result = run("check", path)
+    assert result.returncode == 1
+    assert f"{path}, line 1, column 1: the state must be a YAML mapping" in result.stderr
+
+
+def test_check_reports_a_torn_last_record_without_touching_it(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "torn.state", 'a: 1\n--- ["set", [], "b", 2]\n--- ["set", [')
+    before = path.read_bytes()
+    result = run("check", path)
+    assert result.returncode == 0, result.stderr
+    assert "OK, 2 keys, 1 journal record;" in result.stdout
+    assert "incomplete last record at line 3" in result.stdout
+    assert path.read_bytes() == before
+
+
+def test_check_a_missing_file(tmp_path: Path) -> None:
+    result = run("check", tmp_path / "none.state")
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
+
+
+def test_show_of_a_damaged_file_names_the_place(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "bad.state", "a: 1\n  b: 2\n")
+    result = run("show", path)
+    assert result.returncode == 1
+    assert f"{path}, line 2" in result.stderr
+
+
+# -- compact ---------------------------------------------------------------------------------
+
+
+def test_compact_folds_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "c.state"
+    state = PersistedState(path)
+    for number in range(5):
+        state[f"k{number}"] = number
+    del state["k0"]
+    copy = tmp_path / "copy.state"
+    copy.write_bytes(path.read_bytes())
+    state.close()
+    assert len(journal_lines(copy)) == 6
+    expected = load(copy)
+    result = run("compact", copy)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert not journal_lines(copy)
+    assert load(copy) == expected
+    assert copy.read_bytes() == path.read_bytes()
+
+
+def test_compact_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "none.state"
+    assert run("compact", path).returncode == 1
+    assert not path.exists()
+
+
+# -- the writer lock -------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from persistedstate import PersistedState
+state = PersistedState.open(sys.argv[1])
+state["child"] = "was here"
+print("ready", flush=True)
+sys.stdin.readline()
+state.close()
+"""
+
+
+@pytest.fixture
+def live_writer(state_file: Path) -> Iterator[subprocess.Popen[str]]:
+    """A child process that holds the state open until a line arrives on its stdin."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(state_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        yield child
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["set", "{f}", "x", "1"], ["del", "{f}", "name"], ["compact", "{f}"], ["edit", "{f}"]],
+)
+def test_writer_commands_fail_at_once_naming_the_holder(
+    state_file: Path, live_writer: subprocess.Popen[str], args: list[str]
+) -> None:
+    before = state_file.read_bytes()
+    env = cli_env(EDITOR=shlex.join([sys.executable, "-c", "raise SystemExit(9)"]))
+    started = time.monotonic()
+    result = run(*[arg.format(f=state_file) for arg in args], env=env)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert f"is locked by process {live_writer.pid}" in result.stderr
+    assert "--wait" in result.stderr
+    assert elapsed < 10  # no waiting (the time is the interpreter's start-up)
+    assert state_file.read_bytes() == before
+    assert live_writer.poll() is None
+
+
+def test_readers_work_while_a_writer_holds_the_file(
+    state_file: Path, live_writer: subprocess.Popen[str]
+) -> None:
+    assert run("get", state_file, "child").stdout == "was here\n"
+    assert run("check", state_file).returncode == 0
+
+
+def test_wait_gives_up_after_the_timeout(
+    state_file: Path, live_writer: subprocess.Popen[str]
+) -> None:
+    started = time.monotonic()
+    result = run("set", "--wait", "0.5", state_file, "x", "1")
+    assert time.monotonic() - started >= 0.5
+    assert result.returncode == 1
+    assert f"process {live_writer.pid} (waited 0.5 s)" in result.stderr
+
+
+def test_wait_succeeds_when_the_writer_closes(
+    state_file: Path, live_writer: subprocess.Popen[str]
+) -> None:
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "persistedstate", "set", "--wait", "30", str(state_file), "x", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    time.sleep(1.0)
+    assert waiting.poll() is None  # still waiting for the lock
+    assert live_writer.stdin is not None
+    live_writer.stdin.write("done\n")
+    live_writer.stdin.flush()
+    _out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0, err
+    data = load(state_file)
+    assert data["x"] == 1
+    assert data["child"] == "was here"
+
+
+@pytest.mark.parametrize("wait", ["-1", "soon", "nan"])
+def test_bad_wait_is_a_usage_error(state_file: Path, wait: str) -> None:
+    result = run("set", "--wait", wait, state_file, "x", "1")
+    assert result.returncode == 2
+
+
+# -- edit ------------------------------------------------------------------------------------
+
+
+def make_editor(tmp_path: Path, body: str, name: str = "editor.py") -> str:
+    """A Python script used as $EDITOR; it gets the file to edit as ``path``."""
+    script = tmp_path / name
+    script.write_text(
+        "import pathlib, sys\npath = pathlib.Path(sys.argv[-1])\n" + textwrap.dedent(body),
+        encoding="utf-8",
+    )
+    return shlex.join([sys.executable, str(script)])
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path) -> Path:
+    """Where edit puts its temporary file ($TMPDIR), to check that it is removed."""
+    path = tmp_path / "tmp"
+    path.mkdir()
+    return path
+
+
+def edit_env(temp_dir: Path, editor: str, **extra: str) -> dict[str, str]:
+    return cli_env(EDITOR=editor, TMPDIR=str(temp_dir), TEMP=str(temp_dir), **extra)
+
+
+def test_edit_saves_a_valid_edit_as_written(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    editor = make_editor(
+        tmp_path,
+        """
+        assert path.suffix == ".yaml", path
+        text = path.read_text("utf-8")
+        path.write_text("# edited by hand\\n" + text.replace("last_id: 7", "last_id: 8  # was 7"))
+        """,
+    )
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{state_file}: saved\n"
+    text = state_file.read_text("utf-8")
+    assert text.startswith("# edited by hand\n")
+    assert "last_id: 8  # was 7\n" in text
+    assert load(state_file)["last_id"] == 8
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_edit_refuses_a_broken_edit_without_a_terminal(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    before = state_file.read_bytes()
+    editor = make_editor(tmp_path, "path.write_text('last_id: [1, 2\\nname: x\\n')\n")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 1
+    assert f"{state_file} (your edit), line " in result.stderr
+    assert ", column " in result.stderr
+    assert "not saved" in result.stderr
+    assert "Edit again" not in result.stderr
+    assert state_file.read_bytes() == before
+    assert list(temp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["- a list\n- not a mapping\n", 'a: 1\n--- ["set", ["nope"], "x", 1]\n', 'a: 1\n--- ["set"'],
+)
+def test_edit_refuses_other_invalid_states(
+    state_file: Path, tmp_path: Path, temp_dir: Path, content: str
+) -> None:
+    before = state_file.read_bytes()
+    editor = make_editor(tmp_path, f"path.write_text({content!r})\n")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 1
+    assert "(your edit), line" in result.stderr
+    assert state_file.read_bytes() == before
+
+
+def test_edit_without_changes_does_nothing(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    state_file.write_text("# notes\n" + state_file.read_text("utf-8"), encoding="utf-8")
+    before = state_file.read_bytes()
+    stat = state_file.stat()
+    editor = make_editor(tmp_path, "assert path.read_text('utf-8').startswith('# notes')\n")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert (result.returncode, result.stdout) == (0, f"{state_file}: no changes\n")
+    assert state_file.read_bytes() == before
+    assert state_file.stat().st_ino == stat.st_ino  # not even replaced by a copy
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_edit_compacts_a_journal_first(tmp_path: Path, temp_dir: Path) -> None:
+    path = tmp_path / "j.state"
+    state = PersistedState(path, a=1)
+    state["b"] = [1]
+    state["b"].append(2)
+    copy = tmp_path / "copy.state"
+    copy.write_bytes(path.read_bytes())
+    state.close()
+    assert journal_lines(copy)
+    editor = make_editor(
+        tmp_path,
+        """
+        text = path.read_text("utf-8")
+        assert "---" not in text, text
+        path.write_text(text + "c: 3\\n")
+        """,
+    )
+    result = run("edit", copy, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert copy.read_text("utf-8") == "a: 1\nb:\n- 1\n- 2\nc: 3\n"
+
+
+def test_edit_keeps_comments_when_it_compacts(tmp_path: Path, temp_dir: Path) -> None:
+    path = write_state(tmp_path / "c.state", "# the job\ncursor: 1  # page\n")
+    with path.open("a", encoding="utf-8") as file:
+        file.write('--- ["set", [], "cursor", 2]\n')
+    editor = make_editor(
+        tmp_path,
+        """
+        text = path.read_text("utf-8")
+        assert text == "# the job\\ncursor: 2  # page\\n", text
+        path.write_text(text + "# added\\n")
+        """,
+    )
+    result = run("edit", path, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert path.read_text("utf-8") == "# the job\ncursor: 2  # page\n# added\n"
+
+
+def test_edit_repairs_a_damaged_file(tmp_path: Path, temp_dir: Path) -> None:
+    path = write_state(tmp_path / "bad.state", "a: 1\nb: [1, 2\n")
+    editor = make_editor(
+        tmp_path,
+        "path.write_text(path.read_text('utf-8').replace('[1, 2', '[1, 2]'))\n",
+    )
+    result = run("edit", path, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert "is damaged; opening it as it is" in result.stderr
+    assert load(path) == {"a": 1, "b": [1, 2]}
+
+
+def test_edit_stops_when_the_editor_fails(state_file: Path, tmp_path: Path, temp_dir: Path) -> None:
+    before = state_file.read_bytes()
+    editor = make_editor(tmp_path, "path.write_text('a: 1\\n')\nraise SystemExit(3)\n")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 1
+    assert "the editor exited with status 3" in result.stderr
+    assert state_file.read_bytes() == before
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_edit_with_an_editor_that_cannot_run(state_file: Path, temp_dir: Path) -> None:
+    result = run("edit", state_file, env=edit_env(temp_dir, "no-such-editor-anywhere --wait"))
+    assert result.returncode == 1
+    assert "cannot run the editor 'no-such-editor-anywhere --wait'" in result.stderr
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_edit_prefers_visual_and_passes_editor_arguments(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    visual = make_editor(
+        tmp_path,
+        """
+        assert sys.argv[1:3] == ["--flag", "two words"], sys.argv
+        path.write_text(path.read_text("utf-8") + "by: visual\\n")
+        """,
+        name="visual editor.py",  # a space in the script's path, too
+    )
+    editor = make_editor(tmp_path, "raise SystemExit('EDITOR must not run')\n")
+    env = edit_env(temp_dir, editor, VISUAL=visual + " --flag 'two words'")
+    result = run("edit", state_file, env=env)
+    assert result.returncode == 0, result.stderr
+    assert load(state_file)["by"] == "visual"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_the_edit_belongs_to_the_editor(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    editor = make_editor(
+        tmp_path,
+        """
+        import os, signal, time
+        os.kill(os.getppid(), signal.SIGINT)  # what Ctrl-C in a terminal sends to both
+        time.sleep(0.2)
+        path.write_text(path.read_text("utf-8") + "after: interrupt\\n")
+        """,
+    )
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert load(state_file)["after"] == "interrupt"
+
+
+def test_edit_holds_the_lock_while_the_editor_runs(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    report = tmp_path / "report.txt"
+    editor = make_editor(
+        tmp_path,
+        f"""
+        import os, subprocess
+        result = subprocess.run(
+            [sys.executable, "-m", "persistedstate", "set", {str(state_file)!r}, "x", "1"],
+            capture_output=True, text=True,
+        )
+        pathlib.Path({str(report)!r}).write_text(
+            f"{{result.returncode}}\\n{{os.getppid()}}\\n{{result.stderr}}"
+        )
+        """,
+    )
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    status, editing_pid, message = report.read_text().split("\n", 2)
+    assert status == "1"
+    assert f"is locked by process {editing_pid}" in message
+    assert "x" not in load(state_file)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a pseudo-terminal")
+def test_edit_offers_to_edit_again_on_a_terminal(
+    state_file: Path, tmp_path: Path, temp_dir: Path
+) -> None:
+    import pty
+
+    counter = tmp_path / "count"
+    editor = make_editor(
+        tmp_path,
+        f"""
+        counter = pathlib.Path({str(counter)!r})
+        calls = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(calls))
+        if calls == 1:
+            path.write_text("last_id: [\\n")  # broken
+        else:
+            assert path.read_text() == "last_id: [\\n"  # the broken edit, to fix
+            path.write_text("last_id: 99\\n")
+        """,
+    )
+    main_fd, terminal_fd = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "persistedstate", "edit", str(state_file)],
+            stdin=terminal_fd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=edit_env(temp_dir, editor),
+        )
+        os.write(main_fd, b"y\n")
+        _out, err = process.communicate(timeout=60)
+    finally:
+        os.close(terminal_fd)
+        os.close(main_fd)
+    assert process.returncode == 0, err
+    assert "Edit again? [y/n]" in err
+    assert counter.read_text() == "2"
+    assert load(state_file) == {"last_id": 99}
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_edit_of_a_missing_file_fails(tmp_path: Path, temp_dir: Path) -> None:
+    path = tmp_path / "none.state"
+    result = run("edit", path, env=edit_env(temp_dir, "true"))
+    assert result.returncode == 1
+    assert not path.exists()
