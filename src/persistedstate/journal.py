@@ -125,7 +125,10 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         try:
             if not content:
                 raise _BadRecord("an empty journal record")
-            apply_record(data, decode_record(content))
+            record = decode_record(content)
+            apply_record(data, record)
+            if _may_deepen(content, record) and values.deeper_than(data, values.MAX_DEPTH):
+                raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
             if end == len(body) and (not content or not body.endswith(b"\n")):
                 _warn_torn(path, line_no, error.problem)
@@ -163,11 +166,20 @@ def _snapshot_owns_first_marker(before: bytes, raw: bytes, marker: int) -> bool:
     return not raw[marker + 3 :].lstrip().startswith(b"[")
 
 
+def _may_deepen(content: bytes, record: list[Any]) -> bool:
+    """A cheap test that lets through only records that cannot break the nesting limit."""
+    half = values.MAX_DEPTH // 2
+    if content.count(b"[") + content.count(b"{") > half:
+        return True
+    records = record[1] if record[0] == "tx" else [record]
+    return any(len(inner[1]) > half for inner in records)
+
+
 def decode_record(content: bytes) -> list[Any]:
     """Parse one record: JSON when it is JSON (the common case, fast), else YAML flow."""
     try:
         record = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         try:
             record = yamlio.load_flow(content)
         except yamlio.FlowError as error:

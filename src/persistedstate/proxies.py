@@ -65,6 +65,10 @@ class Node:
         """The keys and indexes from the top of the state; raises DetachedError."""
         raise NotImplementedError
 
+    def _room(self) -> int:
+        """How many levels of containers a value stored in this container may have."""
+        raise NotImplementedError
+
     def _view(self, key: Any, item: Any) -> Any:
         kind = type(item)
         if kind is dict:
@@ -130,6 +134,9 @@ class Proxy(Node):
 
     def _owner(self) -> PersistedState:
         return self._parent._owner()
+
+    def _room(self) -> int:
+        return self._parent._room() - 1
 
     def _locate(self) -> list[Any]:
         keys = self._parent._locate()
@@ -198,7 +205,7 @@ class DictOps(Node):
             path = state._writable_path(self)
             try:
                 stored_key, key_text = values.key_text(key)
-                copy, text = values.prepare(value)
+                copy, text = values.prepare(value, self._room())
             except values.UnsupportedValue as error:
                 raise self._type_error(error, key) from None
             state._commit(
@@ -261,7 +268,7 @@ class DictOps(Node):
             for key, value in pairs:
                 try:
                     stored_key, key_text = values.key_text(key)
-                    copy, text = values.prepare(value)
+                    copy, text = values.prepare(value, self._room())
                 except values.UnsupportedValue as error:
                     raise self._type_error(error, key) from None
                 records.append(journal.set_record(path, key_text, text))
@@ -378,7 +385,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
         copies, texts = [], []
         for offset, item in enumerate(items):
             try:
-                copy, text = values.prepare(item)
+                copy, text = values.prepare(item, self._room())
             except values.UnsupportedValue as error:
                 raise self._type_error(error, first_index + offset) from None
             copies.append(copy)
@@ -395,7 +402,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
                 return
             position = _position(index, len(raw), "list assignment index out of range")
             try:
-                copy, text = values.prepare(value)
+                copy, text = values.prepare(value, self._room())
             except values.UnsupportedValue as error:
                 raise self._type_error(error, position) from None
             state._commit(
@@ -467,7 +474,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
                 position = max(0, position + size)
             position = min(position, size)
             try:
-                copy, text = values.prepare(value)
+                copy, text = values.prepare(value, self._room())
             except values.UnsupportedValue as error:
                 raise self._type_error(error, position) from None
             state._commit(
@@ -475,7 +482,8 @@ class ListProxy(Proxy, MutableSequence[Any]):
             )
 
     def append(self, value: Any) -> None:
-        self.insert(len(self._raw), value)
+        with self._owner()._thread_lock:  # the end must not move before the insert
+            self.insert(len(self._raw), value)
 
     def extend(self, items: Iterable[Any]) -> None:
         """Append all items as one change."""
@@ -522,7 +530,8 @@ class ListProxy(Proxy, MutableSequence[Any]):
                 state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
     def reverse(self) -> None:
-        self._reorder(list(range(len(self._raw) - 1, -1, -1)))
+        with self._owner()._thread_lock:
+            self._reorder(list(range(len(self._raw) - 1, -1, -1)))
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
         with self._owner()._thread_lock:

@@ -111,7 +111,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 if yamlio.has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
                 if result.good_size < len(raw):
-                    file.cut(result.good_size)
+                    file.cut(raw[: result.good_size])
                 if result.needs_newline:
                     file.append(b"\n")
                 log.debug("%s: opened, %d journal records replayed", self._path, result.records)
@@ -183,7 +183,10 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             if file is None:
                 self._writable_path(self)  # raises: closed
                 return
-            file.append(prefix + encode(value).encode() + b"]\n")
+            try:
+                file.append(prefix + encode(value).encode() + b"]\n")
+            except storage.FileChangedError as error:
+                self._keep_both_versions(error)
             self._root[key] = value
             if file.size > self._compact_at:
                 self._compact_automatically()
@@ -213,6 +216,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def _locate(self) -> list[Any]:
         return []
 
+    def _room(self) -> int:
+        return values.MAX_DEPTH - 1
+
     def _writable_path(self, node: Node) -> str:
         """The path text of ``node``, after checking that changes may be made now."""
         if self._storage is None:
@@ -233,16 +239,23 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             return
         assert self._storage is not None
         if len(records) == 1:
-            self._storage.append(journal.line(records[0]))
+            self._append(journal.line(records[0]))
             _apply(changes[0], None)
         else:
-            self._storage.append(journal.line(journal.tx_record(records)))
+            self._append(journal.line(journal.tx_record(records)))
             self._epoch += 1  # readers wait until every part is applied
             for change in changes:
                 _apply(change, None)
             self._epoch += 1
         if self._storage.size > self._compact_at:
             self._compact_automatically()
+
+    def _append(self, data: bytes) -> None:
+        assert self._storage is not None
+        try:
+            self._storage.append(data)
+        except storage.FileChangedError as error:
+            self._keep_both_versions(error)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -264,8 +277,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             try:
                 yield self
                 if outer is None and tx.records:
-                    assert self._storage is not None
-                    self._storage.append(journal.line(journal.tx_record(tx.records)))
+                    self._append(journal.line(journal.tx_record(tx.records)))
             except BaseException:
                 tx.roll_back(mark)
                 raise

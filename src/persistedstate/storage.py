@@ -9,6 +9,8 @@ This module knows bytes, not YAML. It keeps three promises:
   beside it, syncs it, renames it over the old one and syncs the directory.
 - One writer at a time: a lock file beside the state file (``<name>.lock``) is held for the
   life of an open state. Renames of the state file do not touch it.
+- Someone else's file is never overwritten: before each append the file must still have the
+  length we left it with, and before a replacement the same identity, length and checksum.
 
 Platform differences live in the small functions at the bottom.
 """
@@ -19,6 +21,7 @@ import contextlib
 import logging
 import os
 import sys
+import zlib
 
 import filelock
 
@@ -55,14 +58,17 @@ class StateFile:
         self.path = path
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
+        self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
         self._fd = -1
         self._identity: tuple[int, int] | None = None
         self._cut_needed = False  # a failed append may have left bytes after self.size
+        self._directory_unsynced = False  # a rename whose directory sync failed
         self._lock = filelock.FileLock(path + ".lock", thread_local=False)
         try:
             self._lock.acquire(timeout=max(lock_timeout, 0.0))
         except filelock.Timeout:
             raise StateLockedError(path, _lock_holder_pid(path + ".lock")) from None
+        _remove_stale_temp_files(path)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -77,14 +83,16 @@ class StateFile:
             chunks.append(chunk)
         raw = b"".join(chunks)
         self.size = len(raw)
+        self._checksum = zlib.crc32(raw)
         self._remember_identity()
         return raw
 
-    def cut(self, size: int) -> None:
-        """Drop everything after ``size`` bytes (a torn last record)."""
-        os.ftruncate(self._fd, size)
+    def cut(self, kept: bytes) -> None:
+        """Keep only ``kept``, the start of the file (dropping a torn last record)."""
+        os.ftruncate(self._fd, len(kept))
         self._sync_if_asked()
-        self.size = size
+        self.size = len(kept)
+        self._checksum = zlib.crc32(kept)
 
     # -- appending -----------------------------------------------------------------------
 
@@ -92,18 +100,23 @@ class StateFile:
         """Write ``data`` at the end of the file before returning; all or nothing."""
         if self._cut_needed:
             self._cut_back()
+        if os.lseek(self._fd, 0, os.SEEK_END) != self.size:
+            raise FileChangedError(f"{self.path} was rewritten by someone else while open")
         try:
             written = os.write(self._fd, data)
             while written < len(data):  # rare for regular files, but allowed by POSIX
                 written += os.write(self._fd, data[written:])
             if self.fsync:
                 _sync_file(self._fd)
+                if self._directory_unsynced:
+                    self._sync_directory()
         except OSError:
             self._cut_needed = True
             with contextlib.suppress(OSError):
                 self._cut_back()
             raise
         self.size += len(data)
+        self._checksum = zlib.crc32(data, self._checksum)
 
     def _cut_back(self) -> None:
         os.ftruncate(self._fd, self.size)
@@ -135,10 +148,16 @@ class StateFile:
             if self._fd < 0 and self._identity is not None:
                 self._reopen()
             raise
-        _sync_directory(self.path)
         self._reopen()
         self.size = len(data)
+        self._checksum = zlib.crc32(data)
         self._cut_needed = False
+        self._directory_unsynced = True
+        self._sync_directory()
+
+    def _sync_directory(self) -> None:
+        _sync_directory(self.path)
+        self._directory_unsynced = False
 
     def _reopen(self) -> None:
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _O_BINARY)
@@ -149,20 +168,20 @@ class StateFile:
         self._identity = (status.st_dev, status.st_ino)
 
     def check_unchanged(self) -> None:
-        """Raise FileChangedError if the path now holds another file or another size."""
+        """Raise FileChangedError if the path no longer holds exactly what we wrote."""
         if self._identity is None:
             return
         try:
             status = os.stat(self.path)
+            current = read_file(self.path)
         except FileNotFoundError:
-            raise FileChangedError(f"{self.path} was deleted while the state was open") from None
+            current = None
+        if current is None:
+            raise FileChangedError(f"{self.path} was deleted while the state was open")
         if (status.st_dev, status.st_ino) != self._identity and not _IS_WINDOWS:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
-        if status.st_size != self.size:
-            raise FileChangedError(
-                f"{self.path} was rewritten while open ({status.st_size} bytes on disk, "
-                f"{self.size} written by this process)"
-            )
+        if len(current) != self.size or zlib.crc32(current) != self._checksum:
+            raise FileChangedError(f"{self.path} was rewritten by someone else while open")
 
     # -- closing -------------------------------------------------------------------------
 
@@ -184,6 +203,26 @@ _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 def _temp_path(path: str) -> str:
     directory, name = os.path.split(path)
     return os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+
+
+def _remove_stale_temp_files(path: str) -> None:
+    """Delete temporary files of compactions that a crash interrupted (we hold the lock)."""
+    directory, name = os.path.split(path)
+    prefix = f".{name}."
+    try:
+        leftovers = [
+            entry
+            for entry in os.listdir(directory or ".")
+            if entry.startswith(prefix)
+            and entry.endswith(".tmp")
+            and entry[len(prefix) : -len(".tmp")].isdigit()
+        ]
+    except OSError:
+        return
+    for entry in leftovers:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, entry))
+            log.debug("%s: removed %s, left by an interrupted compaction", path, entry)
 
 
 def _file_mode(path: str) -> int:

@@ -33,6 +33,12 @@ _IMPLICIT_KEY_MAX = 1000
 
 KEY_TYPES = (str, int, float, bool, type(None))
 
+# The deepest nesting of dicts and lists a state may hold, the top mapping included: deep
+# enough for any real state, shallow enough that every recursive walk (ours, PyYAML's,
+# ruamel.yaml's) stays far from Python's recursion limit.
+MAX_DEPTH = 100
+_TOO_DEEP = f"cannot store dicts and lists nested more than {MAX_DEPTH} levels deep"
+
 
 class UnsupportedValue(Exception):
     """Raised inside the walk; ``key_path`` grows as the error travels up."""
@@ -121,15 +127,17 @@ def _base_value(value: Any) -> Any:
     return str.__str__(value)
 
 
-def prepare(value: Any) -> tuple[Any, str]:
+def prepare(value: Any, room: int = MAX_DEPTH - 1) -> tuple[Any, str]:
     """Check ``value``, copy it and encode it: ``(private_copy, flow_text)``.
 
-    Raises UnsupportedValue for a type the state cannot hold or a circular reference.
+    ``room`` is how many levels of nested containers may still go below the place the value
+    is stored. Raises UnsupportedValue for a type the state cannot hold, a circular reference
+    or nesting deeper than that.
     """
-    return _prepare(value, set())
+    return _prepare(value, set(), room)
 
 
-def _prepare(value: Any, active: set[int]) -> tuple[Any, str]:
+def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
     kind = type(value)
     if kind is str:
         return value, str_text(value)
@@ -142,16 +150,16 @@ def _prepare(value: Any, active: set[int]) -> tuple[Any, str]:
     if value is None:
         return None, "null"
     if kind is dict:
-        return _prepare_dict(value, active)
+        return _prepare_dict(value, active, room)
     if kind is list:
-        return _prepare_list(value, active)
+        return _prepare_list(value, active, room)
     raw = getattr(value, "_persisted_raw", None)
     if raw is not None:  # a live proxy (or the state): copy what it holds
-        return _prepare(raw, active)
+        return _prepare(raw, active, room)
     if isinstance(value, (dict, Mapping)):
-        return _prepare_dict(value, active)
+        return _prepare_dict(value, active, room)
     if isinstance(value, (list, tuple)):
-        return _prepare_list(value, active)
+        return _prepare_list(value, active, room)
     if kind is bytes:
         return value, '!!binary "' + base64.b64encode(value).decode("ascii") + '"'
     if isinstance(value, datetime.date):
@@ -159,7 +167,7 @@ def _prepare(value: Any, active: set[int]) -> tuple[Any, str]:
             value = _exact_datetime(value)
         return value, '!!timestamp "' + datetime_text(value) + '"'
     if isinstance(value, (str, int, float)):
-        return _prepare(_base_value(value), active)
+        return _prepare(_base_value(value), active, room)
     raise UnsupportedValue(
         f"cannot store a value of type {kind.__name__}; supported: None, bool, int, float, str, "
         "bytes, datetime.date, datetime.datetime, list, tuple and dict"
@@ -183,20 +191,22 @@ def _exact_datetime(value: datetime.date) -> datetime.date:
     return datetime.date(value.year, value.month, value.day)
 
 
-def _enter(container: Any, active: set[int]) -> None:
+def _enter(container: Any, active: set[int], room: int) -> None:
     if id(container) in active:
         raise UnsupportedValue("cannot store a circular reference", value_error=True)
+    if len(active) >= room:
+        raise UnsupportedValue(_TOO_DEEP, value_error=True)
     active.add(id(container))
 
 
-def _prepare_dict(value: Mapping[Any, Any], active: set[int]) -> tuple[Any, str]:
-    _enter(value, active)
+def _prepare_dict(value: Mapping[Any, Any], active: set[int], room: int) -> tuple[Any, str]:
+    _enter(value, active, room)
     copy: dict[Any, Any] = {}
     parts = []
     for key, item in value.items():
         try:
             stored_key, text = key_text(key)
-            item_copy, item_text = _prepare(item, active)
+            item_copy, item_text = _prepare(item, active, room)
         except UnsupportedValue as error:
             error.key_path.insert(0, key)
             raise
@@ -208,13 +218,15 @@ def _prepare_dict(value: Mapping[Any, Any], active: set[int]) -> tuple[Any, str]
     return copy, "{" + ", ".join(parts) + "}"
 
 
-def _prepare_list(value: list[Any] | tuple[Any, ...], active: set[int]) -> tuple[Any, str]:
-    _enter(value, active)
+def _prepare_list(
+    value: list[Any] | tuple[Any, ...], active: set[int], room: int
+) -> tuple[Any, str]:
+    _enter(value, active, room)
     copy = []
     parts = []
     for index, item in enumerate(value):
         try:
-            item_copy, item_text = _prepare(item, active)
+            item_copy, item_text = _prepare(item, active, room)
         except UnsupportedValue as error:
             error.key_path.insert(0, index)
             raise
@@ -249,6 +261,8 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
     if kind is dict or kind is list:
         if id(data) in active:
             raise UnsupportedValue("an alias refers to a mapping or list that contains it")
+        if len(active) >= MAX_DEPTH:
+            raise UnsupportedValue(_TOO_DEEP)
         if id(data) in seen:
             data = plain_copy(data)
         seen.add(id(data))
@@ -302,3 +316,17 @@ def exactly_equal(left: Any, right: Any) -> bool:
     if type(left) is datetime.datetime:
         return bool(left == right and left.utcoffset() == right.utcoffset())
     return bool(left == right)
+
+
+def deeper_than(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests dicts and lists more than ``limit`` levels (no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            if level > limit:
+                return True
+            children = item.values() if kind is dict else item
+            stack.extend((child, level + 1) for child in children)
+    return False

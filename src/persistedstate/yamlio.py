@@ -42,9 +42,10 @@ _COMMENT = re.compile(rb"(?:^|[ \t])#", re.MULTILINE)
 
 _YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
-# Errors a YAML parser or constructor may raise on bad input (a constructor raises ValueError
-# for "2026-13-45", RecursionError for absurdly deep nesting).
-_LOAD_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError)
+# A YAML parser or constructor may raise almost anything on bad input: ValueError for
+# "2026-13-45", AttributeError for `!!timestamp "2026"`, KeyError for `!!bool maybe`,
+# RecursionError for absurd nesting. All of them mean the input is bad.
+_LOAD_ERRORS = (Exception,)
 
 
 class FlowError(Exception):
@@ -298,7 +299,7 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     try:
         data = yaml.load(text, Loader=Loader)
     except _LOAD_ERRORS as error:
-        raise _corrupt(path, error) from None
+        raise _corrupt(path, text, error) from None
     if data is None:
         return {}
     if type(data) is not dict:
@@ -311,13 +312,16 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     try:
         checked: dict[Any, Any] = values.check_loaded(data)
     except values.UnsupportedValue as error:
-        raise CorruptStateError(path, f"{error.message} at key path {error.key_path}") from None
+        line, column = _position_of(text, error.key_path) or (None, None)
+        problem = f"{error.message} at key path {error.key_path}"
+        raise CorruptStateError(path, problem, line, column) from None
     return checked
 
 
-def _corrupt(path: str | os.PathLike[str], error: BaseException) -> CorruptStateError:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark, start = error.problem_mark, error.context_mark
+def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> CorruptStateError:
+    mark = getattr(error, "problem_mark", None)
+    if isinstance(error, yaml.MarkedYAMLError) and mark is not None:
+        start = error.context_mark
         problem = f"invalid YAML: {error.problem}"
         if error.context and start is not None:  # e.g. where an unclosed "[" opened
             problem += f" ({error.context} that starts at line {start.line + 1}, "
@@ -325,7 +329,68 @@ def _corrupt(path: str | os.PathLike[str], error: BaseException) -> CorruptState
         elif error.context:
             problem += f" ({error.context})"
         return CorruptStateError(path, problem, mark.line + 1, mark.column + 1)
-    return CorruptStateError(path, f"invalid YAML: {error}")
+    line, column = _position_of(text, None) or (None, None)
+    return CorruptStateError(path, f"invalid value: {error!r}", line, column)
+
+
+def _position_of(text: str, key_path: list[Any] | None) -> tuple[int, int] | None:
+    """Where the node at ``key_path`` (or else the first value that cannot be built) starts.
+
+    Errors found after parsing (a bad timestamp, a date used as a key) carry no position; the
+    document is parsed again, without building values, to find one.
+    """
+    try:
+        node = yaml.compose(text, Loader=Loader)
+    except _LOAD_ERRORS:
+        return None
+    builder = yaml.constructor.SafeConstructor()
+    pending = [node]
+    while pending:
+        node = pending.pop()
+        if key_path is not None:
+            if not key_path:
+                return node.start_mark.line + 1, node.start_mark.column + 1
+            key, key_path = key_path[0], key_path[1:]
+            pending = [_child(builder, node, key)]
+            if pending[0] is None:
+                return None
+            if not key_path and isinstance(node, yaml.MappingNode):  # point at the key itself
+                pending = [_key_node(builder, node, key) or pending[0]]
+            continue
+        try:
+            builder.construct_object(node, deep=True)
+        except _LOAD_ERRORS:
+            if isinstance(node, yaml.ScalarNode):
+                return node.start_mark.line + 1, node.start_mark.column + 1
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+            if isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            pending.extend(reversed(children))
+    return None
+
+
+def _child(builder: Any, node: Any, key: Any) -> Any:
+    if isinstance(node, yaml.SequenceNode) and type(key) is int and key < len(node.value):
+        return node.value[key]
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if _built(builder, key_node) == key:
+                return value_node
+    return None
+
+
+def _key_node(builder: Any, node: Any, key: Any) -> Any:
+    for key_node, _ in node.value:
+        if _built(builder, key_node) == key:
+            return key_node
+    return None
+
+
+def _built(builder: Any, node: Any) -> Any:
+    try:
+        return builder.construct_object(node, deep=True)
+    except _LOAD_ERRORS:
+        return None
 
 
 def load_flow(content: bytes) -> Any:

@@ -1,0 +1,397 @@
+"""Processes: one writer at a time, lock timeouts, load() beside a writer, files replaced under
+an open state.
+
+The child processes run ``_workers.py`` (``hold``, ``try-open``, ``steps``); the lock is real
+(filelock on ``<name>.lock``), so these tests exercise what two programs sharing a state file
+see.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from persistedstate import (
+    PersistedState,
+    PersistedStateError,
+    StateLockedError,
+    load,
+)
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="the lock holder's pid comes from /proc/locks (Linux only)"
+)
+
+_WORKERS_PATH = Path(__file__).with_name("_workers.py")
+
+
+def _load_workers() -> Any:
+    name = "_persistedstate_test_workers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _WORKERS_PATH)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+workers = _load_workers()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """Torn records and failed compactions are expected here by the thousand; keep the
+    failure reports readable."""
+    caplog.set_level(logging.ERROR, logger="persistedstate")
+
+
+class Child:
+    """A child process running a _workers.py mode, talking line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(_WORKERS_PATH), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def expect(self, line: str, timeout: float = 20.0) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        got = self.proc.stdout.readline()
+        if not got.startswith(line):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            raise AssertionError(f"child said {got!r}, expected {line!r}; stderr: {err}")
+        assert time.monotonic() <= deadline
+        return got.strip()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout: float = 20.0) -> tuple[str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, err
+        return out, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "shared.state"
+
+
+@pytest.fixture
+def holder(path: Path) -> Iterator[Child]:
+    """A child process holding the state open (it set ``holder`` to its pid)."""
+    child = Child("hold", str(path))
+    child.expect("locked")
+    yield child
+    child.kill()
+
+
+# -- one writer at a time --------------------------------------------------------------------
+
+
+def test_a_second_process_gets_state_locked_error_naming_file_and_holder(
+    path: Path, holder: Child
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(StateLockedError) as caught:
+        PersistedState.open(path)
+    assert time.monotonic() - started < 1.0  # lock_timeout=0: no waiting
+    assert caught.value.path == str(path)
+    assert caught.value.holder_pid == holder.pid
+    assert str(path) in str(caught.value)
+    assert str(holder.pid) in str(caught.value)
+    with pytest.raises(StateLockedError):
+        PersistedState(path, x=1)  # the plain constructor too
+    assert load(path) == {"holder": holder.pid}  # load() needs no lock
+    assert load(path) == {"holder": holder.pid}
+
+
+def test_the_child_is_refused_while_this_process_holds_the_state(path: Path) -> None:
+    state = PersistedState.open(path, {"n": 1})
+    try:
+        child = Child("try-open", str(path), "0")
+        out, _ = child.finish()
+        assert out.split() == ["locked", str(os.getpid()), str(path)]
+    finally:
+        state.close()
+    child = Child("try-open", str(path), "0")
+    out, _ = child.finish()
+    assert out.strip() == "opened"
+
+
+def test_a_second_open_in_the_same_process_is_refused(path: Path) -> None:
+    first = PersistedState.open(path, {"n": 1})
+    try:
+        with pytest.raises(StateLockedError) as caught:
+            PersistedState.open(path, lock_timeout=0.2)
+        assert caught.value.path == str(path)
+        assert first.n == 1
+        first.n = 2  # the first state still works
+    finally:
+        first.close()
+    with PersistedState.open(path) as again:
+        assert again.n == 2
+
+
+def test_lock_timeout_waits_then_gives_up(path: Path, holder: Child) -> None:
+    started = time.monotonic()
+    with pytest.raises(StateLockedError) as caught:
+        PersistedState.open(path, lock_timeout=0.6)
+    waited = time.monotonic() - started
+    assert 0.55 <= waited < 5.0, waited
+    assert caught.value.holder_pid == holder.pid
+    assert load(path) == {"holder": holder.pid}  # the holder's file is untouched
+
+
+def test_lock_timeout_gets_the_state_when_the_holder_closes(path: Path, holder: Child) -> None:
+    started = time.monotonic()
+    holder.send("close")  # the child sets "released" and closes
+    state = PersistedState.open(path, lock_timeout=20)
+    try:
+        assert time.monotonic() - started < 15
+        assert state.copy() == {"holder": holder.pid, "released": True}
+    finally:
+        state.close()
+    holder.expect("closed")
+
+
+def test_a_waiting_open_gets_the_state_when_the_holder_closes_later(path: Path) -> None:
+    """The holder closes while this process is already waiting."""
+    child = Child("hold", str(path))
+    child.expect("locked")
+    try:
+        timer = threading.Timer(0.5, child.send, args=("close",))
+        timer.start()
+        started = time.monotonic()
+        state = PersistedState.open(path, lock_timeout=20)
+        waited = time.monotonic() - started
+        timer.join()
+        try:
+            assert 0.3 <= waited < 15, waited
+            assert state.copy() == {"holder": child.pid, "released": True}
+        finally:
+            state.close()
+    finally:
+        child.kill()
+
+
+def test_the_lock_is_released_when_the_holder_is_killed(path: Path, holder: Child) -> None:
+    holder.kill()
+    state = PersistedState.open(path, lock_timeout=5)
+    try:
+        assert state.copy() == {"holder": holder.pid}
+        state.after_kill = True
+    finally:
+        state.close()
+    assert load(path) == {"holder": holder.pid, "after_kill": True}
+
+
+# -- load() beside a writer ------------------------------------------------------------------
+
+
+def test_load_always_sees_a_consistent_state_while_a_writer_appends_and_compacts(
+    path: Path, record_property: Any
+) -> None:
+    """A writer process changes the state as fast as it can, compacting every few records;
+    every load() gives exactly one of the states the workload passes through, never going
+    back, and never raises."""
+    child = Child("steps", str(path), "0", "0", "300")
+    try:
+        child.expect("ready")
+        sim = workers.Simulator()
+        seen = 0
+        loads = 0
+        distinct = set()
+        compactions_seen = 0
+        last_size = 0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            data = load(path)
+            loads += 1
+            size = path.stat().st_size
+            if size < last_size:
+                compactions_seen += 1
+            last_size = size
+            workers.check_invariant(data)
+            # The state is S_j for some j >= the last one seen: search forward.
+            sim.state(seen)
+            while not workers.same(data, sim.current):
+                if sim.index > seen + 100_000:
+                    pytest.fail(f"load() gave a state the workload never passes through: {data}")
+                sim.state(sim.index + 1)
+            seen = sim.index
+            distinct.add(seen)
+    finally:
+        child.kill()
+    line = (
+        f"load() beside a writer: {loads} loads, {len(distinct)} distinct states, "
+        f"up to step {seen}, {compactions_seen} compactions observed"
+    )
+    print("\n" + line)
+    record_property("concurrent_loads", loads)
+    assert loads > 50
+    assert len(distinct) > 10
+    assert compactions_seen > 0
+
+
+# -- a file replaced under an open state -----------------------------------------------------
+
+
+def _conflicts(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".conflict-*"))
+
+
+@pytest.fixture
+def open_state(path: Path) -> Iterator[PersistedState]:
+    state = PersistedState.open(path, {"retries": 3, "items": [1, 2]})
+    state.compact()
+    yield state
+    state.close()
+
+
+def _editor_saves_by_rename(path: Path, text: bytes) -> None:
+    """What most editors do: write a new file beside, rename it over."""
+    temp = path.with_name(path.name + ".editor~")
+    temp.write_bytes(text)
+    os.replace(temp, path)
+
+
+def _editor_saves_in_place(path: Path, text: bytes) -> None:
+    """What some editors do (nano, vim with backupcopy=yes): truncate and rewrite."""
+    with open(path, "r+b") as file:
+        file.truncate(0)
+        file.write(text)
+
+
+@pytest.mark.parametrize("save", [_editor_saves_by_rename, _editor_saves_in_place])
+@pytest.mark.parametrize("when", ["close", "compact"])
+def test_a_file_replaced_under_an_open_state_is_detected_and_both_versions_kept(
+    path: Path, open_state: PersistedState, save: Any, when: str
+) -> None:
+    theirs = b"retries: 10\nowner: an editor\n"  # not the size of ours
+    save(path, theirs)
+    with pytest.raises(PersistedStateError) as caught:
+        if when == "close":
+            open_state.close()
+        else:
+            open_state.compact()
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == theirs  # theirs is left where it was
+    conflicts = _conflicts(path)
+    assert len(conflicts) == 1, conflicts
+    assert str(conflicts[0]) in str(caught.value)
+    assert load(conflicts[0]) == {"retries": 3, "items": [1, 2]}  # ours is beside it
+    assert conflicts[0].name.endswith(f"-{os.getpid()}")
+    open_state.close()  # closing again is fine
+    with PersistedState.open(path) as state:  # the lock was released
+        assert state.copy() == {"retries": 10, "owner": "an editor"}
+
+
+def test_changes_after_the_file_was_replaced_end_up_in_our_version_not_in_theirs(
+    path: Path, open_state: PersistedState
+) -> None:
+    theirs = b"retries: 10\nowner: an editor\n"  # not the size of ours
+    _editor_saves_by_rename(path, theirs)
+    open_state["items"].append(3)  # goes to our (now unlinked) file, not to theirs
+    open_state.retries = 4
+    with pytest.raises(PersistedStateError):
+        open_state.close()
+    assert path.read_bytes() == theirs
+    assert load(path) == {"retries": 10, "owner": "an editor"}
+    conflicts = _conflicts(path)
+    assert len(conflicts) == 1, conflicts
+    assert load(conflicts[0]) == {"retries": 4, "items": [1, 2, 3]}
+
+
+def test_the_first_change_after_an_in_place_rewrite_is_refused_and_theirs_untouched(
+    path: Path, open_state: PersistedState
+) -> None:
+    theirs = b"retries: 10\nowner: an editor\n"  # not the size of ours
+    _editor_saves_in_place(path, theirs)
+    with pytest.raises(PersistedStateError, match="rewritten"):
+        open_state["items"].append(3)  # appending would land in their file
+    assert path.read_bytes() == theirs
+    conflicts = _conflicts(path)
+    assert len(conflicts) == 1, conflicts
+    assert load(conflicts[0]) == {"retries": 3, "items": [1, 2]}
+    assert open_state == {"retries": 3, "items": [1, 2]}  # the refused change is not applied
+    with pytest.raises(PersistedStateError, match="closed"):
+        open_state.retries = 4
+    open_state.close()  # already closed: nothing more happens
+
+
+def test_an_in_place_edit_of_the_same_size_is_detected(
+    path: Path, open_state: PersistedState
+) -> None:
+    """An editor changes one digit and saves in place: same inode, same size."""
+    ours = path.read_bytes()
+    theirs = ours.replace(b"retries: 3", b"retries: 7")
+    assert len(theirs) == len(ours) and theirs != ours
+    time.sleep(0.01)  # a later modification time, as a person's edit would have
+    _editor_saves_in_place(path, theirs)
+    with pytest.raises(PersistedStateError):
+        open_state.close()
+    assert path.read_bytes() == theirs
+    conflicts = _conflicts(path)
+    assert len(conflicts) == 1, conflicts
+    assert load(conflicts[0]) == {"retries": 3, "items": [1, 2]}
+
+
+def test_a_file_deleted_under_an_open_state_is_detected_and_ours_kept(
+    path: Path, open_state: PersistedState
+) -> None:
+    path.unlink()
+    with pytest.raises(PersistedStateError):
+        open_state.close()
+    conflicts = _conflicts(path)
+    assert len(conflicts) == 1, conflicts
+    assert load(conflicts[0]) == {"retries": 3, "items": [1, 2]}
+
+
+def test_a_replaced_file_is_detected_by_automatic_compaction(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PersistedState, "_compact_min_bytes", 100)
+    monkeypatch.setattr(PersistedState, "_compact_ratio", 0.0)
+    state = PersistedState.open(path, {"n": 0})
+    state.compact()
+    theirs = b"n: 1000\n"
+    _editor_saves_by_rename(path, theirs)
+    with pytest.raises(PersistedStateError):
+        for i in range(1, 100):
+            state.n = i  # compaction comes after about 100 bytes of journal
+    assert path.read_bytes() == theirs
+    conflicts = _conflicts(path)
+    assert len(conflicts) == 1, conflicts
+    ours = load(conflicts[0])
+    assert ours == {"n": state.n}
+    assert 1 <= ours["n"] < 99
+    state.close()
