@@ -1,0 +1,242 @@
+"""A deterministic workload shared by the crash, power-cut, fault and lock tests, and the child
+process that runs it.
+
+``apply_step(state, k)`` makes change number ``k``: exactly one mutating call (or one
+transaction), so each step is one acknowledged change. It works the same on a
+``PersistedState`` and on a plain dict, so the expected state after any number of steps can be
+recomputed in the test process (:class:`Simulator`). The steps cover counters
+(read-modify-write), list appends/inserts/deletes/slice assignment/reverse, nested dicts,
+unicode text, bytes, datetimes and transactions that move value between ``a`` and ``b`` (their
+sum is always :data:`TOTAL`).
+
+Run as a script (``python _workers.py MODE ...``), it is the child process of the tests:
+
+``steps PATH START FSYNC COMPACT_MIN``
+    open PATH, print ``ready``, then apply steps START, START+1, ... forever, printing the
+    number of steps done (the state is then ``S_<n>``) after each call has returned.
+``hold PATH``
+    open PATH, set ``holder`` to its pid, print ``locked``; on a line ``close`` from stdin
+    set ``released`` and close, print ``closed``.
+``try-open PATH LOCK_TIMEOUT``
+    try to open PATH; print ``opened`` or ``locked <holder_pid>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+TOTAL = 1000
+
+INITIAL: dict[str, Any] = {
+    "count": 0,
+    "last": None,
+    "a": TOTAL,
+    "b": 0,
+    "items": [],
+    "nested": {"g0": {"v": 0, "hist": []}},
+    "text": "",
+    "log": {},
+}
+
+
+def _null_transaction() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def apply_step(state: Any, k: int, transaction: Callable[[], Any] | None = None) -> None:
+    """Change number ``k``: one mutating call or one transaction on ``state``."""
+    tx = transaction or _null_transaction
+    if k == 0:
+        with tx():
+            state.update(copy.deepcopy(INITIAL))
+        return
+    kind = k % 10
+    if kind == 0:
+        state["count"] += 1
+    elif kind == 1:
+        state["items"].append(k)
+    elif kind == 2:
+        amount = k % 7 + 1
+        with tx():
+            state["a"] -= amount
+            state["b"] += amount
+            state["last_tx"] = k
+    elif kind == 3:
+        state["nested"][f"g{k % 4}"] = {"v": k, "hist": [k, str(k)]}
+    elif kind == 4:
+        hist = state["nested"]["g0"]["hist"]
+        hist[:] = [*list(hist)[-4:], k]
+    elif kind == 5:
+        items = state["items"]
+        if len(items) > 6:
+            del items[0]
+        else:
+            items.insert(0, -k)
+    elif kind == 6:
+        with tx():
+            amount = min(state["b"], k % 5 + 1)
+            state["b"] -= amount
+            state["a"] += amount
+            state["log"][str(k)] = {"moved": amount, "at": k}
+            if len(state["log"]) > 3:
+                del state["log"][next(iter(state["log"]))]
+    elif kind == 7:
+        variant = k % 3
+        if variant == 0:
+            state["text"] = f'step {k}: ünïcødé ✓ "quoted" \\ tab\there\nsecond line'
+        elif variant == 1:
+            state["blob"] = bytes([k % 256, 0, 255]) * 2
+        else:
+            state["when"] = datetime.datetime(2026, 1, 1) + datetime.timedelta(seconds=k)
+    elif kind == 8:
+        state["items"].reverse()
+    elif k % 20 == 19 and "last" in state:
+        del state["last"]
+    else:
+        state["last"] = k / 4
+
+
+def check_invariant(data: dict[Any, Any]) -> None:
+    """No transaction is half-applied: value only moves between a and b."""
+    if "a" in data or "b" in data:
+        assert data["a"] + data["b"] == TOTAL, f"a + b != {TOTAL}: {data['a']} + {data['b']}"
+
+
+class Simulator:
+    """The expected states S_0, S_1, ... of the workload, computed on plain dicts."""
+
+    def __init__(self, initial: dict[Any, Any] | None = None) -> None:
+        self.index = 0
+        self.current: dict[Any, Any] = copy.deepcopy(initial or {})
+
+    def state(self, n: int) -> dict[Any, Any]:
+        """S_n (n >= the current index); advances the simulator to n."""
+        assert n >= self.index, (n, self.index)
+        while self.index < n:
+            apply_step(self.current, self.index)
+            self.index += 1
+        return self.current
+
+    def peek(self, n: int) -> dict[Any, Any]:
+        """S_n without advancing (n >= the current index)."""
+        data = copy.deepcopy(self.current)
+        for k in range(self.index, n):
+            apply_step(data, k)
+        return data
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of the same types (bool is not int), NaN equal to NaN, order ignored.
+
+    Iterative, so that deeply nested data compares without recursion.
+    """
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if type(x) is not type(y):
+            return False
+        if type(x) is dict:
+            if len(x) != len(y):
+                return False
+            y_keys = {_key_id(key): key for key in y}
+            for key, value in x.items():
+                other = y_keys.get(_key_id(key), _MISSING)
+                if other is _MISSING:
+                    return False
+                stack.append((value, y[other]))
+        elif type(x) is list:
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif type(x) is float and math.isnan(x):
+            if not math.isnan(y):
+                return False
+        elif isinstance(x, datetime.datetime):
+            if x != y or x.utcoffset() != y.utcoffset():
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+_MISSING: Any = object()
+
+
+def _key_id(key: Any) -> Any:
+    if type(key) is float and math.isnan(key):
+        return ("nan",)
+    return (type(key).__name__, key)
+
+
+# -- the child process ---------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _run_steps(path: str, start: int, fsync: bool, compact_min: int) -> None:
+    from persistedstate import PersistedState
+
+    PersistedState._compact_min_bytes = compact_min
+    PersistedState._compact_ratio = 0.25
+    state = PersistedState.open(path, fsync=fsync)
+    _say("ready")
+    k = start
+    while True:
+        apply_step(state, k, state.transaction)
+        if k % 53 == 52:
+            state.compact()
+        k += 1
+        _say(str(k))
+
+
+def _hold(path: str) -> None:
+    import os
+
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path)
+    state["holder"] = os.getpid()
+    _say("locked")
+    for line in sys.stdin:
+        if line.strip() == "close":
+            state["released"] = True
+            state.close()
+            _say("closed")
+            return
+
+
+def _try_open(path: str, lock_timeout: float) -> None:
+    from persistedstate import PersistedState, StateLockedError
+
+    try:
+        state = PersistedState.open(path, lock_timeout=lock_timeout)
+    except StateLockedError as error:
+        _say(f"locked {error.holder_pid} {error.path}")
+        return
+    state.close()
+    _say("opened")
+
+
+def main(argv: list[str]) -> None:
+    mode, path, *rest = argv
+    if mode == "steps":
+        _run_steps(path, int(rest[0]), rest[1] == "1", int(rest[2]))
+    elif mode == "hold":
+        _hold(path)
+    elif mode == "try-open":
+        _try_open(path, float(rest[0]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
