@@ -21,7 +21,6 @@ included), or, every third trial, after the parent opened and closed it.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import random
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 
 from persistedstate import PersistedState, load
@@ -42,21 +42,7 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="SIGKILL-based crash tests are exercised on Linux only"
 )
 
-_WORKERS_PATH = Path(__file__).with_name("_workers.py")
-
-
-def _load_workers() -> Any:
-    name = "_persistedstate_test_workers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _WORKERS_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-workers = _load_workers()
+_WORKERS_PATH = Path(workers.__file__)
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import importlib.util
 import logging
 import os
 import stat
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 
 import persistedstate.storage
@@ -49,20 +49,6 @@ from persistedstate import PersistedState, load
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="fault injection follows the Linux I/O calls (os.fsync)"
 )
-
-
-def _load_workers() -> Any:
-    name = "_persistedstate_test_workers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_workers.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-workers = _load_workers()
 
 
 @pytest.fixture(autouse=True)

@@ -23,35 +23,20 @@ from __future__ import annotations
 
 import datetime
 import gc
-import importlib.util
 import logging
 import os
 import random
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
+import _workers as workers  # tests/ is on sys.path under pytest
 import filelock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from persistedstate import CorruptStateError, PersistedState, load
-
-
-def _load_workers() -> Any:
-    name = "_persistedstate_test_workers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_workers.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-workers = _load_workers()
 
 
 @pytest.fixture(autouse=True)

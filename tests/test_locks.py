@@ -8,7 +8,6 @@ see.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 
 from persistedstate import (
@@ -33,21 +33,7 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="the lock holder's pid comes from /proc/locks (Linux only)"
 )
 
-_WORKERS_PATH = Path(__file__).with_name("_workers.py")
-
-
-def _load_workers() -> Any:
-    name = "_persistedstate_test_workers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _WORKERS_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-workers = _load_workers()
+_WORKERS_PATH = Path(workers.__file__)
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 
 import persistedstate.storage
@@ -61,20 +61,6 @@ pytestmark = pytest.mark.skipif(
 FIXTURES = Path("/work/shared/fixtures/persistedstate-26.1")
 if not FIXTURES.is_dir():
     FIXTURES = Path(__file__).parent / "fixtures" / "persistedstate-26.1"
-
-
-def _load_workers() -> Any:
-    name = "_persistedstate_test_workers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_workers.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-workers = _load_workers()
 
 
 @pytest.fixture(autouse=True)
