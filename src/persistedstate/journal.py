@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,8 @@ class ReadResult:
     snapshot_size: int  # bytes of the first document
     good_size: int  # bytes up to the end of the last good record (the file minus a torn tail)
     needs_newline: bool  # the last good record has no final newline (26.1 writes none)
+    snapshot_top: dict[Any, Any]  # the top-level values as the snapshot held them
+    touched: set[Any]  # top-level keys that records changed inside
 
 
 class _BadRecord(Exception):
@@ -117,6 +120,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
         markers = markers[1:]
     data = yamlio.load_snapshot(path, body[:snapshot_end])
+    snapshot_top, touched = dict(data), set[Any]()
 
     line_no = body.count(b"\n", 0, snapshot_end) + 1
     for number, start in enumerate(markers):
@@ -127,19 +131,22 @@ def read_state(path: str, raw: bytes) -> ReadResult:
                 raise _BadRecord("an empty journal record")
             record = decode_record(content)
             apply_record(data, record)
+            touched.update(path[0] for path in _paths(record) if path)
             if _may_deepen(content, record) and values.deeper_than(data, values.MAX_DEPTH):
                 raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
             if end == len(body) and (not content or not body.endswith(b"\n")):
                 _warn_torn(path, line_no, error.problem)
-                return ReadResult(data, number, snapshot_end, start, False)
+                return ReadResult(data, number, snapshot_end, start, False, snapshot_top, touched)
             first = end - len(body[start + 3 : end].lstrip()) if content else start
             line = line_no + body.count(b"\n", start, first)
             column = first - body.rfind(b"\n", 0, first) + (error.column or 1) - 1
             raise CorruptStateError(path, error.problem, line, column) from None
         line_no += body.count(b"\n", start, end)
     needs_newline = bool(body) and not body.endswith(b"\n")
-    return ReadResult(data, len(markers), snapshot_end, len(body), needs_newline)
+    return ReadResult(
+        data, len(markers), snapshot_end, len(body), needs_newline, snapshot_top, touched
+    )
 
 
 def _warn_torn(path: str, line_no: int, problem: str) -> None:
@@ -166,13 +173,21 @@ def _snapshot_owns_first_marker(before: bytes, raw: bytes, marker: int) -> bool:
     return not raw[marker + 3 :].lstrip().startswith(b"[")
 
 
+def _paths(record: list[Any]) -> Iterator[list[Any]]:
+    """The paths a (valid, applied) record changes."""
+    if record[0] == "tx":
+        for inner in record[1]:
+            yield from _paths(inner)
+    else:
+        yield record[1]
+
+
 def _may_deepen(content: bytes, record: list[Any]) -> bool:
     """A cheap test that lets through only records that cannot break the nesting limit."""
     half = values.MAX_DEPTH // 2
     if content.count(b"[") + content.count(b"{") > half:
         return True
-    records = record[1] if record[0] == "tx" else [record]
-    return any(len(inner[1]) > half for inner in records)
+    return any(len(path) > half for path in _paths(record))
 
 
 def decode_record(content: bytes) -> list[Any]:

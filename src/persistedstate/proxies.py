@@ -54,12 +54,13 @@ class Node:
 
     __slots__ = ()
 
+    _raw: Any  # the raw dict or list
+    _state: PersistedState  # the state it belongs to
+    _depth: int  # how many containers up to the top of the state
+
     @property
     def _persisted_raw(self) -> Any:
-        raise NotImplementedError
-
-    def _owner(self) -> PersistedState:
-        raise NotImplementedError
+        return self._raw
 
     def _locate(self) -> list[Any]:
         """The keys and indexes from the top of the state; raises DetachedError."""
@@ -67,7 +68,7 @@ class Node:
 
     def _room(self) -> int:
         """How many levels of containers a value stored in this container may have."""
-        raise NotImplementedError
+        return values.MAX_DEPTH - 1 - self._depth
 
     def _view(self, key: Any, item: Any) -> Any:
         kind = type(item)
@@ -86,8 +87,8 @@ class Node:
 
     def copy(self) -> Any:
         """A plain, independent deep copy of the data (dicts and lists)."""
-        with self._owner()._thread_lock:
-            return values.plain_copy(self._persisted_raw)
+        with self._state._thread_lock:
+            return values.plain_copy(self._raw)
 
     def __copy__(self) -> Any:
         return self.copy()
@@ -96,8 +97,8 @@ class Node:
         return self.copy()
 
     def __eq__(self, other: object) -> bool:
-        with self._owner()._thread_lock:
-            return bool(self._persisted_raw == unwrap(other))
+        with self._state._thread_lock:
+            return bool(self._raw == unwrap(other))
 
     def __ne__(self, other: object) -> bool:
         return not self == other
@@ -105,8 +106,8 @@ class Node:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        with self._owner()._thread_lock:
-            return repr(self._persisted_raw)
+        with self._state._thread_lock:
+            return repr(self._raw)
 
 
 def _key_text(key: Any) -> str:
@@ -121,26 +122,18 @@ def path_text(keys: list[Any]) -> str:
 class Proxy(Node):
     """A container inside the state, found again by identity each time it changes."""
 
-    __slots__ = ("_key", "_parent", "_raw")
+    __slots__ = ("_depth", "_key", "_parent", "_raw", "_state")
 
     def __init__(self, parent: Node, key: Any, raw: Any) -> None:
         self._parent = parent
         self._key = key
         self._raw = raw
-
-    @property
-    def _persisted_raw(self) -> Any:
-        return self._raw
-
-    def _owner(self) -> PersistedState:
-        return self._parent._owner()
-
-    def _room(self) -> int:
-        return self._parent._room() - 1
+        self._state = parent._state
+        self._depth = parent._depth + 1
 
     def _locate(self) -> list[Any]:
         keys = self._parent._locate()
-        container = self._parent._persisted_raw
+        container = self._parent._raw
         key = self._key
         if type(container) is dict:
             if container.get(key, _MISSING) is not self._raw:
@@ -161,6 +154,15 @@ class Proxy(Node):
         )
 
 
+def _already_there(value: Any, current: Any) -> bool:
+    """Whether ``value`` is a proxy for the very container it would replace.
+
+    ``state.l += [4]`` extends the list in place, then Python assigns the result back to
+    ``state.l``: that assignment must change nothing (no copy, no record, no detached proxies).
+    """
+    return isinstance(value, Proxy) and value._raw is current
+
+
 def _index_by_identity(container: list[Any], item: Any) -> int:
     try:
         return list(map(id, container)).index(id(item))
@@ -174,34 +176,36 @@ class DictOps(Node):
     __slots__ = ()
 
     def __getitem__(self, key: Any) -> Any:
-        with self._owner()._thread_lock:
-            return self._view(key, self._persisted_raw[key])
+        with self._state._thread_lock:
+            return self._view(key, self._raw[key])
 
     def get(self, key: Any, default: Any = None) -> Any:
-        with self._owner()._thread_lock:
-            raw = self._persisted_raw
+        with self._state._thread_lock:
+            raw = self._raw
             return self._view(key, raw[key]) if key in raw else default
 
     def __contains__(self, key: object) -> bool:
-        with self._owner()._thread_lock:
-            return key in self._persisted_raw
+        with self._state._thread_lock:
+            return key in self._raw
 
     def __len__(self) -> int:
-        return len(self._persisted_raw)
+        return len(self._raw)
 
     def __iter__(self) -> Iterator[Any]:
-        with self._owner()._thread_lock:
-            keys = list(self._persisted_raw)
+        with self._state._thread_lock:
+            keys = list(self._raw)
         return iter(keys)
 
     def __reversed__(self) -> Iterator[Any]:
-        with self._owner()._thread_lock:
-            keys = list(reversed(self._persisted_raw))
+        with self._state._thread_lock:
+            keys = list(reversed(self._raw))
         return iter(keys)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
+            if _already_there(value, self._raw.get(key, _MISSING)):
+                return
             path = state._writable_path(self)
             try:
                 stored_key, key_text = values.key_text(key)
@@ -210,49 +214,49 @@ class DictOps(Node):
                 raise self._type_error(error, key) from None
             state._commit(
                 [journal.set_record(path, key_text, text)],
-                [(SET, self._persisted_raw, stored_key, copy)],
+                [(SET, self._raw, stored_key, copy)],
             )
 
     def __delitem__(self, key: Any) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
-            if key not in self._persisted_raw:
+            if key not in self._raw:
                 raise KeyError(key)
             state._commit(
                 [journal.delete_record(path, _key_text(key))],
-                [(DELETE, self._persisted_raw, key, None)],
+                [(DELETE, self._raw, key, None)],
             )
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value as plain data."""
-        with self._owner()._thread_lock:
-            if key not in self._persisted_raw:
+        with self._state._thread_lock:
+            if key not in self._raw:
                 if default is _MISSING:
                     raise KeyError(key)
                 return default
-            value = values.plain_copy(self._persisted_raw[key])
+            value = values.plain_copy(self._raw[key])
             del self[key]
             return value
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove the last inserted item and return it as plain data."""
-        with self._owner()._thread_lock:
-            if not self._persisted_raw:
+        with self._state._thread_lock:
+            if not self._raw:
                 raise KeyError("popitem(): dictionary is empty")
-            key = next(reversed(self._persisted_raw))
+            key = next(reversed(self._raw))
             return key, self.pop(key)
 
     def clear(self) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
-            if self._persisted_raw:
-                state._commit([journal.clear_record(path)], [(CLEAR, self._persisted_raw, 0, 0)])
+            if self._raw:
+                state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
     def update(self, other: Any = (), /, **extra: Any) -> None:
         """Set several keys as one change: all of them are written, or none."""
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
             if isinstance(other, Mapping) or hasattr(other, "keys"):
@@ -264,7 +268,7 @@ class DictOps(Node):
                         raise ValueError("update() needs (key, value) pairs")
             pairs.extend(extra.items())
             records, changes = [], []
-            raw = self._persisted_raw
+            raw = self._raw
             for key, value in pairs:
                 try:
                     stored_key, key_text = values.key_text(key)
@@ -277,8 +281,8 @@ class DictOps(Node):
                 state._commit(records, changes)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
-        with self._owner()._thread_lock:
-            if key not in self._persisted_raw:
+        with self._state._thread_lock:
+            if key not in self._raw:
                 self[key] = default
             return self[key]
 
@@ -320,7 +324,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return len(self._raw)
 
     def __getitem__(self, index: Any) -> Any:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             raw = self._raw
             if isinstance(index, slice):
                 return [self._view(i, raw[i]) for i in range(*index.indices(len(raw)))]
@@ -330,7 +334,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def __iter__(self) -> Iterator[Any]:
         position = 0
         while True:
-            with self._owner()._thread_lock:
+            with self._state._thread_lock:
                 if position >= len(self._raw):
                     return
                 item = self._view(position, self._raw[position])
@@ -341,15 +345,15 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return iter(list(self)[::-1])
 
     def __contains__(self, value: object) -> bool:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             return unwrap(value) in self._raw
 
     def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize) -> int:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             return self._raw.index(unwrap(value), start, stop)
 
     def count(self, value: Any) -> int:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             return self._raw.count(unwrap(value))
 
     def __lt__(self, other: Any) -> bool:
@@ -393,7 +397,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return copies, texts
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
             raw = self._raw
@@ -401,6 +405,8 @@ class ListProxy(Proxy, MutableSequence[Any]):
                 self._assign_slice(state, path, index, value)
                 return
             position = _position(index, len(raw), "list assignment index out of range")
+            if _already_there(value, raw[position]):
+                return
             try:
                 copy, text = values.prepare(value, self._room())
             except values.UnsupportedValue as error:
@@ -439,7 +445,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             )
 
     def __delitem__(self, index: Any) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
             raw = self._raw
@@ -465,7 +471,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
                 )
 
     def insert(self, index: SupportsIndex, value: Any) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
             size = len(self._raw)
@@ -482,12 +488,12 @@ class ListProxy(Proxy, MutableSequence[Any]):
             )
 
     def append(self, value: Any) -> None:
-        with self._owner()._thread_lock:  # the end must not move before the insert
+        with self._state._thread_lock:  # the end must not move before the insert
             self.insert(len(self._raw), value)
 
     def extend(self, items: Iterable[Any]) -> None:
         """Append all items as one change."""
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             end = len(self._raw)
             self[end:end] = list(items)
 
@@ -496,7 +502,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return self
 
     def __imul__(self, times: SupportsIndex) -> ListProxy:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             count = times.__index__()
             if count <= 0:
                 self.clear()
@@ -506,7 +512,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
 
     def pop(self, index: SupportsIndex = -1) -> Any:
         """Remove the item at ``index`` and return it as plain data."""
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             if not self._raw:
                 raise IndexError("pop from empty list")
             position = _position(index, len(self._raw), "pop index out of range")
@@ -515,7 +521,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             return value
 
     def remove(self, value: Any) -> None:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             try:
                 position = self._raw.index(unwrap(value))
             except ValueError:
@@ -523,18 +529,18 @@ class ListProxy(Proxy, MutableSequence[Any]):
             del self[position]
 
     def clear(self) -> None:
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
             if self._raw:
                 state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
     def reverse(self) -> None:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             self._reorder(list(range(len(self._raw) - 1, -1, -1)))
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
-        with self._owner()._thread_lock:
+        with self._state._thread_lock:
             raw = self._raw
             if key is None:
                 order = sorted(range(len(raw)), key=raw.__getitem__, reverse=reverse)
@@ -546,7 +552,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
 
     def _reorder(self, order: list[int]) -> None:
         """Move the existing items (the same objects: kept proxies follow them)."""
-        state = self._owner()
+        state = self._state
         with state._thread_lock:
             path = state._writable_path(self)
             if order != list(range(len(order))):

@@ -51,7 +51,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     _compact_ratio = 2.0
 
     _path: str
-    _root: dict[Any, Any]
+    _raw: dict[Any, Any]
     _storage: storage.StateFile | None
     _thread_lock: threading.RLock
     _tx: _Transaction | None
@@ -100,16 +100,19 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         try:
             raw = file.read()
             if raw is None:
-                self._root = {}
-                snapshot = yamlio.dump_snapshot(self._root)
+                self._raw = {}
+                snapshot = yamlio.dump_snapshot(self._raw)
                 file.replace(snapshot)
                 snapshot_size = len(snapshot)
             else:
                 result = journal.read_state(self._path, raw)
-                self._root = result.data
+                self._raw = result.data
                 snapshot_size = result.snapshot_size
                 if yamlio.has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
+                else:
+                    self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
+                    self._changed_top_keys = result.touched
                 if result.good_size < len(raw):
                     file.cut(raw[: result.good_size])
                 if result.needs_newline:
@@ -120,7 +123,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             raise
         self._storage = file
         self._plan_compaction(snapshot_size)
-        missing = {key: value for key, value in defaults.items() if key not in self._root}
+        missing = {key: value for key, value in defaults.items() if key not in self._raw}
         if missing:
             self.update(missing)
 
@@ -148,10 +151,10 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         one is done again under the lock.
         """
         epoch = self._epoch
-        value = self._root.get(key, _MISSING)
+        value = self._raw.get(key, _MISSING)
         if epoch & 1 or self._epoch != epoch:
             with self._thread_lock:
-                value = self._root.get(key, _MISSING)
+                value = self._raw.get(key, _MISSING)
         kind = type(value)
         return self._view(key, value) if kind is dict or kind is list else value
 
@@ -187,7 +190,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 file.append(prefix + encode(value).encode() + b"]\n")
             except storage.FileChangedError as error:
                 self._keep_both_versions(error)
-            self._root[key] = value
+            self._raw[key] = value
             if file.size > self._compact_at:
                 self._compact_automatically()
 
@@ -201,23 +204,23 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             raise AttributeError(f"the state has no key {name!r}") from None
 
     def __dir__(self) -> list[str]:
-        keys = [key for key in self._root if isinstance(key, str) and key.isidentifier()]
+        keys = [key for key in self._raw if isinstance(key, str) and key.isidentifier()]
         return sorted({*super().__dir__(), *keys})
 
     # -- what proxies build on -----------------------------------------------------------
 
+    _depth = 0  # the top of the tree
+
     @property
     def _persisted_raw(self) -> dict[Any, Any]:
-        return self._root
+        return self._raw
 
-    def _owner(self) -> PersistedState:
+    @property
+    def _state(self) -> PersistedState:  # type: ignore[override]  # (a proxy stores it)
         return self
 
     def _locate(self) -> list[Any]:
         return []
-
-    def _room(self) -> int:
-        return values.MAX_DEPTH - 1
 
     def _writable_path(self, node: Node) -> str:
         """The path text of ``node``, after checking that changes may be made now."""
@@ -302,9 +305,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def _write_snapshot(self) -> None:
         assert self._storage is not None
         if self._commented_snapshot is not None:
-            snapshot = yamlio.dump_snapshot(self._root, self._commented_snapshot)
+            snapshot = yamlio.dump_snapshot(self._raw, self._commented_snapshot)
         else:
-            snapshot = self._snapshot_entries.render(self._root, self._changed_top_keys)
+            snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
         try:
             self._storage.replace(snapshot)
@@ -332,7 +335,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         ours = f"{self._path}.conflict-{stamp}-{os.getpid()}"
-        storage.write_new_file(ours, yamlio.dump_snapshot(self._root))
+        storage.write_new_file(ours, yamlio.dump_snapshot(self._raw))
         assert self._storage is not None
         self._storage.close()
         self._storage = None
@@ -373,7 +376,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         self._release()  # a state nobody closed: free the lock, never write from here
 
     def __repr__(self) -> str:
-        return f"PersistedState({self._path!r}, {self._root!r})"
+        return f"PersistedState({self._path!r}, {self._raw!r})"
 
 
 _MISSING: Any = object()
