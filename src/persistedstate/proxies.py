@@ -110,7 +110,20 @@ class Node:
             return repr(self._raw)
 
 
+_STR_KEY_TEXTS: dict[str, str] = {}  # the keys of paths, encoded once
+
+
 def _key_text(key: Any) -> str:
+    kind = type(key)
+    if kind is str:
+        text = _STR_KEY_TEXTS.get(key)
+        if text is None:
+            if len(_STR_KEY_TEXTS) >= 4096:
+                _STR_KEY_TEXTS.clear()
+            text = _STR_KEY_TEXTS[key] = values.str_text(key)
+        return text
+    if kind is int:
+        return values.int_text(key)  # a list index (or an int key)
     return values.key_text(key)[1]
 
 
@@ -176,8 +189,7 @@ class DictOps(Node):
     __slots__ = ()
 
     def __getitem__(self, key: Any) -> Any:
-        with self._state._thread_lock:
-            return self._view(key, self._raw[key])
+        return self._view(key, self._state._read(self._raw, key))
 
     def get(self, key: Any, default: Any = None) -> Any:
         with self._state._thread_lock:
@@ -324,12 +336,12 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return len(self._raw)
 
     def __getitem__(self, index: Any) -> Any:
-        with self._state._thread_lock:
-            raw = self._raw
-            if isinstance(index, slice):
+        raw = self._raw
+        if isinstance(index, slice):
+            with self._state._thread_lock:
                 return [self._view(i, raw[i]) for i in range(*index.indices(len(raw)))]
-            position = _position(index, len(raw), "list index out of range")
-            return self._view(position, raw[position])
+        position = _position(index, len(raw), "list index out of range")
+        return self._view(position, self._state._read(raw, position))
 
     def __iter__(self) -> Iterator[Any]:
         position = 0

@@ -132,31 +132,33 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def __getattr__(self, name: str) -> Any:
         if name[0] == "_":
             raise AttributeError(name)
-        value = self._read_top(name)
-        if value is _MISSING:
-            raise AttributeError(f"the state has no key {name!r}")
-        return value
+        try:
+            return self._view(name, self._read(self._raw, name))
+        except KeyError:
+            raise AttributeError(f"the state has no key {name!r}") from None
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._read_top(key)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+        return self._view(key, self._read(self._raw, key))
 
-    def _read_top(self, key: Any) -> Any:
-        """The value (or a proxy) at ``key``, or _MISSING; never half of a transaction.
+    def _read(self, container: Any, key: Any) -> Any:
+        """``container[key]``, never half of a transaction, usually without taking the lock.
 
-        A lock-free read, checked like a seqlock: ``_epoch`` is odd while a transaction or a
-        multi-part change is being applied, and moves on when it ends. A read that overlapped
-        one is done again under the lock.
+        Checked like a seqlock: ``_epoch`` is odd while a transaction or a multi-part change
+        is being applied, and moves on when it ends. A read that overlapped one is done again
+        under the lock.
         """
         epoch = self._epoch
-        value = self._raw.get(key, _MISSING)
-        if epoch & 1 or self._epoch != epoch:
-            with self._thread_lock:
-                value = self._raw.get(key, _MISSING)
-        kind = type(value)
-        return self._view(key, value) if kind is dict or kind is list else value
+        if not epoch & 1:
+            try:
+                value = container[key]
+            except LookupError:
+                if self._epoch == epoch:
+                    raise
+            else:
+                if self._epoch == epoch:
+                    return value
+        with self._thread_lock:
+            return container[key]
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name[0] == "_":
@@ -378,8 +380,6 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def __repr__(self) -> str:
         return f"PersistedState({self._path!r}, {self._raw!r})"
 
-
-_MISSING: Any = object()
 
 _SCALAR_TEXT: dict[type, Any] = {
     int: values.int_text,
