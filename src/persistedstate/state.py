@@ -130,7 +130,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     # -- attribute access ----------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
-        if name[0] == "_":
+        if name[:1] in ("_", ""):
             raise AttributeError(name)
         try:
             return self._view(name, self._read(self._raw, name))
@@ -161,7 +161,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             return container[key]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name[0] == "_":
+        if name[:1] in ("_", ""):
             object.__setattr__(self, name, value)
         elif name in _CLASS_NAMES:
             raise AttributeError(
@@ -197,7 +197,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 self._compact_automatically()
 
     def __delattr__(self, name: str) -> None:
-        if name.startswith("_") or hasattr(type(self), name):
+        if name[:1] in ("_", "") or name in _CLASS_NAMES:
             object.__delattr__(self, name)
             return
         try:
