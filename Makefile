@@ -26,8 +26,21 @@ pytest: $(VENV)/.installed
 
 test: lint types pytest
 
-bench: $(VENV)/.installed
+# The peers run in their own venvs: 26.1 shares our import name, the others are not our deps.
+PEERS := benchmarks/.peers
+
+$(PEERS)/v26/.installed:
+	$(PYTHON) -m venv $(PEERS)/v26
+	$(PEERS)/v26/bin/python -m pip install --quiet 'persistedstate==26.1'
+	touch $@
+
+$(PEERS)/others/.installed:
+	$(PYTHON) -m venv $(PEERS)/others
+	$(PEERS)/others/bin/python -m pip install --quiet diskcache sqlitedict lmdbm matplotlib
+	touch $@
+
+bench: $(VENV)/.installed $(PEERS)/v26/.installed $(PEERS)/others/.installed
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .venv-* build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-* $(PEERS) benchmarks/.scratch build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
