@@ -85,6 +85,10 @@ class Node:
             where = []
         return error.to_builtin([*where, *keys])
 
+    def __len__(self) -> int:
+        with self._state._thread_lock:  # not while another thread's transaction is open
+            return len(self._raw)
+
     def copy(self) -> Any:
         """A plain, independent deep copy of the data (dicts and lists)."""
         with self._state._thread_lock:
@@ -199,9 +203,6 @@ class DictOps(Node):
     def __contains__(self, key: object) -> bool:
         with self._state._thread_lock:
             return key in self._raw
-
-    def __len__(self) -> int:
-        return len(self._raw)
 
     def __iter__(self) -> Iterator[Any]:
         with self._state._thread_lock:
@@ -331,9 +332,6 @@ class ListProxy(Proxy, MutableSequence[Any]):
     _raw: list[Any]
 
     # -- reading -------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self._raw)
 
     def __getitem__(self, index: Any) -> Any:
         raw = self._raw

@@ -1,0 +1,268 @@
+"""SPEC "Guarantees / Threads": every operation is thread-safe; a transaction is atomic for
+other threads too."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import assert_same, crash_copy
+
+import persistedstate
+from persistedstate import PersistedState
+
+THREADS = 100
+ITEMS = 100
+
+
+class SmallCompactionState(PersistedState):
+    """Compacts after a few kilobytes of journal, so compactions run between the appends."""
+
+    _compact_min_bytes = 4096
+    _compact_ratio = 0.5
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """Run ``target(number)`` in ``count`` threads started together; re-raise any error."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def body(number: int) -> None:
+        try:
+            barrier.wait()
+            target(number)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=body, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "threads did not finish"
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize(
+    "kind", [PersistedState, SmallCompactionState], ids=["default", "compacting"]
+)
+def test_concurrent_appends_lose_nothing(state_path: str, kind: type[PersistedState]) -> None:
+    state = kind(state_path, appended=[], counter=0, per_thread={})
+
+    def work(number: int) -> None:
+        for index in range(ITEMS):
+            state.appended.append([number, index])
+            with state._thread_lock:
+                state.counter += 1
+            state.per_thread[str(number)] = index
+
+    run_threads(THREADS, work)
+
+    items = state.copy()["appended"]
+    assert len(items) == THREADS * ITEMS
+    assert sorted(map(tuple, items)) == [(n, i) for n in range(THREADS) for i in range(ITEMS)]
+    expected = {
+        "appended": items,
+        "counter": THREADS * ITEMS,
+        "per_thread": {str(n): ITEMS - 1 for n in range(THREADS)},
+    }
+    assert_same(state.copy()["counter"], expected["counter"])
+    assert_same(
+        dict(sorted(state.copy()["per_thread"].items())),
+        dict(sorted(expected["per_thread"].items())),
+    )
+    expected["per_thread"] = state.copy()["per_thread"]  # key order: whoever came first
+    assert_same(state.copy(), expected)
+    assert_same(crash_copy(state_path, state_path + ".copy"), expected)
+    state.close()
+    assert_same(persistedstate.load(state_path), expected)
+    with PersistedState(state_path) as reopened:
+        assert_same(reopened.copy(), expected)
+    # append() adds at the end: each thread's items are in the order it appended them.
+    for number in range(THREADS):
+        order = [i for n, i in items if n == number]
+        assert order == list(range(ITEMS)), f"thread {number} appended in this order: {order}"
+
+
+@pytest.mark.parametrize(
+    "kind", [PersistedState, SmallCompactionState], ids=["default", "compacting"]
+)
+def test_concurrent_mixed_operations(state_path: str, kind: type[PersistedState]) -> None:
+    """Threads work on their own parts of one state with every kind of change."""
+    state = kind(state_path, shared={})
+    count = 20
+
+    def work(number: int) -> None:
+        key = f"t{number}"
+        state.shared[key] = {"list": [], "n": 0}
+        mine = state.shared[key]
+        for index in range(50):
+            mine["list"].insert(0, index)
+            mine["list"].append(-index)
+            mine["n"] += 1
+            if index % 5 == 0:
+                mine["list"].reverse()
+                mine["list"].sort()
+                del mine["list"][:2]
+            if index % 7 == 0:
+                with state.transaction():
+                    mine["list"].extend([index, index])
+                    mine["n"] += 10
+        mine["list"][:] = sorted(mine["list"])[:10]
+        del state.shared[key]["n"]
+
+    run_threads(count, work)
+
+    # The same operations in plain Python, one thread at a time.
+    expected_one: dict[str, Any] = {"list": [], "n": 0}
+    for index in range(50):
+        expected_one["list"].insert(0, index)
+        expected_one["list"].append(-index)
+        expected_one["n"] += 1
+        if index % 5 == 0:
+            expected_one["list"].reverse()
+            expected_one["list"].sort()
+            del expected_one["list"][:2]
+        if index % 7 == 0:
+            expected_one["list"].extend([index, index])
+            expected_one["n"] += 10
+    expected_one["list"][:] = sorted(expected_one["list"])[:10]
+    del expected_one["n"]
+
+    memory = state.copy()
+    assert sorted(memory["shared"]) == sorted(f"t{n}" for n in range(count))
+    for value in memory["shared"].values():
+        assert_same(value, expected_one)
+    assert_same(crash_copy(state_path, state_path + ".copy"), memory)
+    state.close()
+    assert_same(persistedstate.load(state_path), memory)
+
+
+@pytest.mark.parametrize(
+    "kind", [PersistedState, SmallCompactionState], ids=["default", "compacting"]
+)
+def test_transaction_is_atomic_for_other_threads(
+    state_path: str, kind: type[PersistedState]
+) -> None:
+    total = 1_000_000
+    state = kind(
+        state_path,
+        a=total,
+        b=0,
+        log=[],
+        accounts={"x": total, "y": 0},
+        dirty=False,
+        flags={"dirty": False},
+        marks=[],
+    )
+    stop = threading.Event()
+    seen: list[tuple[str, Any]] = []
+    committed = [0] * 8
+
+    def transfer(number: int) -> None:
+        for index in range(100):
+            amount = index % 17 + 1
+            fail = index % 4 == 3
+            try:
+                with state.transaction():
+                    # True only inside a transaction: no other thread may ever read it.
+                    state.dirty = True
+                    state.flags["dirty"] = True
+                    state.marks.append("dirty")
+                    state.flags["uncommitted"] = True
+                    state["uncommitted"] = True
+                    state.a -= amount
+                    state.accounts["x"] -= amount
+                    state.log.append(amount)
+                    time.sleep(0.0005)  # let other threads run while the transfer is half done
+                    if fail:
+                        raise RuntimeError("roll back")
+                    state.accounts["y"] += amount
+                    state.b += amount
+                    state.marks.pop()
+                    del state.flags["uncommitted"]
+                    del state["uncommitted"]
+                    state.flags["dirty"] = False
+                    state.dirty = False
+            except RuntimeError:
+                continue
+            committed[number] += amount
+
+    def check(source: str, a: Any, b: Any, log: Any) -> None:
+        if a + b != total or (log != [] and b != sum(log)):
+            seen.append((source, (a, b, sum(log))))
+
+    def read_memory() -> None:
+        while not stop.is_set():
+            snapshot = state.copy()
+            check("copy()", snapshot["a"], snapshot["b"], snapshot["log"])
+            check("copy() of accounts", snapshot["accounts"]["x"], snapshot["accounts"]["y"], [])
+            with state._thread_lock:
+                check("_thread_lock", state.a, state.b, state.log.copy())
+            accounts = state.accounts.copy()  # one read of a nested dict
+            if accounts["x"] + accounts["y"] != total:
+                seen.append(("accounts.copy()", accounts))
+            time.sleep(0.0001)  # busy readers would starve the writers of the GIL
+
+    def read_single_values() -> None:
+        # Single reads, which may take no lock, must not see inside a transaction either.
+        flags, marks = state.flags, state.marks  # proxies kept across transactions
+        top_keys = len(state)
+        checks: list[tuple[str, Callable[[], Any]]] = [
+            ("state.dirty", lambda: state.dirty),
+            ("state['dirty']", lambda: state["dirty"]),
+            ("state.get('dirty')", lambda: state.get("dirty")),
+            ("'uncommitted' in state", lambda: "uncommitted" in state),
+            ("len(state)", lambda: len(state) != top_keys),
+            ("flags['dirty']", lambda: flags["dirty"]),
+            ("flags.get('dirty')", lambda: flags.get("dirty")),
+            ("flags.values()", lambda: any(flags.values())),
+            ("len(flags)", lambda: len(flags) != 1),
+            ("'dirty' in marks", lambda: "dirty" in marks),
+            ("list(marks)", lambda: list(marks)),
+            ("marks.count('dirty')", lambda: marks.count("dirty")),
+            ("len(marks)", lambda: len(marks)),
+            ("bool(marks)", lambda: bool(marks)),
+        ]
+        turn = 0
+        while not stop.is_set():
+            # One check a turn, each first in its turn: a check that waits for the
+            # transaction to end must not shield the next one from it.
+            name, check = checks[turn % len(checks)]
+            turn += 1
+            if check():
+                seen.append((name, True))
+            time.sleep(0.0001)
+
+    def read_disk() -> None:
+        while not stop.is_set():
+            data = persistedstate.load(state_path)
+            check("load()", data["a"], data["b"], data["log"])
+            check("load() of accounts", data["accounts"]["x"], data["accounts"]["y"], [])
+            time.sleep(0.002)
+
+    readers = [threading.Thread(target=read_memory) for _ in range(2)]
+    readers += [threading.Thread(target=read_single_values) for _ in range(2)]
+    readers.append(threading.Thread(target=read_disk))
+    for reader in readers:
+        reader.start()
+    try:
+        run_threads(len(committed), transfer)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=60)
+    kinds = sorted({str(source) for source, _ in seen})
+    assert not seen, f"{len(seen)} reads saw inside a transaction, through: {kinds}; {seen[:3]}"
+    moved = sum(committed)
+    assert moved > 0
+    final = state.copy()
+    assert (final["a"], final["b"], sum(final["log"])) == (total - moved, moved, moved)
+    assert final["accounts"] == {"x": total - moved, "y": moved}
+    assert_same(crash_copy(state_path, state_path + ".copy"), final)
+    state.close()
+    assert_same(persistedstate.load(state_path), final)
