@@ -312,11 +312,12 @@ def test_a_fault_at_every_write_and_sync(
     assert not problems, f"{len(problems)} broken promises:\n" + "\n".join(problems[:8])
 
 
-def test_open_that_cannot_cut_a_torn_tail_leaves_the_file_alone(
+def test_a_torn_tail_that_cannot_be_cut_fails_the_first_change_and_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Recovery's cut-back fails (EIO): open raises OSError, the file is as it was, and a
-    later open recovers."""
+    """Opening writes nothing: the torn tail is cut before the first write. If that cut fails
+    (EIO), the change raises OSError, is not applied, the file is as it was, and a later
+    change recovers."""
     path = tmp_path / "state.yaml"
     raw = b'n: 1\n--- ["set", [], "n", 2]\n--- ["set", [], "n", 3'
     path.write_bytes(raw)
@@ -324,12 +325,16 @@ def test_open_that_cannot_cut_a_torn_tail_leaves_the_file_alone(
         faulty = FaultyOs(1, errno.EIO, "once")
         with monkeypatch.context() as patch:
             patch.setattr(persistedstate.storage, "os", faulty)
+            state = PersistedState.open(path, fsync=mode_fsync)
+            assert path.read_bytes() == raw  # opening changed nothing
             with pytest.raises(OSError) as caught:
-                PersistedState.open(path, fsync=mode_fsync)
+                state["n"] = 10
+            assert state.copy() == {"n": 2}
         assert caught.value.errno == errno.EIO
         assert faulty.injected == ["ftruncate#1"]
         assert path.read_bytes() == raw
         assert load(path) == {"n": 2}
+        state._release()
     with PersistedState.open(path) as state:
         assert state.copy() == {"n": 2}
         state["n"] = 4

@@ -55,7 +55,7 @@ def test_26_1_file_keeps_working_without_close(tmp_path: Path) -> None:
     state = PersistedState(copy)
     state["cursor"]["page"] = 6
     after_change = copy.read_bytes()
-    state._storage.close()  # let go without compacting, as a crash would
+    state._release()  # let go without compacting, as a crash would
     assert load(copy)["cursor"]["page"] == 6
     assert after_change.endswith(b'--- ["set", ["cursor"], "page", 6]\n')
 
@@ -107,7 +107,7 @@ def _state_with_journal(path: Path) -> bytes:
     state = PersistedState(path, counter=0)
     for _ in range(3):
         state.counter += 1
-    state._storage.close()  # crash: no compaction
+    state._release()  # crash: no compaction
     return path.read_bytes()
 
 
@@ -128,9 +128,10 @@ def test_torn_last_record_is_dropped_with_a_warning(
 
     state = PersistedState(path)
     assert state == {"counter": 3}
-    assert path.read_bytes() == good  # the torn tail was cut off
-    state.counter += 1
-    state._storage.close()
+    assert path.read_bytes() == good + tail  # opening writes nothing
+    state.counter += 1  # the torn tail is cut off before the record is written
+    assert path.read_bytes() == good + b'--- ["set", [], "counter", 4]\n'
+    state._release()
     assert load(path) == {"counter": 4}
 
 
@@ -242,3 +243,12 @@ def test_recursive_alias_is_corruption(tmp_path: Path) -> None:
     path.write_bytes(b"a: &a [1, *a]\n")
     with pytest.raises(CorruptStateError, match="alias"):
         load(path)
+
+
+def test_a_complete_last_record_that_does_not_fit_is_corruption_not_a_torn_write(
+    tmp_path: Path,
+) -> None:
+    """Only a record cut short can be torn; one that parses was written whole."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b'a: 1\n--- ["tx", [["set", [], "b", 2], ["delete", [], "zz"]]]')
+    _assert_corrupt_and_untouched(path, line=2)

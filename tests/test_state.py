@@ -1,12 +1,15 @@
-"""Attribute access on the state: what is a key and what is a Python attribute."""
+"""The state object: attribute names, defaults, odd values, links, conflicts, interrupts."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from persistedstate import PersistedState, load
+import persistedstate.storage
+from persistedstate import PersistedState, PersistedStateError, load
 
 
 def test_attribute_helpers_work_for_any_name(tmp_path: Path) -> None:
@@ -29,3 +32,94 @@ def test_deleting_a_method_name_or_a_missing_key_raises_attribute_error(tmp_path
         with pytest.raises(AttributeError, match="no key 'nothing'"):
             del state.nothing
         assert state["items"] == 1
+
+
+def test_a_bad_default_is_refused_before_the_file_is_created_or_locked(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    with pytest.raises(TypeError) as caught:
+        PersistedState(path, fine=1, bad=object())
+    assert "bad" in str(caught.value)
+    assert not path.exists()
+    kept = caught.value  # a live traceback must not keep the file locked
+    with PersistedState(path) as state:
+        assert state == {}
+    del kept
+
+
+def test_an_object_that_invents_attributes_is_refused_with_type_error(tmp_path: Path) -> None:
+    from unittest import mock
+
+    with PersistedState(tmp_path / "s.yaml") as state, pytest.raises(TypeError):
+        state.x = mock.Mock()
+
+
+def test_a_symbolic_link_stays_a_link_and_its_target_gets_the_state(tmp_path: Path) -> None:
+    target, link = tmp_path / "target.yaml", tmp_path / "link.yaml"
+    target.write_text("a: 1\n", encoding="utf-8")
+    link.symlink_to(target)
+    with PersistedState(link) as state:
+        state["a"] = 2
+    assert link.is_symlink()
+    assert load(target) == {"a": 2}
+
+
+def test_a_transaction_that_meets_someone_elses_file_is_not_in_our_saved_version(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path, a=1)
+    with path.open("ab") as file:
+        file.write(b"# an edit made while the state was open\n")
+    with pytest.raises(PersistedStateError, match="rewritten"), state.transaction():
+        state.a = 999
+    assert state == {"a": 1}  # rolled back
+    [ours] = tmp_path.glob("s.yaml.conflict-*")
+    assert load(ours) == {"a": 1}
+
+
+def test_an_interrupt_right_after_the_write_takes_the_record_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between the write and its bookkeeping: the change is neither in memory nor on
+    disk, and the next change works."""
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path, a=0)
+    before = path.read_bytes()
+    real_write = os.write
+
+    def write_then_interrupt(fd: int, data: bytes) -> int:
+        real_write(fd, data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(persistedstate.storage.os, "write", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        state.a = 1
+    monkeypatch.undo()
+    assert state == {"a": 0}
+    assert path.read_bytes() == before
+    state.a = 2
+    state._release()
+    assert load(path) == {"a": 2}
+
+
+def test_negative_indexes_read_safely_while_another_thread_shifts_the_list(
+    tmp_path: Path,
+) -> None:
+    with PersistedState(tmp_path / "s.yaml", items=["a", "b", "last"]) as state:
+        items = state["items"]
+        stop = threading.Event()
+
+        def shift() -> None:
+            while not stop.is_set():
+                with state.transaction():
+                    items.insert(0, "x")
+                    del items[0]
+
+        worker = threading.Thread(target=shift)
+        worker.start()
+        try:
+            for _ in range(20_000):
+                assert items[-1] == "last"
+        finally:
+            stop.set()
+            worker.join()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime
 import math
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persistedstate import values, yamlio
+from persistedstate import PersistedState, load, values, yamlio
 
 scalars = (
     st.none()
@@ -86,3 +88,25 @@ def test_special_values_are_written_readably() -> None:
     assert "when: 2026-01-02 03:04:05+00:00" in text
     assert "huge: 0x" in text
     assert values.exactly_equal(yaml.safe_load(text), state)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{\n  "last_id": 1,\n  "done": []\n}\n',  # JSON, as a person may start a state
+        '{"last_id": 1, "done": []}\n',
+        "last_id: 1\ndone: []\n<<: {merged: true}\n",
+        "'last_id': 1\n\"done\": []\n",
+        "base: &b {x: 1}\nlast_id: 1\ndone: *b\n",
+        "last_id: 1\ndone: [1,\n  2]\n",
+    ],
+    ids=["json", "flow", "merge-key", "quoted-keys", "anchors", "flow-over-lines"],
+)
+def test_any_layout_a_person_writes_compacts_to_the_same_data(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(text, encoding="utf-8")
+    expected = {**load(path), "last_id": 2}
+    with PersistedState(path) as state:
+        state["last_id"] = 2
+    assert values.exactly_equal(load(path), expected)
+    assert values.exactly_equal(yaml.safe_load(path.read_text(encoding="utf-8")), expected)

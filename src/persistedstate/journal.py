@@ -130,23 +130,34 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             if not content:
                 raise _BadRecord("an empty journal record")
             record = decode_record(content)
-            apply_record(data, record)
-            touched.update(path[0] for path in _paths(record) if path)
-            if _may_deepen(content, record) and values.deeper_than(data, values.MAX_DEPTH):
-                raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
+            # Only a record cut short can be a torn write: one that parses is complete.
             if end == len(body) and (not content or not body.endswith(b"\n")):
                 _warn_torn(path, line_no, error.problem)
                 return ReadResult(data, number, snapshot_end, start, False, snapshot_top, touched)
-            first = end - len(body[start + 3 : end].lstrip()) if content else start
-            line = line_no + body.count(b"\n", start, first)
-            column = first - body.rfind(b"\n", 0, first) + (error.column or 1) - 1
-            raise CorruptStateError(path, error.problem, line, column) from None
+            raise _corrupt_record(path, body, start, end, line_no, error) from None
+        try:
+            apply_record(data, record)
+            if _may_deepen(content, record) and values.deeper_than(data, values.MAX_DEPTH):
+                raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
+        except _BadRecord as error:
+            raise _corrupt_record(path, body, start, end, line_no, error) from None
+        touched.update(path[0] for path in _paths(record) if path)
         line_no += body.count(b"\n", start, end)
     needs_newline = bool(body) and not body.endswith(b"\n")
     return ReadResult(
         data, len(markers), snapshot_end, len(body), needs_newline, snapshot_top, touched
     )
+
+
+def _corrupt_record(
+    path: str, body: bytes, start: int, end: int, line_no: int, error: _BadRecord
+) -> CorruptStateError:
+    """The error for the record between ``start`` and ``end``, pointing at its text."""
+    first = end - len(body[start + 3 : end].lstrip()) if body[start + 3 : end].strip() else start
+    line = line_no + body.count(b"\n", start, first)
+    column = first - body.rfind(b"\n", 0, first) + (error.column or 1) - 1
+    return CorruptStateError(path, error.problem, line, column)
 
 
 def _warn_torn(path: str, line_no: int, problem: str) -> None:
@@ -266,6 +277,8 @@ def _resolve(root: dict[Any, Any], path: Any) -> Any:
 
 def _check_key(node: Any, key: Any, allow_end: bool, path: list[Any] | None = None) -> None:
     if type(node) is dict:
+        if key != key:
+            raise _BadRecord("nan cannot be a dict key (it is not equal to itself)")
         if not allow_end and key not in node and path is not None:
             raise _BadRecord(f"path {[*path, key]} does not exist in the state")
         return

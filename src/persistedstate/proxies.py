@@ -45,8 +45,7 @@ class DetachedError(PersistedStateError):
 
 def unwrap(value: Any) -> Any:
     """The raw data behind a proxy (or the state), else the value itself."""
-    raw = getattr(value, "_persisted_raw", _MISSING)
-    return value if raw is _MISSING else raw
+    return value._raw if isinstance(value, Node) else value
 
 
 class Node:
@@ -338,7 +337,11 @@ class ListProxy(Proxy, MutableSequence[Any]):
         if isinstance(index, slice):
             with self._state._thread_lock:
                 return [self._view(i, raw[i]) for i in range(*index.indices(len(raw)))]
-        position = _position(index, len(raw), "list index out of range")
+        position = operator.index(index)
+        if position < 0:  # where the end is depends on the length: read both under the lock
+            with self._state._thread_lock:
+                position = _position(position, len(raw), "list index out of range")
+                return self._view(position, raw[position])
         return self._view(position, self._state._read(raw, position))
 
     def __iter__(self) -> Iterator[Any]:

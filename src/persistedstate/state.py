@@ -88,6 +88,12 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         lock_timeout: float,
     ) -> None:
         object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
+        for key, value in defaults.items():  # refuse bad defaults before touching the file
+            try:
+                values.key_text(key)
+                values.prepare(value)
+            except values.UnsupportedValue as error:
+                raise error.to_builtin([key]) from None
         self._set_prefixes: dict[str, bytes] = {}
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = yamlio.SnapshotEntries()
@@ -113,19 +119,17 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 else:
                     self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
                     self._changed_top_keys = result.touched
-                if result.good_size < len(raw):
-                    file.cut(raw[: result.good_size])
-                if result.needs_newline:
-                    file.append(b"\n")
+                file.keep_only(raw[: result.good_size], newline_owed=result.needs_newline)
                 log.debug("%s: opened, %d journal records replayed", self._path, result.records)
+            self._storage = file
+            self._plan_compaction(snapshot_size)
+            missing = {key: value for key, value in defaults.items() if key not in self._raw}
+            if missing:
+                self.update(missing)
         except BaseException:
+            self._storage = None
             file.close()
             raise
-        self._storage = file
-        self._plan_compaction(snapshot_size)
-        missing = {key: value for key, value in defaults.items() if key not in self._raw}
-        if missing:
-            self.update(missing)
 
     # -- attribute access ----------------------------------------------------------------
 
@@ -248,10 +252,12 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             _apply(changes[0], None)
         else:
             self._append(journal.line(journal.tx_record(records)))
-            self._epoch += 1  # readers wait until every part is applied
-            for change in changes:
-                _apply(change, None)
-            self._epoch += 1
+            self._epoch += 1  # odd: readers wait until every part is applied
+            try:
+                for change in changes:
+                    _apply(change, None)
+            finally:
+                self._epoch += 1
         if self._storage.size > self._compact_at:
             self._compact_automatically()
 
@@ -279,10 +285,15 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             if outer is None:
                 self._tx = tx
                 self._epoch += 1  # odd: lock-free readers take the lock until the end
+            conflict = None
             try:
                 yield self
                 if outer is None and tx.records:
-                    self._append(journal.line(journal.tx_record(tx.records)))
+                    assert self._storage is not None
+                    self._storage.append(journal.line(journal.tx_record(tx.records)))
+            except storage.FileChangedError as error:
+                tx.roll_back(mark)  # before our version is saved beside theirs
+                conflict = error
             except BaseException:
                 tx.roll_back(mark)
                 raise
@@ -290,6 +301,8 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 if outer is None:
                     self._tx = None
                     self._epoch += 1
+            if conflict is not None:
+                self._keep_both_versions(conflict)
             file = self._storage
             if outer is None and file is not None and file.size > self._compact_at:
                 self._compact_automatically()

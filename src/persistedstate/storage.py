@@ -1,6 +1,6 @@
 """The state file on disk: the writer lock, reading, appending records, atomic replacement.
 
-This module knows bytes, not YAML. It keeps three promises:
+This module knows bytes, not YAML. It keeps four promises:
 
 - ``append`` hands a record to the operating system with one ``write`` before it returns (and,
   with ``fsync=True``, to stable storage); if the write fails the file is cut back to where it
@@ -55,20 +55,25 @@ class StateFile:
     """An open state file that this process may write."""
 
     def __init__(self, path: str, *, fsync: bool, lock_timeout: float) -> None:
-        self.path = path
+        # Work on the file a symbolic link points to, so that a rename replaces the file
+        # and not the link, and two links to one file share one lock.
+        self.path = os.path.realpath(path)
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
         self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
         self._fd = -1
         self._identity: tuple[int, int] | None = None
-        self._cut_needed = False  # a failed append may have left bytes after self.size
+        # Work owed before the next write: cut bytes after self.size (a torn tail found at
+        # open, a failed append), add the final newline a 26.1 file lacks, reopen the file.
+        self._repair_needed = False
+        self._newline_owed = False
         self._directory_unsynced = False  # a rename whose directory sync failed
-        self._lock = filelock.FileLock(path + ".lock", thread_local=False)
+        self._lock = filelock.FileLock(self.path + ".lock", thread_local=False)
         try:
             self._lock.acquire(timeout=max(lock_timeout, 0.0))
         except filelock.Timeout:
-            raise StateLockedError(path, _lock_holder_pid(path + ".lock")) from None
-        _remove_stale_temp_files(path)
+            raise StateLockedError(path, _lock_holder_pid(self.path + ".lock")) from None
+        _remove_stale_temp_files(self.path)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -87,10 +92,15 @@ class StateFile:
         self._remember_identity()
         return raw
 
-    def cut(self, kept: bytes) -> None:
-        """Keep only ``kept``, the start of the file (dropping a torn last record)."""
-        os.ftruncate(self._fd, len(kept))
-        self._sync_if_asked()
+    def keep_only(self, kept: bytes, *, newline_owed: bool) -> None:
+        """Take ``kept`` (the start of what read() gave) as the good part of the file.
+
+        Opening writes nothing: a torn tail after it is cut off, and a missing final newline
+        added, just before the next write.
+        """
+        if len(kept) < self.size or newline_owed:
+            self._repair_needed = True
+        self._newline_owed = newline_owed
         self.size = len(kept)
         self._checksum = zlib.crc32(kept)
 
@@ -98,33 +108,34 @@ class StateFile:
 
     def append(self, data: bytes) -> None:
         """Write ``data`` at the end of the file before returning; all or nothing."""
-        if self._cut_needed:
-            self._cut_back()
+        if self._repair_needed:
+            self._repair()
         if os.lseek(self._fd, 0, os.SEEK_END) != self.size:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
         try:
-            written = os.write(self._fd, data)
-            while written < len(data):  # rare for regular files, but allowed by POSIX
-                written += os.write(self._fd, data[written:])
+            _write_all(self._fd, data)
             if self.fsync:
                 _sync_file(self._fd)
                 if self._directory_unsynced:
                     self._sync_directory()
-        except OSError:
-            self._cut_needed = True
+        except BaseException:  # an OSError, or Ctrl-C after the write: take it back
+            self._repair_needed = True
             with contextlib.suppress(OSError):
-                self._cut_back()
+                self._repair()
             raise
         self.size += len(data)
         self._checksum = zlib.crc32(data, self._checksum)
 
-    def _cut_back(self) -> None:
+    def _repair(self) -> None:
+        if self._fd < 0:
+            self._reopen()
         os.ftruncate(self._fd, self.size)
-        self._cut_needed = False
-
-    def _sync_if_asked(self) -> None:
-        if self.fsync:
-            _sync_file(self._fd)
+        if self._newline_owed:
+            _write_all(self._fd, b"\n")
+            self.size += 1
+            self._checksum = zlib.crc32(b"\n", self._checksum)
+            self._newline_owed = False
+        self._repair_needed = False
 
     # -- replacing -----------------------------------------------------------------------
 
@@ -134,25 +145,26 @@ class StateFile:
         Raises FileChangedError, writing nothing, when the file on disk is no longer the
         one this object has been appending to.
         """
+        if self._repair_needed:
+            self._repair()
         self.check_unchanged()
         temp_path = _temp_path(self.path)
         try:
             _write_synced(temp_path, data, _file_mode(self.path))
-            if self._fd >= 0:  # Windows cannot rename over an open file
-                os.close(self._fd)
-                self._fd = -1
+            if _IS_WINDOWS:  # Windows cannot rename over an open file
+                self._close_descriptor()
             _replace(temp_path, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
-            if self._fd < 0 and self._identity is not None:
-                self._reopen()
             raise
-        self._reopen()
         self.size = len(data)
         self._checksum = zlib.crc32(data)
-        self._cut_needed = False
+        self._newline_owed = False
+        self._close_descriptor()
+        self._repair_needed = True  # reopen on the new file (now, or before the next write)
         self._directory_unsynced = True
+        self._repair()
         self._sync_directory()
 
     def _sync_directory(self) -> None:
@@ -185,12 +197,15 @@ class StateFile:
 
     # -- closing -------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the file and release the lock; safe to call twice."""
+    def _close_descriptor(self) -> None:
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
+
+    def close(self) -> None:
+        """Close the file and release the lock; safe to call twice."""
+        self._close_descriptor()
         if self._lock.is_locked:
             self._lock.release(force=True)
 
@@ -232,12 +247,16 @@ def _file_mode(path: str) -> int:
         return 0o666  # reduced by the umask, as for any new file
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    while written < len(data):  # rare for regular files, but allowed by POSIX
+        written += os.write(fd, data[written:])
+
+
 def _write_synced(path: str, data: bytes, mode: int, flags: int = os.O_TRUNC) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags | _O_BINARY, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
         _sync_file(fd)
     finally:
         os.close(fd)
@@ -262,7 +281,7 @@ def _sync_directory(path: str) -> None:
         return
     fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fsync(fd)  # (F_FULLFSYNC after the file's own sync already flushed the drive)
     finally:
         os.close(fd)
 

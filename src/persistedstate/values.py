@@ -37,6 +37,7 @@ KEY_TYPES = (str, int, float, bool, type(None))
 # enough for any real state, shallow enough that every recursive walk (ours, PyYAML's,
 # ruamel.yaml's) stays far from Python's recursion limit.
 MAX_DEPTH = 100
+_NAN_KEY = "nan cannot be a dict key: it is not equal to itself, so it could never be found"
 _TOO_DEEP = f"cannot store dicts and lists nested more than {MAX_DEPTH} levels deep"
 
 
@@ -106,6 +107,8 @@ def key_text(key: Any) -> tuple[Any, str]:
     elif key is None:
         text = "null"
     elif kind is float:
+        if key != key:
+            raise UnsupportedValue(_NAN_KEY, value_error=True)
         text = float_text(key)
     elif isinstance(key, (str, int, float)):
         return key_text(_base_value(key))
@@ -153,9 +156,8 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
         return _prepare_dict(value, active, room)
     if kind is list:
         return _prepare_list(value, active, room)
-    raw = getattr(value, "_persisted_raw", None)
-    if raw is not None:  # a live proxy (or the state): copy what it holds
-        return _prepare(raw, active, room)
+    if getattr(type(value), "_persisted_raw", None) is not None:  # a proxy, or the state
+        return _prepare(value._persisted_raw, active, room)
     if isinstance(value, (dict, Mapping)):
         return _prepare_dict(value, active, room)
     if isinstance(value, (list, tuple)):
@@ -269,10 +271,12 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
         active.add(id(data))
         if kind is dict:
             for key, item in data.items():
-                if type(key) not in KEY_TYPES:
+                if type(key) not in KEY_TYPES or key != key:
                     error = UnsupportedValue(
-                        f"a {type(key).__name__} cannot be a key (keys are str, int, float, "
-                        "bool or null)"
+                        _NAN_KEY
+                        if type(key) is float
+                        else f"a {type(key).__name__} cannot be a key (keys are str, int, "
+                        "float, bool or null)"
                     )
                     error.key_path.append(key)
                     raise error

@@ -43,6 +43,7 @@ log = logging.getLogger("persistedstate")
 # a false alarm only costs the slower round-trip compaction).
 _COMMENT = re.compile(rb"(?:^|[ \t])#", re.MULTILINE)
 
+_ESCAPED_ASTRAL = re.compile(r"\\U[0-9A-Fa-f]{8}")
 _YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 # A YAML parser or constructor may raise almost anything on bad input: ValueError for
@@ -136,7 +137,7 @@ def dump_value(value: Any) -> str:
 
 def _dump(data: Any) -> str:
     text = _dump_with(data, _SnapshotDumper)
-    if "\\U" in text:
+    if _ESCAPED_ASTRAL.search(text):
         # libyaml escapes characters beyond the BMP (emoji); the Python emitter does not.
         text = _dump_with(data, _PureSnapshotDumper)
     return text
@@ -169,20 +170,25 @@ class SnapshotEntries:
         self._entries: dict[Any, tuple[Any, Any, bytes]] = {}  # key -> (key, value, text)
 
     def adopt(self, snapshot: bytes, top: dict[Any, Any]) -> None:
-        """Take the entries of a snapshot just loaded as ``top``, when they can be told apart.
+        """Take the entries of a snapshot just loaded as ``top``, if it is laid out as ours are.
 
-        They can when the text splits into exactly one piece per key (pieces are found by
-        lines at column 0, so a key can never be missed; a count that matches means none was
-        split in two) and no piece refers to another (anchors and aliases).
+        Only a plain block mapping qualifies: one piece per key, each piece starting with
+        its own key written plainly (``key: ...``), and no anchors or aliases tying pieces
+        together. Anything else (JSON, flow style, merge keys, quoted keys) is left alone and
+        written anew at the first compaction.
         """
         if not snapshot.endswith(b"\n") or b"&" in snapshot or b"*" in snapshot:
             return
         pieces = _split_entries(snapshot)
-        if top and len(pieces) == len(top):
-            self._entries = {
-                key: (key, value, piece)
-                for (key, value), piece in zip(top.items(), pieces, strict=True)
-            }
+        if not top or len(pieces) != len(top):
+            return
+        for key, piece in zip(top, pieces, strict=True):
+            if type(key) is not str or not _starts_entry_of(piece, key):
+                return
+        self._entries = {
+            key: (key, value, piece)
+            for (key, value), piece in zip(top.items(), pieces, strict=True)
+        }
 
     def render(self, data: dict[Any, Any], changed_keys: set[Any]) -> bytes:
         if not data:
@@ -209,6 +215,11 @@ class SnapshotEntries:
 # Where a top-level entry of a block mapping starts: a line at column 0 that does not continue
 # the previous entry (a "- " sequence item, a ": " value of a "? " key, a comment).
 _ENTRY_START = re.compile(rb"^(?![\s#]|[-:](?:[ \n]|$))", re.MULTILINE)
+
+
+def _starts_entry_of(piece: bytes, key: str) -> bool:
+    head = key.encode("utf-8") + b":"
+    return piece.startswith(head) and piece[len(head) : len(head) + 1] in (b" ", b"\n")
 
 
 def _split_entries(snapshot: bytes) -> list[bytes]:
