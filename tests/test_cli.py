@@ -872,3 +872,21 @@ def test_edit_of_a_missing_file_fails(tmp_path: Path, temp_dir: Path) -> None:
     result = run("edit", path, env=edit_env(temp_dir, "true"))
     assert result.returncode == 1
     assert not path.exists()
+
+
+def test_set_of_a_value_too_deep_for_its_place_is_a_usage_error(state_file: Path) -> None:
+    before = state_file.read_bytes()
+    deep = "[" * 99 + "]" * 99  # fits at the top, not two levels down
+    done = run("set", state_file, "settings.deep", deep)
+    assert done.returncode == 2, done.stderr
+    assert "cannot be stored at settings.deep" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert state_file.read_bytes() == before
+
+
+def test_a_failed_del_leaves_a_26_1_file_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "old.state"
+    path.write_bytes(b'a: 1\n---\n["set", [], "b", 2]')  # 26.1: no final newline
+    done = run("del", path, "nokey")
+    assert done.returncode == 1
+    assert path.read_bytes() == b'a: 1\n---\n["set", [], "b", 2]'

@@ -381,7 +381,12 @@ def _change(path: str, wait: float, change: Callable[[PersistedState], None]) ->
     except BaseException:
         state._release()  # a failed command leaves the file byte for byte
         raise
-    state.close()
+    try:
+        state.close()
+    except OSError as error:
+        raise CliError(
+            f"the change was saved in {path}, but compacting the file failed: {error}"
+        ) from None
 
 
 def _parse_value(text: str, as_string: bool) -> Any:
@@ -415,15 +420,18 @@ def cmd_set(args: argparse.Namespace) -> int:
     def change(state: PersistedState) -> None:
         parent_path, last = segments[:-1], segments[-1]
         parent = resolve(state, parent_path)
-        if isinstance(parent, MutableMapping):
-            parent[_find_key(parent, last)[1]] = value
-        elif isinstance(parent, MutableSequence):
-            index = _list_index(parent, last, parent_path, allow_end=True)
-            if index == len(parent):
-                parent.append(value)
-            else:
-                parent[index] = value
-        else:
+        try:
+            if isinstance(parent, MutableMapping):
+                parent[_find_key(parent, last)[1]] = value
+            elif isinstance(parent, MutableSequence):
+                index = _list_index(parent, last, parent_path, allow_end=True)
+                if index == len(parent):
+                    parent.append(value)
+                else:
+                    parent[index] = value
+        except (TypeError, ValueError) as error:  # e.g. nested too deep for its place
+            raise UsageError(f"VALUE cannot be stored at {_name(segments)}: {error}") from None
+        if not isinstance(parent, (MutableMapping, MutableSequence)):
             raise PathError(
                 f"{_name(parent_path)} is {_type_name(parent)}, not a mapping or a "
                 f"list, so it cannot hold key {last.key!r}"
