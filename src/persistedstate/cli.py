@@ -243,11 +243,6 @@ def _type_name(value: Any) -> str:
 # -- output ----------------------------------------------------------------------------------
 
 
-def yaml_text(value: Any) -> str:
-    """The value as a YAML document, written the way the state file writes it."""
-    return yamlio.dump_value(value)
-
-
 def _write_out(text: str) -> None:
     """Write data to stdout as UTF-8, whatever the console's encoding."""
     sys.stdout.flush()
@@ -306,17 +301,19 @@ def _read_raw(path: str) -> bytes:
     return raw
 
 
+def _value_at(file: str, path: str) -> Any:
+    """The value at PATH in the file's current state (journal applied); no lock taken."""
+    return resolve(journal.read_state(file, _read_raw(file)).data, parse_path(path))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    segments = parse_path(args.path or "")
-    data = journal.read_state(args.file, _read_raw(args.file)).data
-    _write_out(yaml_text(resolve(data, segments)))
+    _write_out(yamlio.dump_value(_value_at(args.file, args.path or "")))
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    segments = parse_path(args.path)
-    value = resolve(journal.read_state(args.file, _read_raw(args.file)).data, segments)
-    _write_out(value + "\n" if type(value) is str else yaml_text(value))
+    value = _value_at(args.file, args.path)
+    _write_out(value + "\n" if type(value) is str else yamlio.dump_value(value))
     return 0
 
 

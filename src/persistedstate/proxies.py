@@ -103,9 +103,6 @@ class Node:
         with self._state._thread_lock:
             return bool(self._raw == unwrap(other))
 
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -218,7 +215,7 @@ class DictOps(Node):
         with state._thread_lock:
             if _already_there(value, self._raw.get(key, _MISSING)):
                 return
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             try:
                 stored_key, key_text = values.key_text(key)
                 copy, text = values.prepare(value, self._room())
@@ -232,7 +229,7 @@ class DictOps(Node):
     def __delitem__(self, key: Any) -> None:
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             if key not in self._raw:
                 raise KeyError(key)
             state._commit(
@@ -262,7 +259,7 @@ class DictOps(Node):
     def clear(self) -> None:
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             if self._raw:
                 state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
@@ -270,7 +267,7 @@ class DictOps(Node):
         """Set several keys as one change: all of them are written, or none."""
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             if isinstance(other, Mapping) or hasattr(other, "keys"):
                 pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118 (any .keys() object)
             else:
@@ -412,7 +409,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def __setitem__(self, index: Any, value: Any) -> None:
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             raw = self._raw
             if isinstance(index, slice):
                 self._assign_slice(state, path, index, value)
@@ -460,7 +457,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def __delitem__(self, index: Any) -> None:
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             raw = self._raw
             if not isinstance(index, slice):
                 position = _position(index, len(raw), "list assignment index out of range")
@@ -486,7 +483,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def insert(self, index: SupportsIndex, value: Any) -> None:
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             size = len(self._raw)
             position = operator.index(index)
             if position < 0:
@@ -544,7 +541,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def clear(self) -> None:
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             if self._raw:
                 state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
@@ -567,7 +564,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
         """Move the existing items (the same objects: kept proxies follow them)."""
         state = self._state
         with state._thread_lock:
-            path = state._writable_path(self)
+            path = state._path_for_change(self)
             if order != list(range(len(order))):
                 state._commit(
                     [journal.reorder_record(path, order)], [(REORDER, self._raw, order, None)]

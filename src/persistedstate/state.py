@@ -190,14 +190,14 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         with self._thread_lock:
             file = self._storage
             if file is None:
-                self._writable_path(self)  # raises: closed
+                self._path_for_change(self)  # raises: closed
                 return
             try:
                 file.append(prefix + encode(value).encode() + b"]\n")
             except storage.FileChangedError as error:
                 self._keep_both_versions(error)
             self._raw[key] = value
-            if file.size > self._compact_at:
+            if file.size > self._compact_at:  # (inline: the hot path)
                 self._compact_automatically()
 
     def __delattr__(self, name: str) -> None:
@@ -218,18 +218,17 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     _depth = 0  # the top of the tree
 
     @property
-    def _persisted_raw(self) -> dict[Any, Any]:
-        return self._raw
-
-    @property
     def _state(self) -> PersistedState:  # type: ignore[override]  # (a proxy stores it)
         return self
 
     def _locate(self) -> list[Any]:
         return []
 
-    def _writable_path(self, node: Node) -> str:
-        """The path text of ``node``, after checking that changes may be made now."""
+    def _path_for_change(self, node: Node) -> str:
+        """The path text of ``node`` for a record, after checking that changes may be made now.
+
+        Also notes which top-level entry of the snapshot the change will make stale.
+        """
         if self._storage is None:
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
         if node is self:
@@ -278,7 +277,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         transactions roll back only their own part when an exception leaves them.
         """
         with self._thread_lock:
-            self._writable_path(self)
+            self._path_for_change(self)
             outer = self._tx
             tx = outer if outer is not None else _Transaction()
             mark = tx.mark()
@@ -312,7 +311,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def compact(self) -> None:
         """Rewrite the file now as one clean YAML document (the journal folded in)."""
         with self._thread_lock:
-            self._writable_path(self)
+            self._path_for_change(self)
             if self._tx is not None:
                 raise PersistedStateError("cannot compact inside a transaction")
             self._write_snapshot()
@@ -398,7 +397,7 @@ _SCALAR_TEXT: dict[type, Any] = {
     int: values.int_text,
     str: values.str_text,
     float: values.float_text,
-    bool: lambda value: "true" if value else "false",
+    bool: values.bool_text,
     type(None): lambda value: "null",
 }
 _PREFIX_CACHE_SIZE = 4096

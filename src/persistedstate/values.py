@@ -65,6 +65,10 @@ def str_text(value: str) -> str:
     return text
 
 
+def bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
 def int_text(value: int) -> str:
     if value.bit_length() > _DECIMAL_INT_MAX_BITS:
         return hex(value)
@@ -103,7 +107,7 @@ def key_text(key: Any) -> tuple[Any, str]:
     elif kind is int:
         text = int_text(key)
     elif kind is bool:
-        text = "true" if key else "false"
+        text = bool_text(key)
     elif key is None:
         text = "null"
     elif kind is float:
@@ -149,7 +153,7 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
     if kind is float:
         return value, float_text(value)
     if kind is bool:
-        return value, "true" if value else "false"
+        return value, bool_text(value)
     if value is None:
         return None, "null"
     if kind is dict:
