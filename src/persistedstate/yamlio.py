@@ -387,6 +387,12 @@ def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> C
         elif error.context:
             problem += f" ({error.context})"
         return CorruptStateError(path, problem, mark.line + 1, mark.column + 1)
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - text.rfind("\n", 0, error.position)
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = f"invalid YAML: character {code:#x} is not allowed"
+        return CorruptStateError(path, problem, line, column)
     where = _position_of(text, None)
     return CorruptStateError(path, f"invalid value: {error!r}", *(where or (None, None)))
 
@@ -458,4 +464,6 @@ def load_flow(content: bytes) -> Any:
     except _LOAD_ERRORS as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
+        if isinstance(error, yaml.reader.ReaderError):
+            raise FlowError("a character YAML does not allow", error.position + 1) from None
         raise FlowError(problem, mark.column + 1 if mark is not None else None) from None
