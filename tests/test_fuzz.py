@@ -144,6 +144,10 @@ class Fuzzer:
         )
 
     def assert_no_failures(self) -> None:
+        assert self.without_position == 0, (
+            f"{self.without_position} CorruptStateErrors without a line number (SPEC: damage "
+            "is reported with the path, line and column)"
+        )
         if self.failures:
             pytest.fail(
                 f"{len(self.failures)} kinds of broken promise, the first input of each:\n\n"
@@ -464,6 +468,7 @@ def _run_hypothesis(fuzzer: Fuzzer, strategy: Any, record_property: Any, label: 
     line = fuzzer.summary(label)
     print("\n" + line)
     record_property(f"fuzz_{label}", fuzzer.inputs)
+    fuzzer.assert_no_failures()
 
 
 def test_hypothesis_random_bytes(fuzz_dir: Path, record_property: Any) -> None:
