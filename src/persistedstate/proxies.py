@@ -88,6 +88,13 @@ class Node:
         with self._state._thread_lock:  # not while another thread's transaction is open
             return len(self._raw)
 
+    def clear(self) -> None:
+        state = self._state
+        with state._thread_lock:
+            path = state._path_for_change(self)
+            if self._raw:
+                state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
+
     def copy(self) -> Any:
         """A plain, independent deep copy of the data (dicts and lists)."""
         with self._state._thread_lock:
@@ -255,13 +262,6 @@ class DictOps(Node):
                 raise KeyError("popitem(): dictionary is empty")
             key = next(reversed(self._raw))
             return key, self.pop(key)
-
-    def clear(self) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
-            if self._raw:
-                state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
     def update(self, other: Any = (), /, **extra: Any) -> None:
         """Set several keys as one change: all of them are written, or none."""
@@ -537,13 +537,6 @@ class ListProxy(Proxy, MutableSequence[Any]):
             except ValueError:
                 raise ValueError("list.remove(x): x not in list") from None
             del self[position]
-
-    def clear(self) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
-            if self._raw:
-                state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
 
     def reverse(self) -> None:
         with self._state._thread_lock:
