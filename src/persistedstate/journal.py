@@ -277,6 +277,8 @@ def _resolve(root: dict[Any, Any], path: Any) -> Any:
 
 def _check_key(node: Any, key: Any, allow_end: bool, path: list[Any] | None = None) -> None:
     if type(node) is dict:
+        if type(key) not in values.KEY_TYPES:
+            raise _BadRecord(f"a {type(key).__name__} cannot be a key")
         if key != key:
             raise _BadRecord("nan cannot be a dict key (it is not equal to itself)")
         if not allow_end and key not in node and path is not None:
