@@ -123,3 +123,32 @@ def test_negative_indexes_read_safely_while_another_thread_shifts_the_list(
         finally:
             stop.set()
             worker.join()
+
+
+def test_a_failed_automatic_compaction_is_logged_and_retried_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The change that triggered it is safe in the journal; compaction is tried again after
+    another _compact_min_bytes of journal."""
+    monkeypatch.setattr(PersistedState, "_compact_min_bytes", 200)
+    monkeypatch.setattr(PersistedState, "_compact_ratio", 0.0)
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path, n=0)
+    real_replace = persistedstate.storage.StateFile.replace
+    attempts: list[int] = []
+
+    def full_disk_once(file: persistedstate.storage.StateFile, data: bytes) -> None:
+        attempts.append(file.size)
+        if len(attempts) == 1:
+            raise OSError(28, "No space left on device")
+        real_replace(file, data)
+
+    monkeypatch.setattr(persistedstate.storage.StateFile, "replace", full_disk_once)
+    with caplog.at_level("WARNING", logger="persistedstate"):
+        while len(attempts) < 2:
+            state.n += 1  # never raises: the failed compaction only delays the next one
+    assert "compaction failed, will retry later" in caplog.text
+    assert attempts[1] >= attempts[0] + 200  # retried after another 200 bytes of journal
+    assert load(path) == {"n": state.n}
+    assert path.stat().st_size < 200  # the retry compacted the file
+    state.close()
