@@ -95,6 +95,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
         self._set_prefixes: dict[str, bytes] = {}
+        self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = yamlio.SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
@@ -235,7 +236,15 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             return "[]"
         keys = node._locate()
         self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
-        return path_text(keys)
+        # A container's keys never change (it is copied to be moved); its list indexes may.
+        cached = self._path_texts.get(id(node._raw))
+        if cached is not None and cached[0] is node._raw and cached[1] == keys:
+            return cached[2]
+        text = path_text(keys)
+        if len(self._path_texts) >= _PATH_CACHE_SIZE:
+            self._path_texts.clear()
+        self._path_texts[id(node._raw)] = (node._raw, keys, text)
+        return text
 
     def _commit(self, records: list[str], changes: list[Change]) -> None:
         """Write the records (or keep them for the transaction), then apply the changes."""
@@ -323,6 +332,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
+        self._path_texts.clear()  # let go of containers replaced since
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
@@ -401,6 +411,7 @@ _SCALAR_TEXT: dict[type, Any] = {
     type(None): lambda value: "null",
 }
 _PREFIX_CACHE_SIZE = 4096
+_PATH_CACHE_SIZE = 1024
 
 
 class _Transaction:
