@@ -890,3 +890,19 @@ def test_a_failed_del_leaves_a_26_1_file_byte_for_byte(tmp_path: Path) -> None:
     done = run("del", path, "nokey")
     assert done.returncode == 1
     assert path.read_bytes() == b'a: 1\n---\n["set", [], "b", 2]'
+
+
+def test_ctrl_c_exits_130_and_leaves_the_file_whole(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from persistedstate import cli, storage
+
+    before = state_file.read_bytes()
+
+    def interrupted(self: storage.StateFile, data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage.StateFile, "append", interrupted)
+    assert cli.main(["set", str(state_file), "last_id", "8"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert state_file.read_bytes() == before

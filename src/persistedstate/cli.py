@@ -779,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{PROG}: error: {_os_error_text(error)}")
         return 1
     except KeyboardInterrupt:
-        _say(f"{PROG}: interrupted; nothing was saved")
+        _say(f"{PROG}: interrupted; the file holds the state before or after, never half")
         return 130
     return status
 

@@ -77,12 +77,16 @@ class Node:
             return ListProxy(self, key, item)
         return item
 
-    def _type_error(self, error: values.UnsupportedValue, *keys: Any) -> Exception:
+    def _prepared(self, value: Any, key: Any) -> tuple[Any, str]:
+        """``values.prepare`` for a value going under ``key`` here; errors name the place."""
         try:
-            where = self._locate()
-        except DetachedError:
-            where = []
-        return error.to_builtin([*where, *keys])
+            return values.prepare(value, self._room())
+        except values.UnsupportedValue as error:
+            try:
+                where = self._locate()
+            except DetachedError:
+                where = []
+            raise error.to_builtin([*where, key]) from None
 
     def __len__(self) -> int:
         with self._state._thread_lock:  # not while another thread's transaction is open
@@ -117,20 +121,7 @@ class Node:
             return repr(self._raw)
 
 
-_STR_KEY_TEXTS: dict[str, str] = {}  # the keys of paths, encoded once
-
-
 def _key_text(key: Any) -> str:
-    kind = type(key)
-    if kind is str:
-        text = _STR_KEY_TEXTS.get(key)
-        if text is None:
-            if len(_STR_KEY_TEXTS) >= 4096:
-                _STR_KEY_TEXTS.clear()
-            text = _STR_KEY_TEXTS[key] = values.str_text(key)
-        return text
-    if kind is int:
-        return values.int_text(key)  # a list index (or an int key)
     return values.key_text(key)[1]
 
 
@@ -222,16 +213,17 @@ class DictOps(Node):
         with state._thread_lock:
             if _already_there(value, self._raw.get(key, _MISSING)):
                 return
-            path = state._path_for_change(self)
-            try:
-                stored_key, key_text = values.key_text(key)
-                copy, text = values.prepare(value, self._room())
-            except values.UnsupportedValue as error:
-                raise self._type_error(error, key) from None
-            state._commit(
-                [journal.set_record(path, key_text, text)],
-                [(SET, self._raw, stored_key, copy)],
-            )
+            record, change = self._set_change(state._path_for_change(self), key, value)
+            state._commit([record], [change])
+
+    def _set_change(self, path: str, key: Any, value: Any) -> tuple[str, Change]:
+        """The record and the in-memory change of ``self[key] = value``."""
+        try:
+            stored_key, key_text = values.key_text(key)
+        except values.UnsupportedValue as error:
+            raise error.to_builtin([*self._locate(), key]) from None
+        copy, text = self._prepared(value, key)
+        return journal.set_record(path, key_text, text), (SET, self._raw, stored_key, copy)
 
     def __delitem__(self, key: Any) -> None:
         state = self._state
@@ -276,18 +268,9 @@ class DictOps(Node):
                     if len(pair) != 2:
                         raise ValueError("update() needs (key, value) pairs")
             pairs.extend(extra.items())
-            records, changes = [], []
-            raw = self._raw
-            for key, value in pairs:
-                try:
-                    stored_key, key_text = values.key_text(key)
-                    copy, text = values.prepare(value, self._room())
-                except values.UnsupportedValue as error:
-                    raise self._type_error(error, key) from None
-                records.append(journal.set_record(path, key_text, text))
-                changes.append((SET, raw, stored_key, copy))
-            if records:
-                state._commit(records, changes)
+            made = [self._set_change(path, key, value) for key, value in pairs]
+            if made:
+                state._commit([record for record, _ in made], [change for _, change in made])
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         with self._state._thread_lock:
@@ -396,15 +379,8 @@ class ListProxy(Proxy, MutableSequence[Any]):
     # -- changing ------------------------------------------------------------------------
 
     def _prepare_all(self, items: Iterable[Any], first_index: int) -> tuple[list[Any], list[str]]:
-        copies, texts = [], []
-        for offset, item in enumerate(items):
-            try:
-                copy, text = values.prepare(item, self._room())
-            except values.UnsupportedValue as error:
-                raise self._type_error(error, first_index + offset) from None
-            copies.append(copy)
-            texts.append(text)
-        return copies, texts
+        made = [self._prepared(item, first_index + offset) for offset, item in enumerate(items)]
+        return [copy for copy, _ in made], [text for _, text in made]
 
     def __setitem__(self, index: Any, value: Any) -> None:
         state = self._state
@@ -417,10 +393,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             position = _position(index, len(raw), "list assignment index out of range")
             if _already_there(value, raw[position]):
                 return
-            try:
-                copy, text = values.prepare(value, self._room())
-            except values.UnsupportedValue as error:
-                raise self._type_error(error, position) from None
+            copy, text = self._prepared(value, position)
             state._commit(
                 [journal.set_record(path, str(position), text)], [(SET, raw, position, copy)]
             )
@@ -489,10 +462,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             if position < 0:
                 position = max(0, position + size)
             position = min(position, size)
-            try:
-                copy, text = values.prepare(value, self._room())
-            except values.UnsupportedValue as error:
-                raise self._type_error(error, position) from None
+            copy, text = self._prepared(value, position)
             state._commit(
                 [journal.insert_record(path, position, text)], [(INSERT, self._raw, position, copy)]
             )
