@@ -265,18 +265,23 @@ def check_round_trip(directory: str, value: Any) -> None:
             assert_same(copy_state.copy(), expected)
     finally:
         state.close()
-    # (b) the snapshot, read by load() and by any YAML reader.
-    assert_same(persistedstate.load(path), expected)
-    assert_single_document(path, expected)
-    # (c) a reopen.
+    # (b) the snapshot, read by load() and by any YAML reader, and (c) a reopen.
+    assert_closed_file_holds(path, expected)
     with PersistedState(path) as state:
-        assert_same(state.copy(), expected)
         assert_same(plain(state["set"]), expected_value)
 
 
 @pytest.mark.parametrize("value", [value for _, value in SUPPORTED], ids=_ids(SUPPORTED))
 def test_value_round_trips(tmp_path: Any, value: Any) -> None:
     check_round_trip(str(tmp_path), value)
+
+
+def assert_closed_file_holds(path: str, expected: Any) -> None:
+    """After close(): load() and any YAML reader see ``expected``, and so does a reopen."""
+    assert_same(persistedstate.load(path), expected)
+    assert_single_document(path, expected)
+    with PersistedState(path) as state:
+        assert_same(state.copy(), expected)
 
 
 KEYS: list[tuple[str, Any]] = [
@@ -309,10 +314,7 @@ def check_key_round_trip(directory: str, key: Any) -> None:
         assert_same(crash_copy(path, os.path.join(directory, "crash.state")), expected)
     finally:
         state.close()
-    assert_same(persistedstate.load(path), expected)
-    assert_single_document(path, expected)
-    with PersistedState(path) as state:
-        assert_same(state.copy(), expected)
+    assert_closed_file_holds(path, expected)
 
 
 @pytest.mark.parametrize("key", [value for _, value in KEYS], ids=_ids(KEYS))
