@@ -94,7 +94,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 values.prepare(value)
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
-        self._set_prefixes: dict[str, bytes] = {}
+        self._set_prefixes: dict[str, tuple[bytes, bool]] = {}  # key -> (record start, attribute?)
         self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = yamlio.SnapshotEntries()
@@ -134,13 +134,26 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     # -- attribute access ----------------------------------------------------------------
 
+    # Top-level scalars are also kept in the instance __dict__, so ``state.counter`` is a plain
+    # attribute read (Python looks there before calling __getattr__). Invariant: a public name
+    # in __dict__ holds the current value of that key. Every top-level change takes its keys
+    # out first (``_forget_attributes``); a read puts a scalar back, under the lock and never
+    # while a transaction is open, so other threads cannot see a value it may roll back.
+
     def __getattr__(self, name: str) -> Any:
         if name[:1] in ("_", ""):
             raise AttributeError(name)
         try:
-            return self._view(name, self._read(self._raw, name))
+            value = self._read(self._raw, name)
         except KeyError:
             raise AttributeError(f"the state has no key {name!r}") from None
+        kind = type(value)
+        if kind is dict or kind is list:
+            return self._view(name, value)
+        with self._thread_lock:
+            if self._tx is None and self._raw.get(name, self) is value:  # (still current)
+                self.__dict__[name] = value
+        return value
 
     def __getitem__(self, key: Any) -> Any:
         return self._view(key, self._read(self._raw, key))
@@ -179,15 +192,17 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def __setitem__(self, key: Any, value: Any) -> None:
         # The hot path: a scalar set at the top outside a transaction, from cached bytes.
         encode = _SCALAR_TEXT.get(type(value))
-        prefix = self._set_prefixes.get(key) if type(key) is str else None
-        if encode is None or prefix is None or self._tx is not None:
+        cached = self._set_prefixes.get(key) if type(key) is str else None
+        if encode is None or cached is None or self._tx is not None:
             DictOps.__setitem__(self, key, value)
-            if prefix is None and type(key) is str:
+            if cached is None and type(key) is str:
                 if len(self._set_prefixes) >= _PREFIX_CACHE_SIZE:
                     self._set_prefixes.clear()
-                prefix_text = '--- ["set", [], ' + values.key_text(key)[1] + ", "
-                self._set_prefixes[key] = prefix_text.encode()
+                start = '--- ["set", [], ' + values.key_text(key)[1] + ", "
+                is_attribute = key[:1] != "_" and key not in _CLASS_NAMES
+                self._set_prefixes[key] = (start.encode(), is_attribute)
             return
+        prefix, is_attribute = cached
         with self._thread_lock:
             file = self._storage
             if file is None:
@@ -198,6 +213,8 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             except storage.FileChangedError as error:
                 self._keep_both_versions(error)
             self._raw[key] = value
+            if is_attribute:
+                self.__dict__[key] = value
             if file.size > self._compact_at:  # (inline: the hot path)
                 self._compact_automatically()
 
@@ -249,6 +266,10 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def _commit(self, records: list[str], changes: list[Change]) -> None:
         """Write the records (or keep them for the transaction), then apply the changes."""
         tx = self._tx
+        raw = self._raw
+        for change in changes:
+            if change[1] is raw:
+                self._forget_attributes(change)
         if tx is not None:
             tx.records.extend(records)
             for change in changes:
@@ -268,6 +289,17 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 self._epoch += 1
         if self._storage.size > self._compact_at:
             self._compact_automatically()
+
+    def _forget_attributes(self, change: Change) -> None:
+        """Take the top-level keys ``change`` touches out of __dict__ (see __getattr__)."""
+        op, _, key, _ = change
+        attributes = self.__dict__
+        if op in (SET, DELETE):
+            if type(key) is str and key[:1] != "_":
+                attributes.pop(key, None)
+        else:  # the whole dict changes
+            for name in [name for name in attributes if name[:1] != "_"]:
+                del attributes[name]
 
     def _append(self, data: bytes) -> None:
         assert self._storage is not None

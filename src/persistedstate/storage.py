@@ -113,7 +113,9 @@ class StateFile:
         if os.lseek(self._fd, 0, os.SEEK_END) != self.size:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
         try:
-            _write_all(self._fd, data)
+            written = os.write(self._fd, data)  # (not _write_all: this is the hot path)
+            if written < len(data):
+                _write_all(self._fd, data[written:])
             if self.fsync:
                 _sync_file(self._fd)
                 if self._directory_unsynced:
