@@ -32,6 +32,7 @@ from .proxies import (
     Change,
     DictOps,
     Node,
+    Proxy,
     path_text,
 )
 
@@ -95,7 +96,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
         self._set_prefixes: dict[str, tuple[bytes, bool]] = {}  # key -> (record start, attribute?)
-        self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
+        self._proxies: dict[int, Proxy] = {}  # id(raw container) -> its proxy, for reuse
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = yamlio.SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
@@ -134,24 +135,23 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     # -- attribute access ----------------------------------------------------------------
 
-    # Top-level scalars are also kept in the instance __dict__, so ``state.counter`` is a plain
-    # attribute read (Python looks there before calling __getattr__). Invariant: a public name
-    # in __dict__ holds the current value of that key. Every top-level change takes its keys
-    # out first (``_forget_attributes``); a read puts a scalar back, under the lock and never
-    # while a transaction is open, so other threads cannot see a value it may roll back.
+    # Top-level values are also kept in the instance __dict__ (a container as its proxy), so
+    # ``state.counter`` is a plain attribute read: Python looks there before calling
+    # __getattr__. Invariant: a public name in __dict__ stands for the current value of that
+    # key. Every top-level change takes its keys out first (``_forget_attributes``); a read puts
+    # one back, under the lock and never while a transaction is open, so other threads cannot
+    # see a value that may be rolled back.
 
     def __getattr__(self, name: str) -> Any:
         if name[:1] in ("_", ""):
             raise AttributeError(name)
         try:
-            value = self._read(self._raw, name)
+            item = self._read(self._raw, name)
         except KeyError:
             raise AttributeError(f"the state has no key {name!r}") from None
-        kind = type(value)
-        if kind is dict or kind is list:
-            return self._view(name, value)
+        value = self._view(name, item)
         with self._thread_lock:
-            if self._tx is None and self._raw.get(name, self) is value:  # (still current)
+            if self._tx is None and self._raw.get(name, self) is item:  # (still current)
                 self.__dict__[name] = value
         return value
 
@@ -191,7 +191,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # The hot path: a scalar set at the top outside a transaction, from cached bytes.
-        encode = _SCALAR_TEXT.get(type(value))
+        encode = values.SCALAR_TEXT.get(type(value))
         cached = self._set_prefixes.get(key) if type(key) is str else None
         if encode is None or cached is None or self._tx is not None:
             DictOps.__setitem__(self, key, value)
@@ -251,16 +251,15 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
         if node is self:
             return "[]"
+        assert isinstance(node, Proxy)
         keys = node._locate()
         self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
         # A container's keys never change (it is copied to be moved); its list indexes may.
-        cached = self._path_texts.get(id(node._raw))
-        if cached is not None and cached[0] is node._raw and cached[1] == keys:
-            return cached[2]
+        cached = node._path_cache
+        if cached is not None and cached[0] == keys:
+            return cached[1]
         text = path_text(keys)
-        if len(self._path_texts) >= _PATH_CACHE_SIZE:
-            self._path_texts.clear()
-        self._path_texts[id(node._raw)] = (node._raw, keys, text)
+        node._path_cache = (keys, text)
         return text
 
     def _commit(self, records: list[str], changes: list[Change]) -> None:
@@ -275,19 +274,23 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             for change in changes:
                 _apply(change, tx.undo)
             return
-        assert self._storage is not None
-        if len(records) == 1:
-            self._append(journal.line(records[0]))
+        file = self._storage
+        assert file is not None
+        record = records[0] if len(records) == 1 else journal.tx_record(records)
+        try:
+            file.append(journal.line(record))
+        except storage.FileChangedError as error:
+            self._keep_both_versions(error)
+        if len(changes) == 1:
             _apply(changes[0], None)
         else:
-            self._append(journal.line(journal.tx_record(records)))
             self._epoch += 1  # odd: readers wait until every part is applied
             try:
                 for change in changes:
                     _apply(change, None)
             finally:
                 self._epoch += 1
-        if self._storage.size > self._compact_at:
+        if file.size > self._compact_at:
             self._compact_automatically()
 
     def _forget_attributes(self, change: Change) -> None:
@@ -300,13 +303,6 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         else:  # the whole dict changes
             for name in [name for name in attributes if name[:1] != "_"]:
                 del attributes[name]
-
-    def _append(self, data: bytes) -> None:
-        assert self._storage is not None
-        try:
-            self._storage.append(data)
-        except storage.FileChangedError as error:
-            self._keep_both_versions(error)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -364,7 +360,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
-        self._path_texts.clear()  # let go of containers replaced since
+        self._proxies.clear()  # let go of containers replaced since
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
@@ -435,15 +431,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         return f"PersistedState({self._path!r}, {self._raw!r})"
 
 
-_SCALAR_TEXT: dict[type, Any] = {
-    int: values.int_text,
-    str: values.str_text,
-    float: values.float_text,
-    bool: values.bool_text,
-    type(None): lambda value: "null",
-}
 _PREFIX_CACHE_SIZE = 4096
-_PATH_CACHE_SIZE = 1024
 
 
 class _Transaction:

@@ -18,7 +18,7 @@ import base64
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -99,6 +99,16 @@ def datetime_text(value: datetime.date) -> str:
     return value.isoformat()
 
 
+# The flow text of the exact scalar types (not subclasses), for the hot paths.
+SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    str: str_text,
+    int: int_text,
+    float: float_text,
+    bool: bool_text,
+    type(None): lambda value: "null",
+}
+
+
 def key_text(key: Any) -> tuple[Any, str]:
     """The stored form of a dict key and its flow text; raises UnsupportedValue."""
     kind = type(key)
@@ -141,6 +151,9 @@ def prepare(value: Any, room: int = MAX_DEPTH - 1) -> tuple[Any, str]:
     is stored. Raises UnsupportedValue for a type the state cannot hold, a circular reference
     or nesting deeper than that.
     """
+    encode = SCALAR_TEXT.get(type(value))
+    if encode is not None:
+        return value, encode(value)
     return _prepare(value, set(), room)
 
 
