@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,111 @@ def test_any_layout_a_person_writes_compacts_to_the_same_data(tmp_path: Path, te
         state["last_id"] = 2
     assert values.exactly_equal(load(path), expected)
     assert values.exactly_equal(yaml.safe_load(path.read_text(encoding="utf-8")), expected)
+
+
+# -- reading: the snapshot reader gives what PyYAML's safe loader gives ---------------------
+
+YAML_EDGE_CASES = [
+    "a: 010\nb: 0o17\nc: 0x1F\nd: 0b101\ne: 1_000\nf: 1:30\ng: +5\nh: -0\ni: 0\nj: 00\n",
+    "a: 1.5\nb: .inf\nc: -.Inf\nd: .NaN\ne: 1e3\nf: 1.0e+3\ng: 1:30.5\nh: 1_0.5\n",
+    "a: yes\nb: No\nc: on\nd: OFF\ne: y\nf: ~\ng: null\nh:\ni: ''\nj: true\n",
+    "a: 2026-11-29\nb: 2026-11-29 10:00:00\nc: 2026-11-29T10:00:00.5+01:00\n",
+    "a: !!binary aGVsbG8=\nb: !!str 5\nc: !!int '12'\nd: !!float '3'\ne: !!bool 'yes'\n",
+    "a: !!float 0\nb: !!float '0'\nc: !!str 0\nd: !!int 0\n",
+    "a: !!int '\u0661\u0662'\nb: !!null ''\nc: !!timestamp 2026-01-02\n",
+    "base: &base {x: 1, y: [1, 2]}\nother: *base\nlist: [*base, *base]\n",
+    "base: &base {x: 1}\nmerged:\n  <<: *base\n  y: 2\n",
+    "a: &a [1, *a]\n",
+    "a: !!set {x, y}\n",
+    "a: !!omap [x: 1, y: 2]\n",
+    "a: !!pairs [x: 1, x: 2]\n",
+    "? [1, 2]\n: x\n",
+    "? {a: 1}\n: x\n",
+    "a: 1\na: 2\nb: 3\n",
+    "1: one\n1.5: x\ntrue: t\n~: n\n2026-01-01: date\n",
+    "a: = \nb: '='\n",
+    "a: !!python/name:os.system ''\n",
+    "a: !custom 5\n",
+    "a: !!map {}\nb: !!seq []\nc: !!str\n",
+    "a: !!int 'x'\n",
+    "a: !!timestamp '2026'\n",
+    "a: !!map 'scalar'\n",
+    "- 1\n- 2\n",
+    "just a string\n",
+    "",
+    "# only a comment\n",
+    "a: |\n  line one\n  line two\nb: >\n  folded\n  text\n",
+    "a: \"\\x85 \\u2028 \\t\"\nb: 'its'\n",
+]
+
+
+def _outcome(load: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "value", load(text)
+    except Exception as error:
+        return "error", f"{type(error).__name__}: {error}"
+
+
+def _same_outcome(text: str) -> None:
+    expected = _outcome(lambda text: yaml.load(text, Loader=yamlio.Loader), text)
+    actual = _outcome(yamlio.load_document, text)
+    assert actual[0] == expected[0], (text, actual, expected)
+    if expected[0] == "error":
+        assert actual == expected
+    else:
+        assert repr(actual[1]) == repr(expected[1])  # (repr: nan equals nan, types shown)
+
+
+@pytest.mark.parametrize("text", YAML_EDGE_CASES)
+def test_reader_matches_pyyaml_on_every_kind_of_document(text: str) -> None:
+    _same_outcome(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(top_levels, st.sampled_from([False, True, None]), st.booleans())
+def test_reader_matches_pyyaml_on_generated_documents(
+    state: dict[Any, Any], flow: bool | None, canonical: bool
+) -> None:
+    _same_outcome(yaml.safe_dump(state, default_flow_style=flow, canonical=canonical))
+
+
+PURE_YAML_CHILD = """
+import datetime
+import sys
+sys.modules["yaml._yaml"] = None  # as if PyYAML had been built without libyaml
+import yaml
+import persistedstate
+from persistedstate import yamlio
+
+assert yamlio.Loader is yaml.SafeLoader, yamlio.Loader
+mine, theirs = sys.argv[1], sys.argv[2]
+with persistedstate.PersistedState(mine) as state:
+    state.update(eval(sys.argv[3], {"inf": float("inf"), "datetime": datetime}))
+print(repr(persistedstate.load(mine)))
+print(repr(persistedstate.load(theirs)))
+"""
+
+
+def test_without_libyaml_the_pure_python_yaml_reads_and_writes_the_same(tmp_path: Path) -> None:
+    sample = {
+        "floats": [1e16, 5e-324, math.inf, -math.inf, -0.0, 0.1],
+        "int keys": {1: "a", -2: "b", 10**30: "big"},
+        "text": ["\x85 next line", "multi\nline\n", "😀 astral", "", "yes", "010"],
+        "when": [datetime.date(2026, 11, 29), datetime.datetime(2026, 11, 29, 8, 30)],
+        "bytes": b"\x00\xff",
+        "nested": {"a": [{"b": [None, True, False]}]},
+    }
+    theirs = tmp_path / "written-with-libyaml.yaml"
+    with PersistedState(theirs) as state:
+        state.update(sample)
+    mine = tmp_path / "written-without.yaml"
+    child = subprocess.run(
+        [sys.executable, "-c", PURE_YAML_CHILD, str(mine), str(theirs), repr(sample)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    read_mine, read_theirs = child.stdout.splitlines()
+    assert read_mine == read_theirs == repr(sample)
+    assert repr(load(mine)) == repr(sample)

@@ -142,7 +142,10 @@ def read_state(path: str, raw: bytes) -> ReadResult:
                 raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
             raise _corrupt_record(path, body, start, end, line_no, error) from None
-        touched.update(path[0] for path in _paths(record) if path)
+        if record[0] == "tx":
+            touched.update(path[0] for path in _paths(record) if path)
+        elif record[1]:
+            touched.add(record[1][0])
         line_no += body.count(b"\n", start, end)
     needs_newline = bool(body) and not body.endswith(b"\n")
     return ReadResult(
@@ -198,14 +201,22 @@ def _may_deepen(content: bytes, record: list[Any]) -> bool:
     half = values.MAX_DEPTH // 2
     if content.count(b"[") + content.count(b"{") > half:
         return True
+    if record[0] != "tx":
+        return len(record[1]) > half
     return any(len(path) > half for path in _paths(record))
+
+
+_JSON = json.JSONDecoder()
 
 
 def decode_record(content: bytes) -> list[Any]:
     """Parse one record: JSON when it is JSON (the common case, fast), else YAML flow."""
     try:
-        record = json.loads(content)
-    except (ValueError, RecursionError):
+        text = content.decode()
+        record, end = _JSON.raw_decode(text)  # (json.loads, minus two Python-level layers)
+        if end != len(text):
+            raise ValueError("more after the JSON value")
+    except (ValueError, RecursionError):  # (UnicodeDecodeError too: YAML says where)
         try:
             record = yamlio.load_flow(content)
         except yamlio.FlowError as error:
