@@ -399,14 +399,14 @@ def load_document(text: str) -> Any:
         loader.dispose()
 
 
-class _SnapshotLoader(Loader):  # type: ignore[misc,valid-type]
+class _SnapshotLoader(Loader):
     """The safe loader, resolving each distinct scalar's tag once per document."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         # Most scalars repeat (keys, small numbers): a C-level cache answers the repeats.
         # Safe because the safe loader's resolution depends only on the arguments.
-        self.resolve = functools.lru_cache(maxsize=None)(super().resolve)
+        self.resolve = functools.lru_cache(maxsize=None)(super().resolve)  # type: ignore[method-assign]
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
