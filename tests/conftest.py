@@ -11,6 +11,7 @@ import datetime
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,6 +250,16 @@ def values(
         ),
         max_leaves=max_leaves,
     )
+
+
+# Files written by 26.1. shared/ lies beside the checkout, here and in CI.
+FIXTURES_26_1 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "persistedstate-26.1"
+
+
+def fixture_26_1(name: str) -> Path:
+    path = FIXTURES_26_1 / name
+    assert path.is_file(), f"missing fixture {path}"
+    return path
 
 
 # -- fixtures --------------------------------------------------------------------------------

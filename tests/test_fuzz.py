@@ -33,6 +33,7 @@ from typing import Any
 import _workers as workers  # tests/ is on sys.path under pytest
 import filelock
 import pytest
+from conftest import fixture_26_1
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,10 +46,6 @@ def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
     failure reports readable."""
     caplog.set_level(logging.ERROR, logger="persistedstate")
 
-
-FIXTURES = Path("/work/shared/fixtures/persistedstate-26.1")
-if not FIXTURES.is_dir():
-    FIXTURES = Path(__file__).parent / "fixtures" / "persistedstate-26.1"
 
 RANDOM_INPUTS = int(os.environ.get("PERSISTEDSTATE_FUZZ_INPUTS", "3000"))
 SEED = int(os.environ.get("PERSISTEDSTATE_FUZZ_SEED", "20260101"))
@@ -283,7 +280,7 @@ def _build_corpus(directory: Path) -> dict[str, bytes]:
         PersistedState._compact_min_bytes = original
     corpus["handwritten"] = HANDWRITTEN
     for name in ("clean.yaml", "unvacuumed-journal.yaml"):
-        corpus[f"26.1 {name}"] = (FIXTURES / name).read_bytes()
+        corpus[f"26.1 {name}"] = fixture_26_1(name).read_bytes()
     return corpus
 
 

@@ -10,24 +10,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import fixture_26_1
 
 from persistedstate import CorruptStateError, PersistedState, load
-
-# shared/ lies beside the checkout, here and in CI.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "persistedstate-26.1"
-
-
-def _fixture(name: str) -> Path:
-    path = FIXTURES / name
-    assert path.is_file(), f"missing fixture {path}"
-    return path
-
 
 # -- files written by 26.1 --------------------------------------------------------------
 
 
 def test_26_1_clean_file_opens() -> None:
-    assert load(_fixture("clean.yaml")) == {
+    assert load(fixture_26_1("clean.yaml")) == {
         "flags": {"dry_run": False, "note": None, "ratio": 0.5},
         "host": "example.invalid",
         "paths": ["/a", "/b"],
@@ -36,11 +27,11 @@ def test_26_1_clean_file_opens() -> None:
 
 
 def test_26_1_unvacuumed_journal_opens_to_expected_data(tmp_path: Path) -> None:
-    expected = json.loads(_fixture("unvacuumed-journal.expected.json").read_text("utf-8"))
-    assert load(_fixture("unvacuumed-journal.yaml")) == expected
+    expected = json.loads(fixture_26_1("unvacuumed-journal.expected.json").read_text("utf-8"))
+    assert load(fixture_26_1("unvacuumed-journal.yaml")) == expected
 
     copy = tmp_path / "state.yaml"
-    shutil.copyfile(_fixture("unvacuumed-journal.yaml"), copy)
+    shutil.copyfile(fixture_26_1("unvacuumed-journal.yaml"), copy)
     with PersistedState(copy) as state:
         assert state == expected
         state["seen"].append("item-6")  # appending after a record with no final newline
@@ -51,7 +42,7 @@ def test_26_1_unvacuumed_journal_opens_to_expected_data(tmp_path: Path) -> None:
 
 def test_26_1_file_keeps_working_without_close(tmp_path: Path) -> None:
     copy = tmp_path / "state.yaml"
-    shutil.copyfile(_fixture("unvacuumed-journal.yaml"), copy)
+    shutil.copyfile(fixture_26_1("unvacuumed-journal.yaml"), copy)
     state = PersistedState(copy)
     state["cursor"]["page"] = 6
     after_change = copy.read_bytes()

@@ -42,22 +42,33 @@ def test_snapshot_reads_back_exactly_with_a_plain_yaml_reader(state: dict[Any, A
     assert values.exactly_equal(yaml.safe_load(text.decode("utf-8")) or {}, state)
 
 
-@settings(max_examples=200, deadline=None)
-@given(top_levels, top_levels, st.sets(keys))
+# One round of changes between two snapshots: values replaced (same keys), keys added at the
+# end, keys deleted (every n-th, 0: none), lists changed inside (reported as changed).
+rounds = st.tuples(top_levels, top_levels, st.sampled_from([0, 1, 2, 3]), st.sets(keys))
+
+
+@settings(max_examples=300, deadline=None)
+@given(top_levels, st.lists(rounds, min_size=1, max_size=3))
 def test_reused_entries_give_a_snapshot_that_reads_back_exactly(
-    first: dict[Any, Any], changes: dict[Any, Any], nested_changes: set[Any]
+    first: dict[Any, Any], changes: list[tuple[Any, ...]]
 ) -> None:
     entries = yamlio.SnapshotEntries()
-    assert _read(entries.render(first, set()), first)
-    second = dict(first)
-    second.update(changes)
-    for key in list(second)[::3]:
-        del second[key]
-    for key in nested_changes & set(second):  # changed inside, same object
-        if type(second[key]) is list:
-            second[key].append(1)
-    changed = nested_changes & set(second)
-    assert _read(entries.render(second, changed), second)
+    state = dict(first)
+    assert _read(entries.render(state, set()), state)
+    for replacements, additions, delete_every, nested_changes in changes:
+        for key, value in replacements.items():
+            if key in state:
+                state[key] = value
+        for key, value in additions.items():
+            state.setdefault(key, value)
+        if delete_every:
+            for key in list(state)[::delete_every]:
+                del state[key]
+        changed = nested_changes & set(state)
+        for key in changed:  # changed inside, same object
+            if type(state[key]) is list:
+                state[key].append(1)
+        assert _read(entries.render(state, changed), state)
 
 
 def _read(snapshot: bytes, expected: dict[Any, Any]) -> bool:

@@ -20,10 +20,12 @@ import functools
 import gc
 import io
 import logging
+import operator
 import os
 import re
 import warnings
 from collections.abc import Iterator
+from itertools import compress
 from typing import Any
 
 import yaml
@@ -168,7 +170,10 @@ class SnapshotEntries:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[Any, tuple[Any, Any, bytes]] = {}  # key -> (key, value, text)
+        # The last snapshot's keys and values (the objects) and the text of each entry.
+        self._keys: list[Any] = []
+        self._values: list[Any] = []
+        self._pieces: list[bytes] = []
 
     def adopt(self, snapshot: bytes, top: dict[Any, Any]) -> None:
         """Take the entries of a snapshot just loaded as ``top``, if it is laid out as ours are.
@@ -186,31 +191,42 @@ class SnapshotEntries:
         for key, piece in zip(top, pieces, strict=True):
             if type(key) is not str or not _starts_entry_of(piece, key):
                 return
-        self._entries = {
-            key: (key, value, piece)
-            for (key, value), piece in zip(top.items(), pieces, strict=True)
-        }
+        self._keys, self._values, self._pieces = list(top), list(top.values()), pieces
 
     def render(self, data: dict[Any, Any], changed_keys: set[Any]) -> bytes:
-        if not data:
-            self._entries = {}
-            return b"{}\n"
-        entries = self._entries
-        stale = {}
-        for key, value in data.items():
-            entry = entries.get(key)
-            if entry is None or entry[0] is not key or entry[1] is not value or key in changed_keys:
-                stale[key] = value
+        keys, values = list(data), list(data.values())
+        known = len(self._keys)
+        if len(keys) >= known and all(map(operator.is_, keys, self._keys)):
+            # The usual case, found at C speed: the same keys in the same order, maybe more.
+            stale = set(compress(range(known), map(operator.is_not, values, self._values)))
+            stale.update(range(known, len(keys)))
+            pieces = self._pieces + [b""] * (len(keys) - known)
+            if changed_keys:
+                position = dict(zip(keys, range(len(keys)), strict=True))
+                stale.update(position[key] for key in changed_keys if key in position)
+        else:  # keys were deleted or moved: match entries by key
+            known_entries = zip(self._keys, self._values, self._pieces, strict=True)
+            entries = {entry[0]: entry for entry in known_entries}
+            stale, pieces = set(), []
+            for index, (key, value) in enumerate(data.items()):
+                entry = entries.get(key)
+                if entry is None or entry[0] is not key or entry[1] is not value:
+                    stale.add(index)
+                    pieces.append(b"")
+                else:
+                    pieces.append(entry[2])
+                    if key in changed_keys:
+                        stale.add(index)
         if stale:
-            pieces = _split_entries(dump_snapshot(stale))
-            if len(pieces) != len(stale):  # a layout the splitter does not know: no reuse
-                self._entries = {}
+            order = sorted(stale)
+            fresh = _split_entries(dump_snapshot({keys[i]: values[i] for i in order}))
+            if len(fresh) != len(order):  # a layout the splitter does not know: no reuse
+                self._keys, self._values, self._pieces = [], [], []
                 return dump_snapshot(data)
-            for (key, value), piece in zip(stale.items(), pieces, strict=True):
-                entries[key] = (key, value, piece)
-        if len(entries) > len(data):
-            self._entries = entries = {key: entries[key] for key in data}
-        return b"".join(entries[key][2] for key in data)
+            for index, piece in zip(order, fresh, strict=True):
+                pieces[index] = piece
+        self._keys, self._values, self._pieces = keys, values, pieces
+        return b"".join(pieces) if pieces else b"{}\n"
 
 
 # Where a top-level entry of a block mapping starts: a line at column 0 that does not continue
