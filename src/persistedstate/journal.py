@@ -122,9 +122,8 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     data = yamlio.load_snapshot(path, body[:snapshot_end])
     snapshot_top, touched = dict(data), set[Any]()
 
-    line_no = body.count(b"\n", 0, snapshot_end) + 1
-    for number, start in enumerate(markers):
-        end = markers[number + 1] if number + 1 < len(markers) else len(body)
+    ends = [*markers[1:], len(body)] if markers else []
+    for number, (start, end) in enumerate(zip(markers, ends, strict=True)):
         content = body[start + 3 : end].strip()
         try:
             if not content:
@@ -133,20 +132,19 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         except _BadRecord as error:
             # Only a record cut short can be a torn write: one that parses is complete.
             if end == len(body) and (not content or not body.endswith(b"\n")):
-                _warn_torn(path, line_no, error.problem)
+                _warn_torn(path, body.count(b"\n", 0, start) + 1, error.problem)
                 return ReadResult(data, number, snapshot_end, start, False, snapshot_top, touched)
-            raise _corrupt_record(path, body, start, end, line_no, error) from None
+            raise _corrupt_record(path, body, start, end, error) from None
         try:
             apply_record(data, record)
             if _may_deepen(content, record) and values.deeper_than(data, values.MAX_DEPTH):
                 raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
-            raise _corrupt_record(path, body, start, end, line_no, error) from None
+            raise _corrupt_record(path, body, start, end, error) from None
         if record[0] == "tx":
             touched.update(path[0] for path in _paths(record) if path)
         elif record[1]:
             touched.add(record[1][0])
-        line_no += body.count(b"\n", start, end)
     needs_newline = bool(body) and not body.endswith(b"\n")
     return ReadResult(
         data, len(markers), snapshot_end, len(body), needs_newline, snapshot_top, touched
@@ -154,11 +152,11 @@ def read_state(path: str, raw: bytes) -> ReadResult:
 
 
 def _corrupt_record(
-    path: str, body: bytes, start: int, end: int, line_no: int, error: _BadRecord
+    path: str, body: bytes, start: int, end: int, error: _BadRecord
 ) -> CorruptStateError:
     """The error for the record between ``start`` and ``end``, pointing at its text."""
     first = end - len(body[start + 3 : end].lstrip()) if body[start + 3 : end].strip() else start
-    line = line_no + body.count(b"\n", start, first)
+    line = body.count(b"\n", 0, first) + 1
     column = first - body.rfind(b"\n", 0, first) + (error.column or 1) - 1
     return CorruptStateError(path, error.problem, line, column)
 

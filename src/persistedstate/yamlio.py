@@ -115,7 +115,7 @@ for _dumper in (_SnapshotDumper, _PureSnapshotDumper):
 
 
 def has_comments(snapshot: bytes) -> bool:
-    return _COMMENT.search(snapshot) is not None
+    return b"#" in snapshot and _COMMENT.search(snapshot) is not None  # (the first test: memchr)
 
 
 def dump_snapshot(data: dict[Any, Any], previous: bytes | None = None) -> bytes:
