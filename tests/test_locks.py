@@ -8,6 +8,7 @@ see.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -145,6 +146,27 @@ def test_a_second_open_in_the_same_process_is_refused(path: Path) -> None:
         first.close()
     with PersistedState.open(path) as again:
         assert again.n == 2
+
+
+def test_a_state_nobody_closed_frees_its_lock_as_soon_as_it_is_dropped(path: Path) -> None:
+    def read_setting() -> int:
+        state = PersistedState(path, config={"retries": 3}, runs=0)
+        state.runs += 1
+        proxy = state.config  # proxies, attributes, a transaction: nothing may keep it alive
+        with state.transaction():
+            proxy["retries"] += state.runs
+        retries: int = state.config["retries"]
+        return retries
+
+    collecting = gc.isenabled()
+    gc.disable()  # only reference counting: the lock must not wait for the cycle collector
+    try:
+        assert read_setting() == 4
+        with PersistedState.open(path) as again:  # raises StateLockedError if still held
+            assert again.copy() == {"config": {"retries": 4}, "runs": 1}
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def test_lock_timeout_waits_then_gives_up(path: Path, holder: Child) -> None:

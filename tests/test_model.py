@@ -414,14 +414,18 @@ class StateModel(RuleBasedStateMachine):
         proxy, model, where = self.pick(data, target_kind)
         if target_kind is list:
             key = data.draw(st.integers(-len(model) - 1, len(model)), label="index")
-        copy_of_source = normalized(source_model)
+        # Assigning a container to the place it already holds changes nothing (no copy).
+        try:
+            already_there = model[key] is source_model
+        except (KeyError, IndexError):
+            already_there = False
         self.run(
             f"{where}[{key!r}] = {source_where}",
             proxy,
             model,
             _setitem,
             (key, source),
-            (key, copy_of_source),
+            (key, source_model if already_there else normalized(source_model)),
         )
 
     @rule(data=st.data(), items=VALUE_LISTS, other=st.dictionaries(MODEL_KEYS, VALUES, max_size=2))

@@ -24,6 +24,54 @@ def test_attribute_helpers_work_for_any_name(tmp_path: Path) -> None:
     assert load(tmp_path / "s.yaml") == {"present": 1}
 
 
+def test_attributes_follow_deletes_made_with_a_str_subclass_key(tmp_path: Path) -> None:
+    class Name(str):
+        pass
+
+    with PersistedState(tmp_path / "s.yaml", a=1, b=2, c={"x": 1}) as state:
+        assert (state.a, state.b, state.c["x"]) == (1, 2, 1)  # read once: kept for reading
+        del state[Name("a")]
+        assert state.pop(Name("b")) == 2
+        state.pop(Name("c"))
+        for name in "abc":
+            assert not hasattr(state, name)
+
+
+def test_keys_never_hide_the_methods_of_a_subclass(tmp_path: Path) -> None:
+    class AppState(PersistedState):
+        def summary(self) -> str:
+            return f"{len(self)} keys"
+
+    with AppState(tmp_path / "s.yaml") as state:
+        state["summary"] = "first"
+        state["summary"] = "second"  # (the second set of a key takes the short path)
+        assert state.summary() == "1 keys"
+        assert state["summary"] == "second"
+
+
+def test_only_identifiers_are_attributes(tmp_path: Path) -> None:
+    with PersistedState(tmp_path / "s.yaml") as state:
+        for key in ("", "a b", "x.y"):
+            state[key] = 1
+            state[key] = 2
+            with pytest.raises(AttributeError):
+                object.__getattribute__(state, key)  # not even in the instance __dict__
+            assert key not in dir(state)
+
+
+def test_undoing_a_delete_puts_back_the_key_that_was_stored(tmp_path: Path) -> None:
+    # 1 == True == 1.0: ``del state[True]`` removes the key 1, and a rollback must put back 1.
+    with PersistedState(tmp_path / "s.yaml") as state:
+        state[1] = "one"
+        state[2.0] = "two"
+        for key in (True, 2):
+            with pytest.raises(RuntimeError), state.transaction():
+                del state[key]
+                raise RuntimeError("roll back")
+        assert [type(key) for key in state] == [int, float]
+    assert [type(key) for key in load(tmp_path / "s.yaml")] == [int, float]
+
+
 def test_deleting_a_method_name_or_a_missing_key_raises_attribute_error(tmp_path: Path) -> None:
     with PersistedState(tmp_path / "s.yaml") as state:
         state["items"] = 1

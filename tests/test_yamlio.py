@@ -231,3 +231,22 @@ def test_without_libyaml_the_pure_python_yaml_reads_and_writes_the_same(tmp_path
     read_mine, read_theirs = child.stdout.splitlines()
     assert read_mine == read_theirs == repr(sample)
     assert repr(load(mine)) == repr(sample)
+
+
+def test_constructors_a_program_registers_on_pyyaml_do_not_change_how_states_read(
+    tmp_path: Path,
+) -> None:
+    tag = "tag:yaml.org,2002:timestamp"
+    original = yamlio.Loader.yaml_constructors[tag]
+    written = tmp_path / "written.yaml"
+    with PersistedState(written, day=datetime.date(2026, 1, 2)):
+        pass
+    edited = tmp_path / "edited.yaml"  # a merge key: read by PyYAML's own constructor
+    edited.write_text("base: &base {x: 1}\nother:\n  <<: *base\nday: 2026-01-02\n")
+    yamlio.Loader.add_constructor(tag, lambda loader, node: node.value)  # a program's own taste
+    try:
+        assert yaml.load("d: 2026-01-02", Loader=yamlio.Loader) == {"d": "2026-01-02"}
+        assert load(written)["day"] == datetime.date(2026, 1, 2)
+        assert load(edited)["day"] == datetime.date(2026, 1, 2)
+    finally:
+        yamlio.Loader.add_constructor(tag, original)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from .state import PersistedState
 
 _MISSING: Any = object()
-PROXY_CACHE_SIZE = 1024  # proxies a state keeps for reuse (they keep their containers alive)
 
 # In-memory operations, applied by PersistedState._commit after the record is written.
 SET, DELETE, INSERT, SPLICE, CLEAR, REORDER = (
@@ -71,20 +70,12 @@ class Node:
         return values.MAX_DEPTH - 1 - self._depth
 
     def _view(self, key: Any, item: Any) -> Any:
-        """What reading ``item``, found under ``key`` here, gives: a proxy for a container."""
         kind = type(item)
-        if kind is not dict and kind is not list:
-            return item
-        # Reuse the proxy made last time (reading a path again is then cheap). A raw
-        # container sits in one place only, so one under the same parent is the same item.
-        proxies = self._state._proxies
-        proxy = proxies.get(id(item))
-        if proxy is None or proxy._parent._raw is not self._raw:
-            proxy = DictProxy(self, key, item) if kind is dict else ListProxy(self, key, item)
-            if len(proxies) >= PROXY_CACHE_SIZE:
-                proxies.clear()
-            proxies[id(item)] = proxy
-        return proxy
+        if kind is dict:
+            return DictProxy(self, key, item)
+        if kind is list:
+            return ListProxy(self, key, item)
+        return item
 
     def _prepared(self, value: Any, key: Any) -> tuple[Any, str]:
         """``values.prepare`` for a value going under ``key`` here; errors name the place."""
@@ -142,7 +133,7 @@ def path_text(keys: list[Any]) -> str:
 class Proxy(Node):
     """A container inside the state, found again by identity each time it changes."""
 
-    __slots__ = ("_depth", "_key", "_parent", "_path_cache", "_raw", "_state")
+    __slots__ = ("_depth", "_key", "_parent", "_raw", "_state")
 
     def __init__(self, parent: Node, key: Any, raw: Any) -> None:
         self._parent = parent
@@ -150,7 +141,6 @@ class Proxy(Node):
         self._raw = raw
         self._state = parent._state
         self._depth = parent._depth + 1
-        self._path_cache: tuple[list[Any], str] | None = None  # (keys, their record text)
 
     def _locate(self) -> list[Any]:
         keys = self._parent._locate()

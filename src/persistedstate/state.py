@@ -32,7 +32,6 @@ from .proxies import (
     Change,
     DictOps,
     Node,
-    Proxy,
     path_text,
 )
 
@@ -96,7 +95,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
         self._set_prefixes: dict[str, tuple[bytes, bool]] = {}  # key -> (record start, attribute?)
-        self._proxies: dict[int, Proxy] = {}  # id(raw container) -> its proxy, for reuse
+        self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = yamlio.SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
@@ -135,25 +134,33 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     # -- attribute access ----------------------------------------------------------------
 
-    # Top-level values are also kept in the instance __dict__ (a container as its proxy), so
-    # ``state.counter`` is a plain attribute read: Python looks there before calling
-    # __getattr__. Invariant: a public name in __dict__ stands for the current value of that
-    # key. Every top-level change takes its keys out first (``_forget_attributes``); a read puts
-    # one back, under the lock and never while a transaction is open, so other threads cannot
-    # see a value that may be rolled back.
+    # Top-level scalars are also kept in the instance __dict__, so ``state.counter`` is a plain
+    # attribute read: Python looks there before calling __getattr__. Invariant: a public name in
+    # __dict__ holds the current value of that key. Every top-level change takes its keys out
+    # first (``_forget_attributes``); a read puts a scalar back, under the lock and never while
+    # a transaction is open, so other threads cannot see a value that may be rolled back.
+    # (Containers are not kept: a proxy there would tie the state into a reference cycle, and
+    # a state nobody closed would then hold its lock until the cycle collector ran.)
 
     def __getattr__(self, name: str) -> Any:
         if name[:1] in ("_", ""):
             raise AttributeError(name)
         try:
-            item = self._read(self._raw, name)
+            value = self._read(self._raw, name)
         except KeyError:
             raise AttributeError(f"the state has no key {name!r}") from None
-        value = self._view(name, item)
-        with self._thread_lock:
-            if self._tx is None and self._raw.get(name, self) is item:  # (still current)
-                self.__dict__[name] = value
+        kind = type(value)
+        if kind is dict or kind is list:
+            return self._view(name, value)
+        if self._may_mirror(name):
+            with self._thread_lock:
+                if self._tx is None and self._raw.get(name, self) is value:  # (still current)
+                    self.__dict__[name] = value
         return value
+
+    def _may_mirror(self, key: str) -> bool:
+        """Whether ``key`` may be kept in __dict__: a public name that hides nothing."""
+        return key.isidentifier() and key[:1] != "_" and not hasattr(type(self), key)
 
     def __getitem__(self, key: Any) -> Any:
         return self._view(key, self._read(self._raw, key))
@@ -199,8 +206,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 if len(self._set_prefixes) >= _PREFIX_CACHE_SIZE:
                     self._set_prefixes.clear()
                 start = '--- ["set", [], ' + values.key_text(key)[1] + ", "
-                is_attribute = key[:1] != "_" and key not in _CLASS_NAMES
-                self._set_prefixes[key] = (start.encode(), is_attribute)
+                self._set_prefixes[key] = (start.encode(), self._may_mirror(key))
             return
         prefix, is_attribute = cached
         with self._thread_lock:
@@ -251,15 +257,16 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
         if node is self:
             return "[]"
-        assert isinstance(node, Proxy)
         keys = node._locate()
         self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
         # A container's keys never change (it is copied to be moved); its list indexes may.
-        cached = node._path_cache
-        if cached is not None and cached[0] == keys:
-            return cached[1]
+        cached = self._path_texts.get(id(node._raw))
+        if cached is not None and cached[0] is node._raw and cached[1] == keys:
+            return cached[2]
         text = path_text(keys)
-        node._path_cache = (keys, text)
+        if len(self._path_texts) >= _PATH_CACHE_SIZE:
+            self._path_texts.clear()
+        self._path_texts[id(node._raw)] = (node._raw, keys, text)
         return text
 
     def _commit(self, records: list[str], changes: list[Change]) -> None:
@@ -298,7 +305,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         op, _, key, _ = change
         attributes = self.__dict__
         if op in (SET, DELETE):
-            if type(key) is str and key[:1] != "_":
+            if isinstance(key, str) and key[:1] != "_":  # (a str subclass finds its str)
                 attributes.pop(key, None)
         else:  # the whole dict changes
             for name in [name for name in attributes if name[:1] != "_"]:
@@ -360,7 +367,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
-        self._proxies.clear()  # let go of containers replaced since
+        self._path_texts.clear()  # let go of containers replaced since
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
@@ -432,6 +439,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
 
 _PREFIX_CACHE_SIZE = 4096
+_PATH_CACHE_SIZE = 1024
 
 
 class _Transaction:
@@ -494,8 +502,9 @@ def _apply(change: Change, undo: list[Change] | None) -> None:
 def _undo_delete(container: Any, key: Any) -> Change:
     if type(container) is list:
         return (INSERT, container, key, container[key])
-    if next(reversed(container)) == key:  # the last key: setting it again restores the order
-        return (SET, container, key, container[key])
+    last = next(reversed(container))
+    if last == key:  # the last key: setting it again restores the order (and the key object:
+        return (SET, container, last, container[key])  # del d[True] may remove the key 1)
     return (_RESTORE, container, _contents(container), None)
 
 

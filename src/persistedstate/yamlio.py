@@ -26,7 +26,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from itertools import compress
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -413,10 +413,15 @@ def load_document(text: str) -> Any:
             return loader.construct_document(node)
     finally:
         loader.dispose()
+        del loader.resolve  # (the cache holds the loader: free both now, not at the next gc)
 
 
 class _SnapshotLoader(Loader):
     """The safe loader, resolving each distinct scalar's tag once per document."""
+
+    # Our own copy: constructors a program registers on PyYAML's loaders do not change how
+    # state files read.
+    yaml_constructors: ClassVar[dict[Any, Any]] = dict(Loader.yaml_constructors)
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -430,7 +435,7 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _SCALAR_CONSTRUCTORS = {
-    tag: Loader.yaml_constructors[tag]
+    tag: _SnapshotLoader.yaml_constructors[tag]
     for tag in (
         _INT_TAG,
         "tag:yaml.org,2002:float",
