@@ -162,6 +162,7 @@ def test_a_state_nobody_closed_frees_its_lock_as_soon_as_it_is_dropped(path: Pat
     gc.disable()  # only reference counting: the lock must not wait for the cycle collector
     try:
         assert read_setting() == 4
+        assert b'\n--- ["set"' in path.read_bytes()  # not compacted: no close() was called
         with PersistedState.open(path) as again:  # raises StateLockedError if still held
             assert again.copy() == {"config": {"retries": 4}, "runs": 1}
     finally:

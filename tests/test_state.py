@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -57,6 +58,62 @@ def test_only_identifiers_are_attributes(tmp_path: Path) -> None:
             with pytest.raises(AttributeError):
                 object.__getattribute__(state, key)  # not even in the instance __dict__
             assert key not in dir(state)
+
+
+def test_reading_an_attribute_never_waits_for_the_lock(tmp_path: Path) -> None:
+    state = PersistedState(tmp_path / "s.yaml", x=0)
+    state.update(x=1)  # (a change the short path does not make: the next read looks it up)
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # as a long compaction or sort in another thread does
+        with state._thread_lock:
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    reads: list[int] = []
+    reader = threading.Thread(target=lambda: reads.extend([state.x, state.x]))
+    reader.start()
+    reader.join(5)
+    finished = not reader.is_alive()
+    done.set()
+    holder.join()
+    reader.join()
+    state.close()
+    assert finished, "state.x waited for another thread's lock"
+    assert reads == [1, 1]
+
+
+def test_other_attributes_survive_changes_to_keys_of_the_same_name(tmp_path: Path) -> None:
+    class AppState(PersistedState):
+        @functools.cached_property
+        def label(self) -> str:
+            return "computed once"
+
+    state = AppState(tmp_path / "s.yaml", label="a key")
+    setattr(state, "", "a plain attribute")  # not an identifier: never a key
+    assert state.label == "computed once"
+    state[""] = 5
+    state.clear()
+    state["label"] = "another key"
+    assert getattr(state, "") == "a plain attribute"
+    assert state.label == "computed once"
+    assert state["label"] == "another key"
+    state.close()
+
+
+def test_running_init_again_reads_the_file_again(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path, n=1)
+    assert state.n == 1
+    state.close()
+    with PersistedState(path) as other:
+        other.n = 2
+    state.__init__(path)  # type: ignore[misc]
+    assert (state.n, state["n"]) == (2, 2)
+    state.close()
 
 
 def test_undoing_a_delete_puts_back_the_key_that_was_stored(tmp_path: Path) -> None:

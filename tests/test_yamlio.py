@@ -233,20 +233,65 @@ def test_without_libyaml_the_pure_python_yaml_reads_and_writes_the_same(tmp_path
     assert repr(load(mine)) == repr(sample)
 
 
-def test_constructors_a_program_registers_on_pyyaml_do_not_change_how_states_read(
-    tmp_path: Path,
+PROGRAM_WITH_ITS_OWN_YAML_TASTES = """
+import sys
+import yaml
+
+LOADERS = [yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)]
+TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+def register_everything():
+    for loader in LOADERS:
+        yaml.add_constructor(TIMESTAMP, lambda loader, node: "TS:" + node.value, Loader=loader)
+        yaml.add_multi_constructor("!", lambda loader, suffix, node: "custom", Loader=loader)
+        yaml.add_implicit_resolver("!env", __import__("re").compile(r"^\\$\\{\\w+\\}$"), ["$"],
+                                   Loader=loader)
+        yaml.add_constructor("!env", lambda loader, node: "expanded", Loader=loader)
+
+
+if sys.argv[1] == "before":
+    register_everything()
+import persistedstate  # noqa: E402
+
+if sys.argv[1] == "after":
+    register_everything()
+for name in sys.argv[2:]:
+    print(repr(persistedstate.load(name)))
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_yaml_tastes_a_program_registers_on_pyyaml_do_not_change_how_states_read(
+    tmp_path: Path, when: str
 ) -> None:
-    tag = "tag:yaml.org,2002:timestamp"
-    original = yamlio.Loader.yaml_constructors[tag]
     written = tmp_path / "written.yaml"
-    with PersistedState(written, day=datetime.date(2026, 1, 2)):
+    with PersistedState(written, day=datetime.date(2026, 1, 2), home="${HOME}"):
         pass
     edited = tmp_path / "edited.yaml"  # a merge key: read by PyYAML's own constructor
     edited.write_text("base: &base {x: 1}\nother:\n  <<: *base\nday: 2026-01-02\n")
-    yamlio.Loader.add_constructor(tag, lambda loader, node: node.value)  # a program's own taste
-    try:
-        assert yaml.load("d: 2026-01-02", Loader=yamlio.Loader) == {"d": "2026-01-02"}
-        assert load(written)["day"] == datetime.date(2026, 1, 2)
-        assert load(edited)["day"] == datetime.date(2026, 1, 2)
-    finally:
-        yamlio.Loader.add_constructor(tag, original)
+    journal = tmp_path / "journal.yaml"  # a record only YAML reads, as 26.1 wrote some
+    journal.write_text("a: 1\n--- [set, [], day, 2026-01-02]\n")
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("a: !env HOME\n")
+    child = subprocess.run(
+        [sys.executable, "-c", PROGRAM_WITH_ITS_OWN_YAML_TASTES, when]
+        + [str(path) for path in (written, edited, journal)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    day = datetime.date(2026, 1, 2)
+    assert child.stdout.splitlines() == [
+        repr({"day": day, "home": "${HOME}"}),
+        repr({"base": {"x": 1}, "other": {"x": 1}, "day": day}),
+        repr({"a": 1, "day": day}),
+    ]
+    refused = subprocess.run(
+        [sys.executable, "-c", PROGRAM_WITH_ITS_OWN_YAML_TASTES, when, str(tagged)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "CorruptStateError" in refused.stderr and "line 1" in refused.stderr

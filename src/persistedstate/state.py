@@ -88,6 +88,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         lock_timeout: float,
     ) -> None:
         object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
+        self._forget_attributes(None)  # (values kept from an earlier file, if __init__ runs again)
         for key, value in defaults.items():  # refuse bad defaults before touching the file
             try:
                 values.key_text(key)
@@ -135,10 +136,11 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     # -- attribute access ----------------------------------------------------------------
 
     # Top-level scalars are also kept in the instance __dict__, so ``state.counter`` is a plain
-    # attribute read: Python looks there before calling __getattr__. Invariant: a public name in
-    # __dict__ holds the current value of that key. Every top-level change takes its keys out
-    # first (``_forget_attributes``); a read puts a scalar back, under the lock and never while
-    # a transaction is open, so other threads cannot see a value that may be rolled back.
+    # attribute read: Python looks there before calling __getattr__. Invariant: a name that
+    # ``_may_mirror`` allows, in __dict__, holds the current value of that key. A top-level
+    # change takes its keys out first (``_forget_attributes``), or, on the short path for
+    # scalars, replaces the value; a read puts a scalar back, under the lock and never while a
+    # transaction is open, so other threads cannot see a value that may be rolled back.
     # (Containers are not kept: a proxy there would tie the state into a reference cycle, and
     # a state nobody closed would then hold its lock until the cycle collector ran.)
 
@@ -152,10 +154,13 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         kind = type(value)
         if kind is dict or kind is list:
             return self._view(name, value)
-        if self._may_mirror(name):
-            with self._thread_lock:
+        # Kept for the next read, unless the lock is busy: a read never waits for it.
+        if self._may_mirror(name) and self._thread_lock.acquire(blocking=False):
+            try:
                 if self._tx is None and self._raw.get(name, self) is value:  # (still current)
                     self.__dict__[name] = value
+            finally:
+                self._thread_lock.release()
         return value
 
     def _may_mirror(self, key: str) -> bool:
@@ -300,15 +305,19 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         if file.size > self._compact_at:
             self._compact_automatically()
 
-    def _forget_attributes(self, change: Change) -> None:
-        """Take the top-level keys ``change`` touches out of __dict__ (see __getattr__)."""
-        op, _, key, _ = change
+    def _forget_attributes(self, change: Change | None) -> None:
+        """Take the top-level keys ``change`` touches (None: all) out of __dict__.
+
+        See __getattr__. Only kept values go: other attributes (a subclass's cached
+        properties, say) stay.
+        """
         attributes = self.__dict__
-        if op in (SET, DELETE):
-            if isinstance(key, str) and key[:1] != "_":  # (a str subclass finds its str)
-                attributes.pop(key, None)
+        if change is not None and change[0] in (SET, DELETE):
+            names = [change[2]] if isinstance(change[2], str) else []  # (a str subclass too)
         else:  # the whole dict changes
-            for name in [name for name in attributes if name[:1] != "_"]:
+            names = list(attributes)
+        for name in names:
+            if name in attributes and self._may_mirror(name):
                 del attributes[name]
 
     # -- transactions --------------------------------------------------------------------

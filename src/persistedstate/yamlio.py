@@ -29,6 +29,7 @@ from itertools import compress
 from typing import Any, ClassVar
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from . import values
 from .errors import CorruptStateError
@@ -393,7 +394,7 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     return checked
 
 
-def load_document(text: str) -> Any:
+def load_document(text: str | bytes) -> Any:
     """``yaml.load(text)``, the same result, built faster for the usual documents.
 
     PyYAML's constructor spends most of a load on bookkeeping for cases a state file rarely
@@ -413,21 +414,41 @@ def load_document(text: str) -> Any:
             return loader.construct_document(node)
     finally:
         loader.dispose()
-        del loader.resolve  # (the cache holds the loader: free both now, not at the next gc)
+
+
+class _SafeTags(yaml.resolver.Resolver):
+    """PyYAML's safe tag resolution, from tables a program cannot have added to."""
+
+    # (PyYAML keeps these tables on the class and declares them as instance variables.)
+    yaml_implicit_resolvers = {  # noqa: RUF012
+        first: list(resolvers)
+        for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+    }
+    yaml_path_resolvers: dict[Any, Any] = {}  # noqa: RUF012
+
+
+_SAFE_TAGS = _SafeTags()  # stateless without path resolvers: one serves every document
 
 
 class _SnapshotLoader(Loader):
-    """The safe loader, resolving each distinct scalar's tag once per document."""
+    """The safe loader with the safe tables only, resolving each distinct scalar once.
 
-    # Our own copy: constructors a program registers on PyYAML's loaders do not change how
-    # state files read.
-    yaml_constructors: ClassVar[dict[Any, Any]] = dict(Loader.yaml_constructors)
+    Constructors and resolvers a program registers on PyYAML's loaders (before or after
+    importing this module) do not change how state files read.
+    """
 
-    def __init__(self, stream: str) -> None:
+    yaml_constructors: ClassVar[dict[Any, Any]] = dict(SafeConstructor.yaml_constructors)
+    yaml_multi_constructors: ClassVar[dict[Any, Any]] = dict(
+        SafeConstructor.yaml_multi_constructors
+    )
+    yaml_implicit_resolvers = _SafeTags.yaml_implicit_resolvers
+    yaml_path_resolvers = _SafeTags.yaml_path_resolvers
+
+    def __init__(self, stream: str | bytes) -> None:
         super().__init__(stream)
         # Most scalars repeat (keys, small numbers): a C-level cache answers the repeats.
-        # Safe because the safe loader's resolution depends only on the arguments.
-        self.resolve = functools.lru_cache(maxsize=None)(super().resolve)  # type: ignore[method-assign]
+        # (It refers to _SAFE_TAGS, not to this loader: no reference cycle to wait for.)
+        self.resolve = functools.lru_cache(maxsize=None)(_SAFE_TAGS.resolve)  # type: ignore[method-assign]
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -435,7 +456,7 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _SCALAR_CONSTRUCTORS = {
-    tag: _SnapshotLoader.yaml_constructors[tag]
+    tag: SafeConstructor.yaml_constructors[tag]
     for tag in (
         _INT_TAG,
         "tag:yaml.org,2002:float",
@@ -498,10 +519,10 @@ def _position_of(text: str, key_path: list[Any] | None) -> tuple[int, int] | Non
     document is parsed again, without building values, to find one.
     """
     try:
-        node = yaml.compose(text, Loader=Loader)
+        node = yaml.compose(text, Loader=_SnapshotLoader)
     except _LOAD_ERRORS:
         return None
-    builder = yaml.constructor.SafeConstructor()
+    builder = SafeConstructor()
     pending: list[Any] = [node]
     while pending:
         node = pending.pop()
@@ -554,7 +575,7 @@ def _built(builder: Any, node: Any) -> Any:
 def load_flow(content: bytes) -> Any:
     """Parse one YAML-only journal record (raises FlowError)."""
     try:
-        return yaml.load(content, Loader=Loader)
+        return yaml.load(content, Loader=_SnapshotLoader)
     except _LOAD_ERRORS as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
