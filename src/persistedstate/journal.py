@@ -197,6 +197,8 @@ def _paths(record: list[Any]) -> Iterator[list[Any]]:
 def _may_deepen(content: bytes, record: list[Any]) -> bool:
     """A cheap test that lets through only records that cannot break the nesting limit."""
     half = values.MAX_DEPTH // 2
+    if len(content) <= half:  # (too short to hold more brackets, or a longer path, than that)
+        return False
     if content.count(b"[") + content.count(b"{") > half:
         return True
     if record[0] != "tx":
