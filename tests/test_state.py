@@ -50,6 +50,32 @@ def test_keys_never_hide_the_methods_of_a_subclass(tmp_path: Path) -> None:
         assert state["summary"] == "second"
 
 
+def test_names_a_subclass_defines_are_its_own_not_keys(tmp_path: Path) -> None:
+    class AppState(PersistedState):
+        limit = 10  # a class attribute
+        _scale = 1
+
+        @property
+        def scale(self) -> int:
+            return self._scale
+
+        @scale.setter
+        def scale(self, value: int) -> None:
+            self._scale = value
+
+    path = tmp_path / "s.yaml"
+    with AppState(path) as state:
+        before = path.read_bytes()
+        with pytest.raises(AttributeError, match="'limit' is a method or attribute of AppState"):
+            state.limit = 5
+        state.scale = 3  # the property's setter runs; no key is stored
+        assert path.read_bytes() == before
+        assert (state.limit, state.scale, len(state)) == (10, 3, 0)
+        state["limit"] = 5  # item syntax reaches the key
+        assert state.limit == 10
+    assert load(path) == {"limit": 5}
+
+
 def test_only_identifiers_are_attributes(tmp_path: Path) -> None:
     with PersistedState(tmp_path / "s.yaml") as state:
         for key in ("", "a b", "x.y"):

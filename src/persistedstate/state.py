@@ -193,13 +193,17 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     def __setattr__(self, name: str, value: Any) -> None:
         if name[:1] in ("_", ""):
             object.__setattr__(self, name, value)
-        elif name in _CLASS_NAMES:
+            return
+        cached = self._set_prefixes.get(name)  # (a key set before that hides nothing: fast)
+        if (cached is not None and cached[1]) or not hasattr(type(self), name):
+            self[name] = value
+        elif hasattr(getattr(type(self), name), "__set__"):  # a subclass's property
+            object.__setattr__(self, name, value)
+        else:
             raise AttributeError(
-                f"{name!r} is a method or attribute of PersistedState; "
+                f"{name!r} is a method or attribute of {type(self).__name__}; "
                 f"set the key with state[{name!r}] = ..."
             )
-        else:
-            self[name] = value
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # The hot path: a scalar set at the top outside a transaction, from cached bytes.
@@ -230,7 +234,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 self._compact_automatically()
 
     def __delattr__(self, name: str) -> None:
-        if name[:1] in ("_", "") or name in _CLASS_NAMES:
+        if name[:1] in ("_", "") or hasattr(type(self), name):
             object.__delattr__(self, name)
             return
         try:
@@ -519,9 +523,6 @@ def _undo_delete(container: Any, key: Any) -> Change:
 
 def _contents(container: Any) -> Any:
     return list(container.items()) if type(container) is dict else list(container)
-
-
-_CLASS_NAMES = frozenset(name for name in dir(PersistedState) if not name.startswith("_"))
 
 
 def load(path: str | os.PathLike[str]) -> dict[Any, Any]:
