@@ -139,8 +139,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     # attribute read: Python looks there before calling __getattr__. Invariant: a name that
     # ``_may_mirror`` allows, in __dict__, holds the current value of that key. A top-level
     # change takes its keys out first (``_forget_attributes``), or, on the short path for
-    # scalars, replaces the value; a read puts a scalar back, under the lock and never while a
-    # transaction is open, so other threads cannot see a value that may be rolled back.
+    # scalars, replaces the value; a read puts a scalar back if it gets the lock at once, and
+    # never while a transaction is open, so other threads cannot see a value that may be
+    # rolled back.
     # (Containers are not kept: a proxy there would tie the state into a reference cycle, and
     # a state nobody closed would then hold its lock until the cycle collector ran.)
 
@@ -154,7 +155,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         kind = type(value)
         if kind is dict or kind is list:
             return self._view(name, value)
-        # Kept for the next read, unless the lock is busy: a read never waits for it.
+        # Kept for the next read, unless the lock is busy (a read never waits for it).
         if self._may_mirror(name) and self._thread_lock.acquire(blocking=False):
             try:
                 if self._tx is None and self._raw.get(name, self) is value:  # (still current)
