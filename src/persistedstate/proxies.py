@@ -213,7 +213,13 @@ class DictOps(Node):
         with state._thread_lock:
             if _already_there(value, self._raw.get(key, _MISSING)):
                 return
-            record, change = self._set_change(state._path_for_change(self), key, value)
+            path = state._path_for_change(self)
+            encode = values.SCALAR_TEXT.get(type(value))
+            if encode is not None and type(key) is str and state._tx is None and self is not state:
+                record = journal.set_record(path, values.str_text(key), encode(value))
+                state._store_scalar(journal.line(record), self._raw, key, value)
+                return
+            record, change = self._set_change(path, key, value)
             state._commit([record], [change])
 
     def _set_change(self, path: str, key: Any, value: Any) -> tuple[str, Change]:
