@@ -29,8 +29,10 @@ import datetime
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+SCRIPT = Path(__file__)  # run as ``python SCRIPT <worker> ...`` by the tests
 TOTAL = 1000
 
 INITIAL: dict[str, Any] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -263,6 +264,13 @@ def fixture_26_1(name: str) -> Path:
 
 
 # -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """Torn records and failed compactions are expected by the thousand in the crash, fault,
+    fuzz, lock and power-cut tests: keep their failure reports readable."""
+    caplog.set_level(logging.ERROR, logger="persistedstate")
 
 
 @pytest.fixture

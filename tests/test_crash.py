@@ -21,7 +21,6 @@ included), or, every third trial, after the parent opened and closed it.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import signal
@@ -38,18 +37,12 @@ import pytest
 
 from persistedstate import PersistedState, load
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="SIGKILL-based crash tests are exercised on Linux only"
-)
-
-_WORKERS_PATH = Path(workers.__file__)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """Torn records and failed compactions are expected here by the thousand; keep the
-    failure reports readable."""
-    caplog.set_level(logging.ERROR, logger="persistedstate")
+pytestmark = [
+    pytest.mark.skipif(
+        sys.platform != "linux", reason="SIGKILL-based crash tests are exercised on Linux only"
+    ),
+    pytest.mark.usefixtures("quiet_recovery_warnings"),
+]
 
 
 TRIALS = int(os.environ.get("PERSISTEDSTATE_KILL_TRIALS", "200"))
@@ -97,7 +90,7 @@ def _run_chain(directory: Path, trials: int, fsync: bool, seed: int) -> ChainSta
             proc = subprocess.Popen(
                 [
                     sys.executable,
-                    str(_WORKERS_PATH),
+                    str(workers.SCRIPT),
                     "steps",
                     str(path),
                     str(start),

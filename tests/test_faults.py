@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import logging
 import os
 import stat
 import sys
@@ -46,16 +45,12 @@ import pytest
 import persistedstate.storage
 from persistedstate import PersistedState, load
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="fault injection follows the Linux I/O calls (os.fsync)"
-)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """Torn records and failed compactions are expected here by the thousand; keep the
-    failure reports readable."""
-    caplog.set_level(logging.ERROR, logger="persistedstate")
+pytestmark = [
+    pytest.mark.skipif(
+        sys.platform != "linux", reason="fault injection follows the Linux I/O calls (os.fsync)"
+    ),
+    pytest.mark.usefixtures("quiet_recovery_warnings"),
+]
 
 
 STEPS = 24

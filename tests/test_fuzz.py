@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import gc
-import logging
 import os
 import random
 import re
@@ -39,12 +38,7 @@ from hypothesis import strategies as st
 
 from persistedstate import CorruptStateError, PersistedState, load
 
-
-@pytest.fixture(autouse=True)
-def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """Torn records and failed compactions are expected here by the thousand; keep the
-    failure reports readable."""
-    caplog.set_level(logging.ERROR, logger="persistedstate")
+pytestmark = pytest.mark.usefixtures("quiet_recovery_warnings")
 
 
 RANDOM_INPUTS = int(os.environ.get("PERSISTEDSTATE_FUZZ_INPUTS", "3000"))

@@ -9,7 +9,6 @@ see.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import signal
 import subprocess
@@ -30,18 +29,12 @@ from persistedstate import (
     load,
 )
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the lock holder's pid comes from /proc/locks (Linux only)"
-)
-
-_WORKERS_PATH = Path(workers.__file__)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """Torn records and failed compactions are expected here by the thousand; keep the
-    failure reports readable."""
-    caplog.set_level(logging.ERROR, logger="persistedstate")
+pytestmark = [
+    pytest.mark.skipif(
+        sys.platform != "linux", reason="the lock holder's pid comes from /proc/locks (Linux only)"
+    ),
+    pytest.mark.usefixtures("quiet_recovery_warnings"),
+]
 
 
 class Child:
@@ -49,7 +42,7 @@ class Child:
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(_WORKERS_PATH), *args],
+            [sys.executable, str(workers.SCRIPT), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -54,20 +53,17 @@ import pytest
 import persistedstate.storage
 from persistedstate import PersistedState, load
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux", reason="the recorded I/O model follows Linux (fsync, not F_FULLFSYNC)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        sys.platform != "linux",
+        reason="the recorded I/O model follows Linux (fsync, not F_FULLFSYNC)",
+    ),
+    pytest.mark.usefixtures("quiet_recovery_warnings"),
+]
 
 FIXTURES = Path("/work/shared/fixtures/persistedstate-26.1")
 if not FIXTURES.is_dir():
     FIXTURES = Path(__file__).parent / "fixtures" / "persistedstate-26.1"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_recovery_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """Torn records and failed compactions are expected here by the thousand; keep the
-    failure reports readable."""
-    caplog.set_level(logging.ERROR, logger="persistedstate")
 
 
 # -- the model ---------------------------------------------------------------------------

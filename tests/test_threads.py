@@ -3,6 +3,7 @@ other threads too."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -96,10 +97,7 @@ def test_concurrent_mixed_operations(state_path: str, kind: type[PersistedState]
     state = kind(state_path, shared={})
     count = 20
 
-    def work(number: int) -> None:
-        key = f"t{number}"
-        state.shared[key] = {"list": [], "n": 0}
-        mine = state.shared[key]
+    def mixed_operations(mine: Any, transaction: Callable[[], Any]) -> None:
         for index in range(50):
             mine["list"].insert(0, index)
             mine["list"].append(-index)
@@ -109,29 +107,22 @@ def test_concurrent_mixed_operations(state_path: str, kind: type[PersistedState]
                 mine["list"].sort()
                 del mine["list"][:2]
             if index % 7 == 0:
-                with state.transaction():
+                with transaction():
                     mine["list"].extend([index, index])
                     mine["n"] += 10
         mine["list"][:] = sorted(mine["list"])[:10]
-        del state.shared[key]["n"]
+        del mine["n"]
+
+    def work(number: int) -> None:
+        key = f"t{number}"
+        state.shared[key] = {"list": [], "n": 0}
+        mixed_operations(state.shared[key], state.transaction)
 
     run_threads(count, work)
 
     # The same operations in plain Python, one thread at a time.
     expected_one: dict[str, Any] = {"list": [], "n": 0}
-    for index in range(50):
-        expected_one["list"].insert(0, index)
-        expected_one["list"].append(-index)
-        expected_one["n"] += 1
-        if index % 5 == 0:
-            expected_one["list"].reverse()
-            expected_one["list"].sort()
-            del expected_one["list"][:2]
-        if index % 7 == 0:
-            expected_one["list"].extend([index, index])
-            expected_one["n"] += 10
-    expected_one["list"][:] = sorted(expected_one["list"])[:10]
-    del expected_one["n"]
+    mixed_operations(expected_one, contextlib.nullcontext)
 
     memory = state.copy()
     assert sorted(memory["shared"]) == sorted(f"t{n}" for n in range(count))
