@@ -180,6 +180,25 @@ def test_record_for_a_missing_path_is_corruption(tmp_path: Path) -> None:
     assert "['nope']" in message
 
 
+def test_a_lone_surrogate_escape_in_a_record_is_corruption(tmp_path: Path) -> None:
+    """JSON would read it, YAML refuses it, and no state could ever be written holding it."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b'a: 1\n--- ["set", [], "a", 2]\n--- ["set", [], "x", "ok\\udcff"]\n')
+    message = _assert_corrupt_and_untouched(path, line=3, column=25)
+    assert "surrogate" in message
+
+
+def test_escapes_that_look_like_surrogates_but_are_not_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    # A surrogate pair is one character; an escaped backslash makes the rest plain text.
+    path.write_bytes(b'a: 1\n--- ["set", [], "x", "\\ud83d\\ude00 \\\\ud800"]\n')
+    expected = {"a": 1, "x": "\U0001f600 \\ud800"}
+    assert load(path) == expected
+    with PersistedState(path) as state:
+        assert state.copy() == expected
+    assert load(path) == expected
+
+
 def test_unknown_operation_is_corruption(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(b'a: 1\n--- ["frobnicate", [], "x"]\n')

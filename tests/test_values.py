@@ -479,6 +479,10 @@ IMPOSSIBLE: list[tuple[str, Any]] = [
         datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(seconds=30))),
     ),
     ("too-deep", functools.reduce(lambda inner, _: [inner], range(100), 0)),
+    # Lone surrogates (what surrogateescape makes of undecodable bytes): UTF-8 has no form.
+    ("lone-surrogate", "file-\udcff.txt"),
+    ("surrogate-key", {"k\ud800": 1}),
+    ("surrogate-deep", [1, {"a": ["ok", "\udfff"]}]),
 ]
 
 
@@ -599,6 +603,21 @@ def test_circular_value_is_refused_and_changes_nothing(state_path: str, bad: Any
 @pytest.mark.parametrize("bad", [value for _, value in IMPOSSIBLE], ids=_ids(IMPOSSIBLE))
 def test_value_that_cannot_be_stored_exactly_is_refused(state_path: str, bad: Any) -> None:
     _check_refused(state_path, bad, (ValueError,))
+
+
+def test_a_lone_surrogate_error_names_the_key_path_and_the_character(
+    state: PersistedState,
+) -> None:
+    state["d"] = {"inner": {}}
+    with pytest.raises(
+        ValueError, match=r"'\\udcff' at index 5.*at key path \['d', 'inner', 'name'\]"
+    ):
+        state["d"]["inner"]["name"] = "file-\udcff"
+    with pytest.raises(ValueError, match=r"'\\ud800' at index 1.*at key path \['d', 'k\\ud800'\]"):
+        state["d"]["k\ud800"] = 1
+    with pytest.raises(ValueError, match=r"at key path \['top'\]"):
+        state.top = "\ud800"
+    assert_same(state.copy(), {"d": {"inner": {}}})
 
 
 def test_subclasses_are_stored_as_their_base_type(state_path: str) -> None:

@@ -207,6 +207,8 @@ def _may_deepen(content: bytes, record: list[Any]) -> bool:
 
 
 _JSON = json.JSONDecoder()
+# JSON reads "\ud800" as a lone surrogate, which YAML refuses and UTF-8 cannot encode.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def decode_record(content: bytes) -> list[Any]:
@@ -216,6 +218,8 @@ def decode_record(content: bytes) -> list[Any]:
         record, end = _JSON.raw_decode(text)  # (json.loads, minus two Python-level layers)
         if end != len(text):
             raise ValueError("more after the JSON value")
+        if b"\\u" in content:
+            _refuse_lone_surrogates(content, record)
     except (ValueError, RecursionError):  # (UnicodeDecodeError too: YAML says where)
         try:
             record = yamlio.load_flow(content)
@@ -232,6 +236,19 @@ def decode_record(content: bytes) -> list[Any]:
             f"a {record[0]!r} record has {len(record)} fields, expected {_RECORD_ARITY[record[0]]}"
         )
     return record
+
+
+def _refuse_lone_surrogates(content: bytes, record: list[Any]) -> None:
+    escape = _SURROGATE_ESCAPE.search(content)
+    if escape is None:
+        return
+    try:
+        json.dumps(record, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _BadRecord(
+            "a lone surrogate escape (\\ud800-\\udfff): no UTF-8 text holds one",
+            escape.start() + 1,
+        ) from None
 
 
 def apply_record(root: dict[Any, Any], record: list[Any]) -> None:

@@ -216,7 +216,10 @@ class DictOps(Node):
             path = state._path_for_change(self)
             encode = values.SCALAR_TEXT.get(type(value))
             if encode is not None and type(key) is str and state._tx is None and self is not state:
-                record = journal.set_record(path, values.str_text(key), encode(value))
+                try:
+                    record = journal.set_record(path, values.str_text(key), encode(value))
+                except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
+                    raise error.to_builtin([*self._locate(), key]) from None
                 state._store_scalar(journal.line(record), self._raw, key, value)
                 return
             record, change = self._set_change(path, key, value)

@@ -227,6 +227,8 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             # _store_scalar, inlined: a call costs 7% of this path.
             try:
                 file.append(prefix + encode(value).encode() + b"]\n")
+            except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
+                raise error.to_builtin([key]) from None
             except storage.FileChangedError as error:
                 self._keep_both_versions(error)
             self._raw[key] = value

@@ -25,6 +25,9 @@ from typing import Any
 # Characters a YAML reader treats as line breaks or rejects as non-printable, which
 # json's escaping leaves as they are; they are written as \uXXXX escapes instead.
 _YAML_UNSAFE_CHARS = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+# Lone surrogates (from surrogateescape decoding, say) are not Unicode text: UTF-8 has no form
+# for them, so no file could hold them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Python refuses to convert ints of more than 4300 decimal digits to text (and back) by
 # default; bigger ints are written in hexadecimal, which YAML reads as an int too.
 _DECIMAL_INT_MAX_BITS = 12_000
@@ -60,9 +63,16 @@ class UnsupportedValue(Exception):
 def str_text(value: str) -> str:
     """A double-quoted string that JSON and YAML both read back as ``value``."""
     text = encode_basestring(value)
-    if (not text.isascii() or "\x7f" in text) and _YAML_UNSAFE_CHARS.search(text):
-        text = _YAML_UNSAFE_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
+    if text.isascii() and "\x7f" not in text:
+        return text
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        raise UnsupportedValue(
+            f"cannot store a str holding the lone surrogate {surrogate.group()!r} at index "
+            f"{surrogate.start()}: UTF-8 cannot encode it",
+            value_error=True,
+        )
+    return _YAML_UNSAFE_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def bool_text(value: bool) -> str:
