@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from conftest import assert_same
 
 from persistedstate import PersistedState, load
 
@@ -72,7 +74,8 @@ def test_comments_and_order_survive_changes(tmp_path: Path, name: str) -> None:
         state["added_later"] = {"list": [1, 2]}
         expected = state.copy()
     text = path.read_text(encoding="utf-8")
-    assert load(path) == expected == {**original, "added_later": {"list": [1, 2]}}
+    assert_same(load(path), expected)  # keys in the same order as in memory
+    assert expected == {**original, "added_later": {"list": [1, 2]}}
     assert _comment_lines(CORPUS[name]) == _comment_lines(text), text
     assert list(yaml.safe_load(text)) == [*original, "added_later"]  # order kept, new at end
     assert next(iter(load(path))) == first_key
@@ -104,6 +107,90 @@ def test_deleting_a_key_keeps_the_comment_above_the_next_one(tmp_path: Path) -> 
     assert text.startswith("# Settings for the nightly job")
 
 
+def test_a_key_deleted_and_set_again_comes_last_in_the_file_as_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(
+        "# top\nhost: a   # where\n# about retries\nretries: 3\nserver:\n"
+        "  name: api   # short\n  # about port\n  port: 80\n  tls: true\nlast: 1\n",
+        encoding="utf-8",
+    )
+    with PersistedState(path) as state:
+        del state["host"]
+        state["host"] = "b"
+        del state["server"]["name"]
+        state["server"]["name"] = "api-2"
+        state["server"]["extra"] = 1
+        expected = state.copy()
+    assert list(expected) == ["retries", "server", "last", "host"]
+    assert list(expected["server"]) == ["port", "tls", "name", "extra"]
+    assert_same(load(path), expected)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# top\n")
+    assert text.index("# about retries") < text.index("retries: 3")  # stays with its key
+    assert text.index("# about port") < text.index("port: 80")
+    lines = text.splitlines()
+    assert any(line.startswith("host: b") and line.endswith("# where") for line in lines), text
+    assert any("name: api-2" in line and line.endswith("# short") for line in lines), text
+
+
+def test_a_dict_replaced_in_another_order_is_written_in_that_order(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text("# note\nd:\n  a: 1   # first\n  b: 2\n  c: 3\n", encoding="utf-8")
+    with PersistedState(path) as state:
+        state["d"] = {"new": 0, "c": 3, "a": 1, "b": 2}
+        expected = state.copy()
+    assert_same(load(path), expected)
+    assert "# note" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("before", "change", "after"),
+    [
+        pytest.param(
+            "a: 1\nb: 2\n# the end\n",
+            lambda state: state.pop("b"),
+            "a: 1\n# the end\n",
+            id="last-key-deleted",
+        ),
+        pytest.param(
+            "a: 1\nc:\n  x: 1\n# about d\nd: 2\n",
+            lambda state: state["c"].update(k=2),
+            "a: 1\nc:\n  x: 1\n  k: 2\n# about d\nd: 2\n",
+            id="key-added-to-a-nested-map",
+        ),
+        pytest.param(
+            "a: 1\nc:\n  x: 1\n  l:\n  - 1\n# about d\nd: 2\n",
+            lambda state: state.pop("c"),
+            "a: 1\n# about d\nd: 2\n",
+            id="nested-map-deleted",
+        ),
+        pytest.param(
+            "c:\n  x: 1\n# about d\nd: 2\n# the end\n",
+            lambda state: (state.pop("c"), state.update(l=[1, 2])),
+            "# about d\nd: 2\nl:\n- 1\n- 2\n# the end\n",
+            id="first-key-deleted-and-a-list-added",
+        ),
+        pytest.param(
+            "l:\n- 1\n- 2\n# the end\n",
+            lambda state: state["l"].append(3),
+            "l:\n- 1\n- 2\n- 3\n# the end\n",
+            id="list-appended-to",
+        ),
+    ],
+)
+def test_comment_lines_stay_where_they_were_written(
+    tmp_path: Path, before: str, change: Any, after: str
+) -> None:
+    """A comment between entries stays before the entry it was above; a closing one at the end."""
+    path = tmp_path / "state.yaml"
+    path.write_text(before, encoding="utf-8")
+    with PersistedState(path) as state:
+        change(state)
+        expected = state.copy()
+    assert path.read_text(encoding="utf-8") == after
+    assert_same(load(path), expected)
+
+
 def test_how_values_were_written_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "state.yaml"
     path.write_text(CORPUS["quoted-and-typed"], encoding="utf-8")
@@ -133,6 +220,21 @@ def test_files_without_comments_use_the_plain_writer(tmp_path: Path) -> None:
     with PersistedState(path) as state:
         state["c"] = "multi\nline"
     assert path.read_text(encoding="utf-8") == "b: 1\na: 2\nc: |-\n  multi\n  line\n"
+
+
+def test_floats_are_written_exactly_with_the_comments_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text("# a comment\na: 1\n", encoding="utf-8")
+    floats = {"tiny": 5.019273308782307e-108, "big": 1e16, "least": 5e-324, "inf": float("inf")}
+    with caplog.at_level(logging.WARNING, logger="persistedstate"), PersistedState(path) as state:
+        state.update(floats)
+        state.compact()  # again, now that the floats were read back by ruamel.yaml
+        state["a"] = 2
+    assert_same(load(path), {"a": 2, **floats})
+    assert path.read_text(encoding="utf-8").startswith("# a comment\n")
+    assert "could not keep the comments" not in caplog.text
 
 
 def test_a_value_the_round_trip_cannot_keep_exact_falls_back_without_comments(

@@ -277,11 +277,17 @@ class StateModel(RuleBasedStateMachine):
     @initialize(
         small=st.booleans(),
         defaults=st.dictionaries(st.sampled_from(ATTRIBUTE_KEYS), VALUES, max_size=3),
+        commented=st.booleans(),
     )
-    def open_state(self, small: bool, defaults: dict[str, Any]) -> None:
+    def open_state(self, small: bool, defaults: dict[str, Any], commented: bool) -> None:
         self.kind = SmallCompactionState if small else PersistedState
+        self.model = {}
+        if commented:  # compactions keep comments (ruamel.yaml's round trip) from here on
+            with open(self.path, "w", encoding="utf-8") as file:
+                file.write("# written by hand\nseed: 1  # the seed\n# about the rest\nd: {}\n")
+            self.model = {"seed": 1, "d": {}}
         self.state = self.kind(self.path, **defaults)
-        self.model = normalized(defaults)
+        self.model.update(normalized(defaults))
 
     # -- dict operations -------------------------------------------------------------------
 

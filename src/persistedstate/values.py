@@ -333,12 +333,14 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
 
 
 def exactly_equal(left: Any, right: Any) -> bool:
-    """Equal in value and in type, all the way down (``nan`` equals ``nan``)."""
+    """Equal in value and in type all the way down (``nan`` equals ``nan``), keys in order."""
     if type(left) is not type(right):
         return False
     if type(left) is dict:
-        return len(left) == len(right) and all(
-            key in right and exactly_equal(item, right[key]) for key, item in left.items()
+        return (
+            len(left) == len(right)
+            and all(map(exactly_equal, left, right))
+            and all(map(exactly_equal, left.values(), right.values()))
         )
     if type(left) is list:
         return len(left) == len(right) and all(map(exactly_equal, left, right))

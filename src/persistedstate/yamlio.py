@@ -255,6 +255,7 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     round_trip.width = 4096
     round_trip.preserve_quotes = True
     round_trip.representer.add_representer(type(None), _represent_null)
+    round_trip.representer.add_representer(float, _represent_float)
     try:
         with warnings.catch_warnings():  # ruamel.yaml lectures about YAML 1.1 floats
             warnings.simplefilter("ignore")
@@ -279,24 +280,37 @@ def _represent_null(representer: Any, value: None) -> Any:
     return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
 
+def _represent_float(representer: Any, value: float) -> Any:
+    # ruamel.yaml's own float text loses the last digit of some floats (5.019273308782307e-108).
+    return representer.represent_scalar("tag:yaml.org,2002:float", values.float_text(value))
+
+
 def _update(node: Any, data: Any) -> Any:
     """Bring a ruamel round-trip node up to date with ``data``, keeping what still fits."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.scalarstring import LiteralScalarString
 
     if isinstance(node, CommentedMap) and type(data) is dict:
+        # The comment lines after the last entry stay after whichever entry comes last now.
+        tail = _take_tail_lines(node, next(reversed(node))) if node else ""
         for key in [key for key in node if key not in data]:
             _delete_key(node, key)
+        _follow_order(node, list(data))
         for key, value in data.items():
             node[key] = _update(node[key], value) if key in node else _update(None, value)
+        if node:
+            _give_tail_lines(node, next(reversed(node)), tail)
         return node
     if isinstance(node, CommentedSeq) and type(data) is list:
+        tail = _take_tail_lines(node, len(node) - 1) if node else ""
         del node[len(data) :]
         for index, value in enumerate(data):
             if index < len(node):
                 node[index] = _update(node[index], value)
             else:
                 node.append(_update(None, value))
+        if node:
+            _give_tail_lines(node, len(node) - 1, tail)
         return node
     if type(data) is dict:
         return _update(CommentedMap(), data)
@@ -333,30 +347,121 @@ def _unshare(node: Any, seen: set[int]) -> Any:
 
 
 def _delete_key(node: Any, key: Any) -> None:
-    """Delete a key, handing the comment lines that followed it to the next key.
-
-    ruamel.yaml files a comment written above a key under the key before it; deleting that
-    key must not take the comment meant for its neighbour.
-    """
-    keys = list(node)
-    following = keys[keys.index(key) + 1] if keys[-1] != key else None
-    entry = node.ca.items.get(key)
-    token = entry[2] if entry and len(entry) > 2 else None
+    _hand_over_comment_lines(node, key)
     del node[key]
-    if following is None or token is None:
+
+
+def _follow_order(node: Any, keys: list[Any]) -> None:
+    """Move keys of ``node`` to the end until they come in the order of ``keys``.
+
+    In memory a key deleted and set again moves to the end (a replaced dict may have any
+    order); the file must read back in the same order. The keys that are still in order keep
+    their place; from the first one out of order on, each key moves to the end, taking its
+    own end-of-line comment with it (a new key gets its place there, its value comes later).
+    """
+    position = {key: index for index, key in enumerate(node)}
+    last, out_of_order = -1, len(keys)
+    for count, key in enumerate(keys):
+        index = position.get(key, -1)
+        if index <= last:
+            out_of_order = count
+            break
+        last = index
+    for key in keys[out_of_order:]:
+        if key in position:
+            _hand_over_comment_lines(node, key)
+            node.move_to_end(key)
+        else:
+            node[key] = None
+
+
+# ruamel.yaml files the comment lines written between two entries under the entry before them
+# (under its value's last entry, if that is a mapping or sequence). They belong with what comes
+# after them: when an entry is deleted or moved, they stay where they were in the text.
+
+
+def _hand_over_comment_lines(node: Any, key: Any) -> None:
+    """Leave the comment lines after entry ``key`` in place, before it goes or moves."""
+    lines = _take_tail_lines(node, key)
+    if not lines.strip():
         return
-    lines = token.value.split("\n")[1:]  # the first line is the key's own end-of-line comment
-    comments = [line.strip()[1:].strip() for line in lines if line.strip().startswith("#")]
-    if comments:
-        column = next(len(line) - len(line.lstrip()) for line in lines if line.strip())
-        node.yaml_set_comment_before_after_key(following, before="\n".join(comments), indent=column)
+    keys = list(node)
+    index = keys.index(key)
+    if index > 0:
+        _give_tail_lines(node, keys[index - 1], lines)
+    elif index + 1 < len(keys):  # the first entry: before the next one
+        comments = [line.strip()[1:].strip() for line in lines.split("\n") if line.strip()]
+        column = next(len(line) - len(line.lstrip()) for line in lines.split("\n") if line.strip())
+        node.yaml_set_comment_before_after_key(keys[1], before="\n".join(comments), indent=column)
+
+
+def _tail(node: Any, key: Any) -> tuple[list[Any], int]:
+    """The comment entry of the last line of entry ``key`` and the slot its token uses."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    value = node[key]
+    while isinstance(value, (CommentedMap, CommentedSeq)) and len(value) > 0:
+        node, key = (
+            value,
+            next(reversed(value)) if isinstance(value, CommentedMap) else len(value) - 1,
+        )
+        value = node[key]
+    slot = 2 if isinstance(node, CommentedMap) else 0
+    entry: list[Any] = node.ca.items.setdefault(key, [None, None, None, None])
+    return entry, slot
+
+
+def _take_tail_lines(node: Any, key: Any) -> str:
+    """Cut the lines after entry ``key`` out of its comment; its end-of-line comment stays."""
+    entry, slot = _tail(node, key)
+    token = entry[slot]
+    if token is None:
+        return ""
+    own, _, lines = token.value.partition("\n")
+    if own.strip():
+        token.value = own + "\n"
+    else:
+        entry[slot] = None
+    return str(lines)
+
+
+def _give_tail_lines(node: Any, key: Any, lines: str) -> None:
+    """Put ``lines`` (from _take_tail_lines) after entry ``key``."""
+    if not lines:
+        return
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    entry, slot = _tail(node, key)
+    token = entry[slot]
+    if token is None:
+        entry[slot] = CommentToken("\n" + lines, CommentMark(0))
+    else:
+        token.value += lines
 
 
 def _same_scalar(node: Any, value: Any) -> bool:
     node_is_bool = isinstance(node, bool) or type(node).__name__ == "ScalarBoolean"
     if node_is_bool != (type(value) is bool):
         return False
-    return isinstance(node, type(value)) and bool(node == value)
+    if not (isinstance(node, type(value)) and bool(node == value)):
+        return False
+    return type(node).__name__ != "ScalarFloat" or _float_text_is_exact(node)
+
+
+def _float_text_is_exact(node: Any) -> bool:
+    """Whether ruamel.yaml writes this float as a text that reads back the same.
+
+    It rebuilds the text in the way the person wrote it, and for long mantissas with an
+    exponent that loses a digit (5.019273308782307e-108 comes out ...306e-108).
+    """
+    from ruamel.yaml.representer import RoundTripRepresenter
+
+    text = RoundTripRepresenter().represent_scalar_float(node).value
+    try:
+        return bool(float(text) == node)
+    except ValueError:  # (.inf, .nan: written as they were, exactly)
+        return True
 
 
 def _fits_literal_block(text: str) -> bool:
