@@ -210,18 +210,19 @@ class DictOps(Node):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         state = self._state
+        encode = values.SCALAR_TEXT.get(type(value))
         with state._thread_lock:
-            if _already_there(value, self._raw.get(key, _MISSING)):
-                return
-            path = state._path_for_change(self)
-            encode = values.SCALAR_TEXT.get(type(value))
             if encode is not None and type(key) is str and state._tx is None and self is not state:
+                path = state._path_for_change(self)
                 try:
                     record = journal.set_record(path, values.str_text(key), encode(value))
                 except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
                     raise error.to_builtin([*self._locate(), key]) from None
                 state._store_scalar(journal.line(record), self._raw, key, value)
                 return
+            if _already_there(value, self._raw.get(key, _MISSING)):
+                return
+            path = state._path_for_change(self)
             record, change = self._set_change(path, key, value)
             state._commit([record], [change])
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
+import operator
 import os
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -270,16 +272,25 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
         if node is self:
             return "[]"
-        keys = node._locate()
-        self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
-        # A container's keys never change (it is copied to be moved); its list indexes may.
-        cached = self._path_texts.get(id(node._raw))
-        if cached is not None and cached[0] is node._raw and cached[1] == keys:
-            return cached[2]
+        raw = node._raw
+        # Each container sits in one place only (values are copied in), so if the path that
+        # led to it last time still leads to it, that is where it is (list indexes may shift).
+        cached = self._path_texts.get(id(raw))
+        if cached is not None and cached[0] is raw:
+            keys = cached[1]
+            try:
+                found = functools.reduce(operator.getitem, keys, self._raw)
+            except (LookupError, TypeError):
+                found = None
+            if found is raw:
+                self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
+                return cached[2]
+        keys = node._locate()  # (raises DetachedError)
+        self._changed_top_keys.add(keys[0])
         text = path_text(keys)
         if len(self._path_texts) >= _PATH_CACHE_SIZE:
             self._path_texts.clear()
-        self._path_texts[id(node._raw)] = (node._raw, keys, text)
+        self._path_texts[id(raw)] = (raw, keys, text)
         return text
 
     def _store_scalar(self, data: bytes, container: Any, key: Any, value: Any) -> None:
