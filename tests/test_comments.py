@@ -171,6 +171,30 @@ def test_a_dict_replaced_in_another_order_is_written_in_that_order(tmp_path: Pat
             id="first-key-deleted-and-a-list-added",
         ),
         pytest.param(
+            "# state\nretries: 3   # per job\npending:\n  job1: queued\n# the end\n",
+            lambda state: state["pending"].pop("job1"),
+            "# state\nretries: 3   # per job\npending: {}\n# the end\n",
+            id="last-map-emptied",
+        ),
+        pytest.param(
+            "queue:  # to do\n- job1\nb: 1\n",
+            lambda state: state["queue"].pop(),
+            "queue:   [] # to do\nb: 1\n",  # (ruamel.yaml's spacing)
+            id="list-emptied",
+        ),
+        pytest.param(
+            "a:\n  b: [1, 2]\nc: 2\n# about d\nd: 3\n",
+            lambda state: state.pop("c"),
+            "a:\n  b: [1, 2]\n# about d\nd: 3\n",
+            id="flow-list-before-a-deleted-key",
+        ),
+        pytest.param(
+            "# c\nx: 0.0\ny: -0.0\n",
+            lambda state: state.update(x=-0.0, y=0.0),
+            "# c\nx: -0.0\n'y': 0.0\n",
+            id="signed-zeros",
+        ),
+        pytest.param(
             "l:\n- 1\n- 2\n# the end\n",
             lambda state: state["l"].append(3),
             "l:\n- 1\n- 2\n- 3\n# the end\n",

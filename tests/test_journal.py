@@ -188,6 +188,20 @@ def test_a_lone_surrogate_escape_in_a_record_is_corruption(tmp_path: Path) -> No
     assert "surrogate" in message
 
 
+@pytest.mark.parametrize(
+    "record",
+    [b'["set", [], "k", "\\udcff"]', b'["set", [], "k"]', b'["set", ["nope"], "k", 1]'],
+    ids=["surrogate", "fields", "path"],
+)
+def test_a_last_record_that_parses_is_complete_so_its_damage_is_corruption(
+    tmp_path: Path, record: bytes
+) -> None:
+    """26.1 writes no final newline; a record cut short never parses, this one does."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: 1\n---\n" + record)
+    _assert_corrupt_and_untouched(path, line=3)
+
+
 def test_escapes_that_look_like_surrogates_but_are_not_read_back(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     # A surrogate pair is one character; an escaped backslash makes the rest plain text.

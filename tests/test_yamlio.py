@@ -295,3 +295,42 @@ def test_yaml_tastes_a_program_registers_on_pyyaml_do_not_change_how_states_read
         check=False,
     )
     assert "CorruptStateError" in refused.stderr and "line 1" in refused.stderr
+
+
+SURROGATE_CHILD = """
+import sys
+sys.modules["yaml._yaml"] = None  # as if PyYAML had been built without libyaml
+import persistedstate
+
+try:
+    persistedstate.load(sys.argv[1])
+except persistedstate.CorruptStateError as error:
+    print(error.line, error.problem)
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param(b'a: 1\nk: "x\\udcff"\n', 2, id="snapshot"),
+        pytest.param(b'a: 1\n--- ["set", [], "k", ["\\ud800", .inf]]\n', 2, id="yaml-only-record"),
+        pytest.param(b'a: 1\n"\\udcff": 2\n', 2, id="key"),
+    ],
+)
+def test_without_libyaml_a_lone_surrogate_escape_is_damage(
+    tmp_path: Path, text: bytes, line: int
+) -> None:
+    """libyaml refuses the escape; PyYAML's pure-Python reader builds the string: the state
+    must refuse it too, or no compaction could ever write the state."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(text)
+    child = subprocess.run(
+        [sys.executable, "-c", SURROGATE_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.startswith(f"{line} "), child.stdout
+    assert "surrogate" in child.stdout
+    assert path.read_bytes() == text

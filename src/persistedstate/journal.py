@@ -95,10 +95,11 @@ class ReadResult:
 
 
 class _BadRecord(Exception):
-    def __init__(self, problem: str, column: int | None = None) -> None:
+    def __init__(self, problem: str, column: int | None = None, unreadable: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
         self.column = column
+        self.unreadable = unreadable  # it does not parse: what a cut-short write leaves
 
 
 def read_state(path: str, raw: bytes) -> ReadResult:
@@ -127,11 +128,12 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         content = body[start + 3 : end].strip()
         try:
             if not content:
-                raise _BadRecord("an empty journal record")
+                raise _BadRecord("an empty journal record", unreadable=True)
             record = decode_record(content)
         except _BadRecord as error:
             # Only a record cut short can be a torn write: one that parses is complete.
-            if end == len(body) and (not content or not body.endswith(b"\n")):
+            cut_short = not content or not body.endswith(b"\n")
+            if end == len(body) and error.unreadable and cut_short:
                 _warn_torn(path, body.count(b"\n", 0, start) + 1, error.problem)
                 return ReadResult(data, number, snapshot_end, start, False, snapshot_top, touched)
             raise _corrupt_record(path, body, start, end, error) from None
@@ -224,7 +226,8 @@ def decode_record(content: bytes) -> list[Any]:
         try:
             record = yamlio.load_flow(content)
         except yamlio.FlowError as error:
-            raise _BadRecord(f"unreadable journal record: {error.problem}", error.column) from None
+            problem = f"unreadable journal record: {error.problem}"
+            raise _BadRecord(problem, error.column, unreadable=True) from None
         try:
             record = values.check_loaded(record)
         except values.UnsupportedValue as error:

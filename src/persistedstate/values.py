@@ -285,6 +285,14 @@ def check_loaded(data: Any) -> Any:
     return _check_loaded(data, set(), set())
 
 
+# (libyaml refuses such an escape itself; PyYAML's pure-Python reader builds the string.)
+_LOADED_SURROGATE = "a string with a lone surrogate (\\ud800-\\udfff), which no UTF-8 text holds"
+
+
+def _has_surrogate(key: Any) -> bool:
+    return type(key) is str and not key.isascii() and _SURROGATE.search(key) is not None
+
+
 def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
     kind = type(data)
     if kind is dict or kind is list:
@@ -298,10 +306,12 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
         active.add(id(data))
         if kind is dict:
             for key, item in data.items():
-                if type(key) not in KEY_TYPES or key != key:
+                if type(key) not in KEY_TYPES or key != key or _has_surrogate(key):
                     error = UnsupportedValue(
                         _NAN_KEY
                         if type(key) is float
+                        else _LOADED_SURROGATE
+                        if type(key) is str
                         else f"a {type(key).__name__} cannot be a key (keys are str, int, "
                         "float, bool or null)"
                     )
@@ -325,6 +335,8 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
                     data[index] = checked
         active.discard(id(data))
         return data
+    if kind is str and _has_surrogate(data):
+        raise UnsupportedValue(_LOADED_SURROGATE)
     if kind in (str, int, float, bool, bytes, datetime.date, datetime.datetime) or data is None:
         return data
     if kind is tuple:  # !!omap and !!pairs build lists of tuples
@@ -333,7 +345,10 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
 
 
 def exactly_equal(left: Any, right: Any) -> bool:
-    """Equal in value and in type all the way down (``nan`` equals ``nan``), keys in order."""
+    """Equal in value and type all the way down, dict keys in the same order.
+
+    ``nan`` equals ``nan``; ``-0.0`` does not equal ``0.0``.
+    """
     if type(left) is not type(right):
         return False
     if type(left) is dict:
@@ -344,8 +359,10 @@ def exactly_equal(left: Any, right: Any) -> bool:
         )
     if type(left) is list:
         return len(left) == len(right) and all(map(exactly_equal, left, right))
-    if type(left) is float and left != left:
-        return bool(right != right)
+    if type(left) is float:
+        if left != left:
+            return bool(right != right)
+        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)  # -0.0
     if type(left) is datetime.datetime:
         return bool(left == right and left.utcoffset() == right.utcoffset())
     return bool(left == right)

@@ -20,6 +20,7 @@ import functools
 import gc
 import io
 import logging
+import math
 import operator
 import os
 import re
@@ -266,6 +267,8 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
         output = io.StringIO()
         round_trip.dump(document, output)
         text = output.getvalue().replace("%YAML 1.1\n---\n", "", 1)
+        if not text.endswith("\n"):  # (as when the last thing written was a comment)
+            text += "\n"
         result = text.encode("utf-8")
         if values.exactly_equal(load_snapshot("<compaction>", result), data):
             return result
@@ -298,8 +301,7 @@ def _update(node: Any, data: Any) -> Any:
         _follow_order(node, list(data))
         for key, value in data.items():
             node[key] = _update(node[key], value) if key in node else _update(None, value)
-        if node:
-            _give_tail_lines(node, next(reversed(node)), tail)
+        _close_up(node, tail)
         return node
     if isinstance(node, CommentedSeq) and type(data) is list:
         tail = _take_tail_lines(node, len(node) - 1) if node else ""
@@ -309,8 +311,7 @@ def _update(node: Any, data: Any) -> Any:
                 node[index] = _update(node[index], value)
             else:
                 node.append(_update(None, value))
-        if node:
-            _give_tail_lines(node, len(node) - 1, tail)
+        _close_up(node, tail)
         return node
     if type(data) is dict:
         return _update(CommentedMap(), data)
@@ -321,6 +322,19 @@ def _update(node: Any, data: Any) -> Any:
     if type(data) is str and "\n" in data.rstrip("\n") and _fits_literal_block(data):
         return LiteralScalarString(data)
     return data
+
+
+def _close_up(node: Any, tail: str) -> None:
+    """Put back the lines that followed the last entry; an empty mapping or list is ``{}``/``[]``.
+
+    (Left in block style, ruamel.yaml would write its comments between the key and the ``{}``.)
+    """
+    if not node:
+        node.fa.set_flow_style()
+    elif tail:
+        _give_tail_lines(
+            node, next(reversed(node)) if isinstance(node, dict) else len(node) - 1, tail
+        )
 
 
 def _unshare(node: Any, seen: set[int]) -> Any:
@@ -399,8 +413,8 @@ def _tail(node: Any, key: Any) -> tuple[list[Any], int]:
     """The comment entry of the last line of entry ``key`` and the slot its token uses."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    value = node[key]
-    while isinstance(value, (CommentedMap, CommentedSeq)) and len(value) > 0:
+    value = node[key]  # (a flow-style collection is one piece of text: its comments follow it)
+    while isinstance(value, (CommentedMap, CommentedSeq)) and value and not value.fa.flow_style():
         node, key = (
             value,
             next(reversed(value)) if isinstance(value, CommentedMap) else len(value) - 1,
@@ -446,7 +460,10 @@ def _same_scalar(node: Any, value: Any) -> bool:
         return False
     if not (isinstance(node, type(value)) and bool(node == value)):
         return False
-    return type(node).__name__ != "ScalarFloat" or _float_text_is_exact(node)
+    if type(value) is not float:
+        return True
+    same_sign = math.copysign(1.0, node) == math.copysign(1.0, value)  # (-0.0 == 0.0)
+    return same_sign and (type(node).__name__ != "ScalarFloat" or _float_text_is_exact(node))
 
 
 def _float_text_is_exact(node: Any) -> bool:
