@@ -179,7 +179,7 @@ def test_a_dict_replaced_in_another_order_is_written_in_that_order(tmp_path: Pat
         pytest.param(
             "queue:  # to do\n- job1\nb: 1\n",
             lambda state: state["queue"].pop(),
-            "queue:   [] # to do\nb: 1\n",  # (ruamel.yaml's spacing)
+            "queue: [] # to do\nb: 1\n",  # (ruamel.yaml's spacing)
             id="list-emptied",
         ),
         pytest.param(
@@ -191,7 +191,7 @@ def test_a_dict_replaced_in_another_order_is_written_in_that_order(tmp_path: Pat
         pytest.param(
             "# c\nx: 0.0\ny: -0.0\n",
             lambda state: state.update(x=-0.0, y=0.0),
-            "# c\nx: -0.0\n'y': 0.0\n",
+            "# c\nx: -0.0\ny: 0.0\n",
             id="signed-zeros",
         ),
         pytest.param(
@@ -212,6 +212,19 @@ def test_comment_lines_stay_where_they_were_written(
         change(state)
         expected = state.copy()
     assert path.read_text(encoding="utf-8") == after
+    assert_same(load(path), expected)
+
+
+def test_keys_ruamel_yaml_reads_as_booleans_keep_their_comments(tmp_path: Path) -> None:
+    """ruamel.yaml's YAML 1.1 reads y and n as booleans; PyYAML, the reader of record, does not."""
+    path = tmp_path / "state.yaml"
+    path.write_text("window:\n  x: 10  # left\n  y: 20  # from the top\nn: 1  # count\n")
+    with PersistedState(path) as state:
+        state["window"]["x"] = 11
+        state["answer"] = "y"
+        expected = state.copy()
+    text = path.read_text(encoding="utf-8")
+    assert "  y: 20  # from the top\n" in text and "n: 1  # count\n" in text
     assert_same(load(path), expected)
 
 

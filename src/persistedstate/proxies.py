@@ -55,11 +55,15 @@ class Node:
 
     _raw: Any  # the raw dict or list
     _state: PersistedState  # the state it belongs to
-    _depth: int  # how many containers up to the top of the state
 
     @property
     def _persisted_raw(self) -> Any:
         return self._raw
+
+    @property
+    def _depth(self) -> int:
+        """How many containers up to the top of the state."""
+        raise NotImplementedError
 
     def _locate(self) -> list[Any]:
         """The keys and indexes from the top of the state; raises DetachedError."""
@@ -133,14 +137,17 @@ def path_text(keys: list[Any]) -> str:
 class Proxy(Node):
     """A container inside the state, found again by identity each time it changes."""
 
-    __slots__ = ("_depth", "_key", "_parent", "_raw", "_state")
+    __slots__ = ("_key", "_parent", "_raw", "_state")
 
     def __init__(self, parent: Node, key: Any, raw: Any) -> None:
         self._parent = parent
         self._key = key
         self._raw = raw
         self._state = parent._state
-        self._depth = parent._depth + 1
+
+    @property
+    def _depth(self) -> int:  # (only a container being stored needs it: not kept)
+        return self._parent._depth + 1
 
     def _locate(self) -> list[Any]:
         keys = self._parent._locate()

@@ -254,7 +254,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     # -- what proxies build on -----------------------------------------------------------
 
-    _depth = 0  # the top of the tree
+    @property
+    def _depth(self) -> int:
+        return 0  # the top of the tree
 
     @property
     def _state(self) -> PersistedState:  # type: ignore[override]  # (a proxy stores it)

@@ -252,6 +252,7 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     from ruamel.yaml import YAML  # imported only for files that hold comments
 
     round_trip = YAML()
+    round_trip.Resolver = _pyyaml_tags()
     round_trip.version = (1, 1)  # quote what YAML 1.1 (PyYAML) would read as another type
     round_trip.width = 4096
     round_trip.preserve_quotes = True
@@ -279,6 +280,28 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     return None
 
 
+@functools.cache
+def _pyyaml_tags() -> type:
+    """ruamel.yaml's resolver, made to read a plain scalar as PyYAML, the reader of record, does.
+
+    ruamel.yaml's YAML 1.1 differs in places: it reads ``y`` and ``n`` as booleans, so a key
+    ``y`` seemed deleted and added again, losing its comments. Its writer asks the same
+    resolver whether a string needs quotes.
+    """
+    from ruamel.yaml.nodes import ScalarNode
+    from ruamel.yaml.resolver import VersionedResolver
+    from ruamel.yaml.tag import Tag
+
+    class PyYAMLTags(VersionedResolver):
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            if kind is ScalarNode and implicit[0]:
+                tag = _SAFE_TAGS.resolve(yaml.ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
+                return Tag(suffix=tag)
+            return super().resolve(kind, value, implicit)
+
+    return PyYAMLTags
+
+
 def _represent_null(representer: Any, value: None) -> Any:
     return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
@@ -300,7 +323,10 @@ def _update(node: Any, data: Any) -> Any:
             _delete_key(node, key)
         _follow_order(node, list(data))
         for key, value in data.items():
-            node[key] = _update(node[key], value) if key in node else _update(None, value)
+            if key in node:
+                _update_entry(node, key, value)
+            else:
+                node[key] = _update(None, value)
         _close_up(node, tail)
         return node
     if isinstance(node, CommentedSeq) and type(data) is list:
@@ -308,7 +334,7 @@ def _update(node: Any, data: Any) -> Any:
         del node[len(data) :]
         for index, value in enumerate(data):
             if index < len(node):
-                node[index] = _update(node[index], value)
+                _update_entry(node, index, value)
             else:
                 node.append(_update(None, value))
         _close_up(node, tail)
@@ -322,6 +348,29 @@ def _update(node: Any, data: Any) -> Any:
     if type(data) is str and "\n" in data.rstrip("\n") and _fits_literal_block(data):
         return LiteralScalarString(data)
     return data
+
+
+def _update_entry(node: Any, key: Any, value: Any) -> None:
+    """``node[key] = _update(node[key], value)``, keeping the comment lines after the entry.
+
+    A mapping or list that becomes empty is written ``{}`` or ``[]`` on its key's line, so the
+    comment lines above its first entry go after it too.
+    """
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    lines = _take_tail_lines(node, key)
+    new = _update(node[key], value)
+    if isinstance(new, (CommentedMap, CommentedSeq)) and not new:
+        above = new.ca.comment[1] if new.ca.comment else None
+        tokens = [*(above or []), *(node.ca.items.get(key, [None] * 4)[3] or [])]
+        unique = list({id(token): token for token in tokens}.values())  # (ruamel files them twice)
+        lines = "".join(" " * token.column + token.value for token in unique) + lines
+        if above:
+            new.ca.comment[1] = []
+        if key in node.ca.items:
+            node.ca.items[key][3] = None
+    node[key] = new
+    _give_tail_lines(node, key, lines)
 
 
 def _close_up(node: Any, tail: str) -> None:
@@ -409,8 +458,12 @@ def _hand_over_comment_lines(node: Any, key: Any) -> None:
         node.yaml_set_comment_before_after_key(keys[1], before="\n".join(comments), indent=column)
 
 
-def _tail(node: Any, key: Any) -> tuple[list[Any], int]:
-    """The comment entry of the last line of entry ``key`` and the slot its token uses."""
+def _tail(node: Any, key: Any, make: bool = False) -> tuple[list[Any], int]:
+    """The comment entry of the last line of entry ``key`` and the slot its token uses.
+
+    A missing entry is made only if ``make`` (ruamel.yaml writes some lines differently when
+    there is one): else a blank one, not stored, is returned.
+    """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     value = node[key]  # (a flow-style collection is one piece of text: its comments follow it)
@@ -421,7 +474,10 @@ def _tail(node: Any, key: Any) -> tuple[list[Any], int]:
         )
         value = node[key]
     slot = 2 if isinstance(node, CommentedMap) else 0
-    entry: list[Any] = node.ca.items.setdefault(key, [None, None, None, None])
+    blank = [None, None, None, None]
+    entry: list[Any] = (
+        node.ca.items.setdefault(key, blank) if make else node.ca.items.get(key, blank)
+    )
     return entry, slot
 
 
@@ -432,6 +488,8 @@ def _take_tail_lines(node: Any, key: Any) -> str:
     if token is None:
         return ""
     own, _, lines = token.value.partition("\n")
+    if not lines:  # (nothing after it; ruamel.yaml may need the token as it is)
+        return ""
     if own.strip():
         token.value = own + "\n"
     else:
@@ -446,7 +504,7 @@ def _give_tail_lines(node: Any, key: Any, lines: str) -> None:
     from ruamel.yaml.error import CommentMark
     from ruamel.yaml.tokens import CommentToken
 
-    entry, slot = _tail(node, key)
+    entry, slot = _tail(node, key, make=True)
     token = entry[slot]
     if token is None:
         entry[slot] = CommentToken("\n" + lines, CommentMark(0))
