@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import fixture_26_1
+from conftest import assert_same, fixture_26_1
 
 from persistedstate import CorruptStateError, PersistedState, load
 
@@ -211,6 +211,19 @@ def test_escapes_that_look_like_surrogates_but_are_not_read_back(tmp_path: Path)
     with PersistedState(path) as state:
         assert state.copy() == expected
     assert load(path) == expected
+
+
+def test_json_constants_yaml_reads_as_strings_are_read_as_yaml_does(tmp_path: Path) -> None:
+    """Python's json reads NaN and Infinity as floats; in YAML (the file's format) they are text."""
+    path = tmp_path / "s.yaml"
+    text = 'a: 1\n--- ["set", [], "x", NaN]\n--- ["set", [], "y", [Infinity, -Infinity]]\n'
+    path.write_text(text, encoding="utf-8")
+    expected = {"a": 1, "x": "NaN", "y": ["Infinity", "-Infinity"]}
+    assert [*yaml.safe_load_all(text)][1:] == [
+        ["set", [], "x", "NaN"],
+        ["set", [], "y", ["Infinity", "-Infinity"]],
+    ]
+    assert_same(load(path), expected)
 
 
 def test_unknown_operation_is_corruption(tmp_path: Path) -> None:

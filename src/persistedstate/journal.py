@@ -32,7 +32,8 @@ from .errors import CorruptStateError
 log = logging.getLogger("persistedstate")
 
 # A document marker: "---" at the start of a line, followed by a blank or the line's end.
-_MARKER = re.compile(rb"^---(?=[ \t\r\n]|\Z)", re.MULTILINE)
+_MARKER = re.compile(rb"---(?=[ \t\r\n]|\Z)")  # at the start of a line
+_MARKER_AFTER_NEWLINE = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")  # (found by a fast literal scan)
 _RECORD_ARITY = {
     "set": 4,
     "delete": 3,
@@ -115,7 +116,9 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0")):
         _warn_torn(path, raw.count(b"\n", 0, tail_start) + 1, "a partial record marker")
         body = raw[:tail_start]
-    markers = [m.start() for m in _MARKER.finditer(body)]
+    markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body)]
+    if _MARKER.match(body):
+        markers.insert(0, 0)
     snapshot_end = markers[0] if markers else len(body)
     if markers and _snapshot_owns_first_marker(body[: markers[0]], body, markers[0]):
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
@@ -208,7 +211,12 @@ def _may_deepen(content: bytes, record: list[Any]) -> bool:
     return any(len(path) > half for path in _paths(record))
 
 
-_JSON = json.JSONDecoder()
+def _yaml_reads_it_otherwise(name: str) -> Any:
+    raise ValueError(f"{name} is a string in YAML")  # (so the record is read as YAML)
+
+
+# Python's json reads NaN, Infinity and -Infinity as floats; in YAML they are strings.
+_JSON = json.JSONDecoder(parse_constant=_yaml_reads_it_otherwise)
 # JSON reads "\ud800" as a lone surrogate, which YAML refuses and UTF-8 cannot encode.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 

@@ -289,10 +289,6 @@ def check_loaded(data: Any) -> Any:
 _LOADED_SURROGATE = "a string with a lone surrogate (\\ud800-\\udfff), which no UTF-8 text holds"
 
 
-def _has_surrogate(key: Any) -> bool:
-    return type(key) is str and not key.isascii() and _SURROGATE.search(key) is not None
-
-
 def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
     kind = type(data)
     if kind is dict or kind is list:
@@ -306,7 +302,11 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
         active.add(id(data))
         if kind is dict:
             for key, item in data.items():
-                if type(key) not in KEY_TYPES or key != key or _has_surrogate(key):
+                if (
+                    type(key) not in KEY_TYPES
+                    or key != key
+                    or (type(key) is str and not key.isascii() and _SURROGATE.search(key))
+                ):
                     error = UnsupportedValue(
                         _NAN_KEY
                         if type(key) is float
@@ -335,7 +335,7 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
                     data[index] = checked
         active.discard(id(data))
         return data
-    if kind is str and _has_surrogate(data):
+    if kind is str and not data.isascii() and _SURROGATE.search(data):
         raise UnsupportedValue(_LOADED_SURROGATE)
     if kind in (str, int, float, bool, bytes, datetime.date, datetime.datetime) or data is None:
         return data
