@@ -218,9 +218,7 @@ def check_input(path: Path, raw: bytes) -> str:
         except Exception as error:
             _fail(raw, f"close() raised {type(error).__name__}: {error}")
     finally:
-        if state._storage is not None:  # a failed check: release the lock, write nothing
-            state._storage.close()
-            state._storage = None
+        state._release()  # after a failed check: free the lock, write nothing
     try:
         again = load(path)
     except Exception as error:

@@ -163,6 +163,24 @@ def test_a_state_nobody_closed_frees_its_lock_as_soon_as_it_is_dropped(path: Pat
             gc.enable()
 
 
+def test_a_proxy_that_outlives_its_state_still_writes_and_then_frees_the_lock(path: Path) -> None:
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        PersistedState(path, queue=[])
+        queue = PersistedState(path).queue  # the state itself is gone at once
+        queue.append("job")  # it still writes, and still holds the lock
+        with pytest.raises(StateLockedError):
+            PersistedState.open(path)
+        assert load(path) == {"queue": ["job"]}
+        del queue
+        with PersistedState.open(path) as again:
+            assert again.queue == ["job"]
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def test_lock_timeout_waits_then_gives_up(path: Path, holder: Child) -> None:
     started = time.monotonic()
     with pytest.raises(StateLockedError) as caught:

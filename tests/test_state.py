@@ -139,6 +139,8 @@ def test_running_init_again_reads_the_file_again(tmp_path: Path) -> None:
         other.n = 2
     state.__init__(path)  # type: ignore[misc]
     assert (state.n, state["n"]) == (2, 2)
+    state.__init__(path)  # type: ignore[misc]  # (while it holds the file: lets go first)
+    assert (state.n, state["n"]) == (2, 2)
     state.close()
 
 

@@ -22,7 +22,7 @@ from . import journal, values
 from .errors import PersistedStateError
 
 if TYPE_CHECKING:
-    from .state import PersistedState
+    from .state import _Core
 
 _MISSING: Any = object()
 
@@ -54,7 +54,7 @@ class Node:
     __slots__ = ()
 
     _raw: Any  # the raw dict or list
-    _state: PersistedState  # the state it belongs to
+    _state: _Core  # the machinery of the state it belongs to
 
     @property
     def _persisted_raw(self) -> Any:
@@ -219,7 +219,8 @@ class DictOps(Node):
         state = self._state
         encode = values.SCALAR_TEXT.get(type(value))
         with state._thread_lock:
-            if encode is not None and type(key) is str and state._tx is None and self is not state:
+            nested = self._raw is not state._raw  # (the top has its own short path)
+            if encode is not None and type(key) is str and state._tx is None and nested:
                 path = state._path_for_change(self)
                 try:
                     record = journal.set_record(path, values.str_text(key), encode(value))
@@ -415,7 +416,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
                 [journal.set_record(path, str(position), text)], [(SET, raw, position, copy)]
             )
 
-    def _assign_slice(self, state: PersistedState, path: str, index: slice, value: Any) -> None:
+    def _assign_slice(self, state: _Core, path: str, index: slice, value: Any) -> None:
         raw = self._raw
         start, stop, step = index.indices(len(raw))
         items = list(value)

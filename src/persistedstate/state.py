@@ -19,6 +19,7 @@ import logging
 import operator
 import os
 import threading
+import weakref
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -52,12 +53,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     _compact_min_bytes = 1 << 20
     _compact_ratio = 2.0
 
-    _path: str
-    _raw: dict[Any, Any]
-    _storage: storage.StateFile | None
+    _state: _Core  # the data, the lock and the file; it never refers back to this object
+    _raw: dict[Any, Any]  # (the same dict as _state._raw, for the methods of DictOps)
     _thread_lock: threading.RLock
-    _tx: _Transaction | None
-    _compact_at: int
 
     def __init__(self, path: str | os.PathLike[str], /, **defaults: Any) -> None:
         self._setup(path, defaults, fsync=False, lock_timeout=0.0)
@@ -89,28 +87,221 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         fsync: bool,
         lock_timeout: float,
     ) -> None:
-        object.__setattr__(self, "_storage", None)  # first, so __del__ always finds it
-        self._forget_attributes(None)  # (values kept from an earlier file, if __init__ runs again)
+        self._release()  # (if __init__ runs again: let go of the earlier file and its values)
+        _forget_attributes(self, None)
         for key, value in defaults.items():  # refuse bad defaults before touching the file
             try:
                 values.key_text(key)
                 values.prepare(value)
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
+        core = _Core(self, os.fspath(path), fsync=fsync, lock_timeout=lock_timeout)
+        self._state = core
+        self._raw = core._raw
+        self._thread_lock = core._thread_lock
+        try:
+            missing = {key: value for key, value in defaults.items() if key not in self._raw}
+            if missing:
+                self.update(missing)
+        except BaseException:
+            core._release()
+            raise
+
+    # -- attribute access ----------------------------------------------------------------
+
+    # The current value of each top-level key that is an identifier is also kept in the
+    # instance __dict__ (a proxy, for a dict or list), so ``state.counter`` is a plain
+    # attribute read: Python looks there before calling __getattr__. Invariant: a name that
+    # ``_may_mirror`` allows, in __dict__, holds the current value of that key. A top-level
+    # change takes its keys out first (``_forget_attributes``), or, on the short path for
+    # scalars, replaces the value; a read puts the value back if it gets the lock at once, and
+    # never while a transaction is open, so other threads cannot see a value that may be
+    # rolled back. (Proxies refer to _state, not to this object: no reference cycle, so a
+    # state nobody closed still frees its lock as soon as it is dropped.)
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:1] in ("_", ""):
+            raise AttributeError(name)
+        core = self._state
+        try:
+            value = core._read(core._raw, name)
+        except KeyError:
+            raise AttributeError(f"the state has no key {name!r}") from None
+        kind = type(value)
+        result = core._view(name, value) if kind is dict or kind is list else value
+        # Kept for the next read, unless the lock is busy (a read never waits for it).
+        if self._may_mirror(name) and core._thread_lock.acquire(blocking=False):
+            try:
+                if core._tx is None and core._raw.get(name, core) is value:  # (still current)
+                    self.__dict__[name] = result
+            finally:
+                core._thread_lock.release()
+        return result
+
+    def _may_mirror(self, key: str) -> bool:
+        """Whether ``key`` may be kept in __dict__: a public name that hides nothing."""
+        return key.isidentifier() and key[:1] != "_" and not hasattr(type(self), key)
+
+    def __getitem__(self, key: Any) -> Any:
+        core = self._state
+        return core._view(key, core._read(core._raw, key))
+
+    def _view(self, key: Any, item: Any) -> Any:
+        return self._state._view(key, item)  # (a proxy's parent is _state, never this object)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name[:1] in ("_", ""):
+            object.__setattr__(self, name, value)
+            return
+        cached = self._state._set_prefixes.get(name)  # (a key set before that hides nothing)
+        if (cached is not None and cached[1]) or not hasattr(type(self), name):
+            self[name] = value
+        elif hasattr(getattr(type(self), name), "__set__"):  # a subclass's property
+            object.__setattr__(self, name, value)
+        else:
+            raise AttributeError(
+                f"{name!r} is a method or attribute of {type(self).__name__}; "
+                f"set the key with state[{name!r}] = ..."
+            )
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # The hot path: a scalar set at the top outside a transaction, from cached bytes.
+        core = self._state
+        encode = values.SCALAR_TEXT.get(type(value))
+        cached = core._set_prefixes.get(key) if type(key) is str else None
+        if encode is None or cached is None or core._tx is not None:
+            DictOps.__setitem__(self, key, value)
+            if cached is None and type(key) is str:
+                if len(core._set_prefixes) >= _PREFIX_CACHE_SIZE:
+                    core._set_prefixes.clear()
+                start = '--- ["set", [], ' + values.key_text(key)[1] + ", "
+                core._set_prefixes[key] = (start.encode(), self._may_mirror(key))
+            return
+        prefix, is_attribute = cached
+        with core._thread_lock:
+            file = core._storage
+            if file is None:
+                core._path_for_change(core)  # raises: closed
+                return
+            # _Core._store_scalar, inlined: a call costs 7% of this path.
+            try:
+                file.append(prefix + encode(value).encode() + b"]\n")
+            except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
+                raise error.to_builtin([key]) from None
+            except storage.FileChangedError as error:
+                core._keep_both_versions(error)
+            core._raw[key] = value
+            if is_attribute:
+                self.__dict__[key] = value
+            if file.size > core._compact_at:
+                core._compact_automatically()
+
+    def __delattr__(self, name: str) -> None:
+        if name[:1] in ("_", "") or hasattr(type(self), name):
+            object.__delattr__(self, name)
+            return
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(f"the state has no key {name!r}") from None
+
+    def __dir__(self) -> list[str]:
+        keys = [key for key in self._raw if isinstance(key, str) and key.isidentifier()]
+        return sorted({*super().__dir__(), *keys})
+
+    # -- the top of the tree, for DictOps --------------------------------------------------
+
+    @property
+    def _depth(self) -> int:
+        return 0
+
+    def _locate(self) -> list[Any]:
+        return []
+
+    # -- transactions, compaction, closing -------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PersistedState]:
+        """All changes in the block reach the file together, or (on an exception) not at all.
+
+        Holds the state's lock, so other threads see none of it until it ends. Nested
+        transactions roll back only their own part when an exception leaves them.
+        """
+        with self._state.transaction():
+            yield self
+
+    def compact(self) -> None:
+        """Rewrite the file now as one clean YAML document (the journal folded in)."""
+        self._state.compact()
+
+    def close(self) -> None:
+        """Compact the file and release it. Closing twice is fine."""
+        self._state.close()
+
+    def __enter__(self) -> PersistedState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _release(self) -> None:
+        """Let go of the file and its lock without writing anything."""
+        core = self.__dict__.get("_state")
+        if core is not None:
+            core._release()
+
+    def __repr__(self) -> str:
+        core = self.__dict__.get("_state")
+        path = core._path if core is not None else None
+        return f"PersistedState({path!r}, {self.__dict__.get('_raw')!r})"
+
+
+def _forget_attributes(state: PersistedState, change: Change | None) -> None:
+    """Take the top-level keys ``change`` touches (None: all) out of the state's __dict__.
+
+    See PersistedState.__getattr__. Only kept values go: other attributes (a subclass's
+    cached properties, say) stay.
+    """
+    attributes = state.__dict__
+    if change is not None and change[0] in (SET, DELETE):
+        names = [change[2]] if isinstance(change[2], str) else []  # (a str subclass too)
+    else:  # the whole dict changes
+        names = list(attributes)
+    for name in names:
+        if name in attributes and state._may_mirror(name):
+            del attributes[name]
+
+
+class _Core(Node):
+    """The machinery behind a PersistedState: its data, lock, file, journal and transactions.
+
+    The top of the tree for proxies: they refer to this object, which refers back to the
+    state only weakly (to keep its attributes current), so a state can keep proxies in its
+    __dict__ without a reference cycle.
+    """
+
+    def __init__(
+        self, owner: PersistedState, path: str, *, fsync: bool, lock_timeout: float
+    ) -> None:
+        self._owner = weakref.ref(owner)
+        self._compact_min_bytes = owner._compact_min_bytes
+        self._compact_ratio = owner._compact_ratio
+        self._storage: storage.StateFile | None = None  # first, so __del__ always finds it
         self._set_prefixes: dict[str, tuple[bytes, bool]] = {}  # key -> (record start, attribute?)
         self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = yamlio.SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
-        self._path = os.fspath(path)
+        self._path = path
         self._thread_lock = threading.RLock()
-        self._tx = None
+        self._tx: _Transaction | None = None
         self._epoch = 0
+        self._compact_at = 0
         file = storage.StateFile(self._path, fsync=fsync, lock_timeout=lock_timeout)
         try:
             raw = file.read()
             if raw is None:
-                self._raw = {}
+                self._raw: dict[Any, Any] = {}
                 snapshot = yamlio.dump_snapshot(self._raw)
                 file.replace(snapshot)
                 snapshot_size = len(snapshot)
@@ -125,53 +316,24 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                     self._changed_top_keys = result.touched
                 file.keep_only(raw[: result.good_size], newline_owed=result.needs_newline)
                 log.debug("%s: opened, %d journal records replayed", self._path, result.records)
-            self._storage = file
-            self._plan_compaction(snapshot_size)
-            missing = {key: value for key, value in defaults.items() if key not in self._raw}
-            if missing:
-                self.update(missing)
         except BaseException:
-            self._storage = None
             file.close()
             raise
+        self._storage = file
+        self._plan_compaction(snapshot_size)
 
-    # -- attribute access ----------------------------------------------------------------
+    # -- the top of the tree, for proxies ------------------------------------------------
 
-    # Top-level scalars are also kept in the instance __dict__, so ``state.counter`` is a plain
-    # attribute read: Python looks there before calling __getattr__. Invariant: a name that
-    # ``_may_mirror`` allows, in __dict__, holds the current value of that key. A top-level
-    # change takes its keys out first (``_forget_attributes``), or, on the short path for
-    # scalars, replaces the value; a read puts a scalar back if it gets the lock at once, and
-    # never while a transaction is open, so other threads cannot see a value that may be
-    # rolled back.
-    # (Containers are not kept: a proxy there would tie the state into a reference cycle, and
-    # a state nobody closed would then hold its lock until the cycle collector ran.)
+    @property
+    def _state(self) -> _Core:  # type: ignore[override]  # (an attribute would be a cycle)
+        return self
 
-    def __getattr__(self, name: str) -> Any:
-        if name[:1] in ("_", ""):
-            raise AttributeError(name)
-        try:
-            value = self._read(self._raw, name)
-        except KeyError:
-            raise AttributeError(f"the state has no key {name!r}") from None
-        kind = type(value)
-        if kind is dict or kind is list:
-            return self._view(name, value)
-        # Kept for the next read, unless the lock is busy (a read never waits for it).
-        if self._may_mirror(name) and self._thread_lock.acquire(blocking=False):
-            try:
-                if self._tx is None and self._raw.get(name, self) is value:  # (still current)
-                    self.__dict__[name] = value
-            finally:
-                self._thread_lock.release()
-        return value
+    @property
+    def _depth(self) -> int:
+        return 0
 
-    def _may_mirror(self, key: str) -> bool:
-        """Whether ``key`` may be kept in __dict__: a public name that hides nothing."""
-        return key.isidentifier() and key[:1] != "_" and not hasattr(type(self), key)
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._view(key, self._read(self._raw, key))
+    def _locate(self) -> list[Any]:
+        return []
 
     def _read(self, container: Any, key: Any) -> Any:
         """``container[key]``, never half of a transaction, usually without taking the lock.
@@ -193,78 +355,6 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         with self._thread_lock:
             return container[key]
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name[:1] in ("_", ""):
-            object.__setattr__(self, name, value)
-            return
-        cached = self._set_prefixes.get(name)  # (a key set before that hides nothing: fast)
-        if (cached is not None and cached[1]) or not hasattr(type(self), name):
-            self[name] = value
-        elif hasattr(getattr(type(self), name), "__set__"):  # a subclass's property
-            object.__setattr__(self, name, value)
-        else:
-            raise AttributeError(
-                f"{name!r} is a method or attribute of {type(self).__name__}; "
-                f"set the key with state[{name!r}] = ..."
-            )
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        # The hot path: a scalar set at the top outside a transaction, from cached bytes.
-        encode = values.SCALAR_TEXT.get(type(value))
-        cached = self._set_prefixes.get(key) if type(key) is str else None
-        if encode is None or cached is None or self._tx is not None:
-            DictOps.__setitem__(self, key, value)
-            if cached is None and type(key) is str:
-                if len(self._set_prefixes) >= _PREFIX_CACHE_SIZE:
-                    self._set_prefixes.clear()
-                start = '--- ["set", [], ' + values.key_text(key)[1] + ", "
-                self._set_prefixes[key] = (start.encode(), self._may_mirror(key))
-            return
-        prefix, is_attribute = cached
-        with self._thread_lock:
-            file = self._storage
-            if file is None:
-                self._path_for_change(self)  # raises: closed
-                return
-            # _store_scalar, inlined: a call costs 7% of this path.
-            try:
-                file.append(prefix + encode(value).encode() + b"]\n")
-            except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
-                raise error.to_builtin([key]) from None
-            except storage.FileChangedError as error:
-                self._keep_both_versions(error)
-            self._raw[key] = value
-            if is_attribute:
-                self.__dict__[key] = value
-            if file.size > self._compact_at:
-                self._compact_automatically()
-
-    def __delattr__(self, name: str) -> None:
-        if name[:1] in ("_", "") or hasattr(type(self), name):
-            object.__delattr__(self, name)
-            return
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(f"the state has no key {name!r}") from None
-
-    def __dir__(self) -> list[str]:
-        keys = [key for key in self._raw if isinstance(key, str) and key.isidentifier()]
-        return sorted({*super().__dir__(), *keys})
-
-    # -- what proxies build on -----------------------------------------------------------
-
-    @property
-    def _depth(self) -> int:
-        return 0  # the top of the tree
-
-    @property
-    def _state(self) -> PersistedState:  # type: ignore[override]  # (a proxy stores it)
-        return self
-
-    def _locate(self) -> list[Any]:
-        return []
-
     def _path_for_change(self, node: Node) -> str:
         """The path text of ``node`` for a record, after checking that changes may be made now.
 
@@ -272,9 +362,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         """
         if self._storage is None:
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
-        if node is self:
-            return "[]"
         raw = node._raw
+        if raw is self._raw:
+            return "[]"
         # Each container sits in one place only (values are copied in), so if the path that
         # led to it last time still leads to it, that is where it is (list indexes may shift).
         cached = self._path_texts.get(id(raw))
@@ -300,7 +390,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
         Outside a transaction only; ``data`` is its record. The caller holds the lock and has
         checked that the state is open. A scalar needs no copy and no undo, so this is
-        ``_commit`` without either. (``__setitem__`` inlines it for top-level keys.)
+        ``_commit`` without either. (PersistedState.__setitem__ inlines it for top-level keys.)
         """
         file = self._storage
         assert file is not None
@@ -318,7 +408,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         raw = self._raw
         for change in changes:
             if change[1] is raw:
-                self._forget_attributes(change)
+                owner = self._owner()
+                if owner is not None:
+                    _forget_attributes(owner, change)
         if tx is not None:
             tx.records.extend(records)
             for change in changes:
@@ -343,30 +435,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         if file.size > self._compact_at:
             self._compact_automatically()
 
-    def _forget_attributes(self, change: Change | None) -> None:
-        """Take the top-level keys ``change`` touches (None: all) out of __dict__.
-
-        See __getattr__. Only kept values go: other attributes (a subclass's cached
-        properties, say) stay.
-        """
-        attributes = self.__dict__
-        if change is not None and change[0] in (SET, DELETE):
-            names = [change[2]] if isinstance(change[2], str) else []  # (a str subclass too)
-        else:  # the whole dict changes
-            names = list(attributes)
-        for name in names:
-            if name in attributes and self._may_mirror(name):
-                del attributes[name]
-
-    # -- transactions --------------------------------------------------------------------
-
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[PersistedState]:
-        """All changes in the block reach the file together, or (on an exception) not at all.
-
-        Holds the state's lock, so other threads see none of it until it ends. Nested
-        transactions roll back only their own part when an exception leaves them.
-        """
+    def transaction(self) -> Iterator[None]:
+        """PersistedState.transaction."""
         with self._thread_lock:
             self._path_for_change(self)
             outer = self._tx
@@ -377,7 +448,7 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                 self._epoch += 1  # odd: lock-free readers take the lock until the end
             conflict = None
             try:
-                yield self
+                yield
                 if outer is None and tx.records:
                     assert self._storage is not None
                     self._storage.append(journal.line(journal.tx_record(tx.records)))
@@ -400,7 +471,6 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     # -- compaction and closing ----------------------------------------------------------
 
     def compact(self) -> None:
-        """Rewrite the file now as one clean YAML document (the journal folded in)."""
         with self._thread_lock:
             self._path_for_change(self)
             if self._tx is not None:
@@ -465,24 +535,17 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
                     self._storage.close()
                     self._storage = None
 
-    def __enter__(self) -> PersistedState:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _release(self) -> None:
         """Let go of the file and its lock without writing anything."""
-        file = self.__dict__.get("_storage")
+        file = self._storage
         if file is not None:
             self._storage = None
             file.close()
 
     def __del__(self) -> None:
-        self._release()  # a state nobody closed: free the lock, never write from here
-
-    def __repr__(self) -> str:
-        return f"PersistedState({self._path!r}, {self._raw!r})"
+        # No state and no proxy refers to this any more: a state nobody closed. Free the
+        # lock; never write from here.
+        self._release()
 
 
 _PREFIX_CACHE_SIZE = 4096
