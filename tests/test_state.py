@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import threading
 from pathlib import Path
 
@@ -285,3 +286,42 @@ def test_a_failed_automatic_compaction_is_logged_and_retried_later(
     assert load(path) == {"n": state.n}
     assert path.stat().st_size < 200  # the retry compacted the file
     state.close()
+
+
+def test_compaction_settings_are_read_from_the_state_when_it_compacts(tmp_path: Path) -> None:
+    """Set on the class, a subclass or one state (after it opened), they take effect."""
+    path = tmp_path / "s.yaml"
+    state = PersistedState(path, x=0)
+    state._compact_min_bytes = 200  # type: ignore[misc]
+    state._compact_ratio = 0.0  # type: ignore[misc]
+    state.compact()
+    for value in range(100):
+        state.x = value
+    assert len(path.read_bytes()) < 300  # compacted on the way (100 records are ~2,500 bytes)
+    state.close()
+    assert load(path) == {"x": 99}
+
+
+def test_init_again_inside_a_transaction_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    with PersistedState(path, x=0) as state:
+        with (
+            pytest.raises(PersistedStateError, match="inside a transaction"),
+            state.transaction(),
+        ):
+            state.x = 1
+            state.__init__(path)  # type: ignore[misc]
+        assert state.x == 0  # rolled back, and the state still works
+        state.x = 2
+    assert load(path) == {"x": 2}
+
+
+@pytest.mark.parametrize("part", ["state", "dict", "list"])
+def test_a_live_state_or_proxy_cannot_be_pickled_but_its_copy_can(
+    tmp_path: Path, part: str
+) -> None:
+    with PersistedState(tmp_path / "s.yaml", d={"l": [1]}) as state:
+        live = {"state": state, "dict": state.d, "list": state.d["l"]}[part]
+        with pytest.raises(TypeError, match=r"pickle its \.copy\(\)"):
+            pickle.dumps(live)
+        assert pickle.loads(pickle.dumps(live.copy())) == live

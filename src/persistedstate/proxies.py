@@ -16,7 +16,7 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any, SupportsIndex
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 
 from . import journal, values
 from .errors import PersistedStateError
@@ -119,6 +119,10 @@ class Node:
             return bool(self._raw == unwrap(other))
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        kind = type(self).__name__
+        raise TypeError(f"cannot pickle a live {kind}; pickle its .copy(), which is plain data")
 
     def __repr__(self) -> str:
         with self._state._thread_lock:

@@ -87,6 +87,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         fsync: bool,
         lock_timeout: float,
     ) -> None:
+        previous = self.__dict__.get("_state")
+        if previous is not None and previous._tx is not None:
+            raise PersistedStateError("cannot run __init__ again inside a transaction")
         self._release()  # (if __init__ runs again: let go of the earlier file and its values)
         _forget_attributes(self, None)
         for key, value in defaults.items():  # refuse bad defaults before touching the file
@@ -252,8 +255,10 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
 
     def __repr__(self) -> str:
         core = self.__dict__.get("_state")
-        path = core._path if core is not None else None
-        return f"PersistedState({path!r}, {self.__dict__.get('_raw')!r})"
+        if core is None:  # (a failed __init__)
+            return "PersistedState(None, {})"
+        with core._thread_lock:  # (not halfway through another thread's transaction)
+            return f"PersistedState({core._path!r}, {core._raw!r})"
 
 
 def _forget_attributes(state: PersistedState, change: Change | None) -> None:
@@ -283,10 +288,9 @@ class _Core(Node):
     def __init__(
         self, owner: PersistedState, path: str, *, fsync: bool, lock_timeout: float
     ) -> None:
-        self._owner = weakref.ref(owner)
-        self._compact_min_bytes = owner._compact_min_bytes
-        self._compact_ratio = owner._compact_ratio
         self._storage: storage.StateFile | None = None  # first, so __del__ always finds it
+        self._owner = weakref.ref(owner)
+        self._owner_class = type(owner)  # (its compaction settings, once it is gone)
         self._set_prefixes: dict[str, tuple[bytes, bool]] = {}  # key -> (record start, attribute?)
         self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
@@ -495,8 +499,16 @@ class _Core(Node):
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
 
     def _plan_compaction(self, snapshot_size: int) -> None:
-        journal_allowance = max(self._compact_min_bytes, int(self._compact_ratio * snapshot_size))
+        settings = self._settings()
+        minimum, ratio = settings._compact_min_bytes, settings._compact_ratio
+        journal_allowance = max(minimum, int(ratio * snapshot_size))
         self._compact_at = snapshot_size + journal_allowance
+
+    def _settings(self) -> Any:
+        """Where the compaction settings are read: the state (an instance or a subclass may
+        change them), or its class once it is gone."""
+        owner = self._owner()
+        return owner if owner is not None else self._owner_class
 
     def _compact_automatically(self) -> None:
         try:
@@ -505,7 +517,7 @@ class _Core(Node):
             # The change itself is safely in the journal; try again after as much growth.
             assert self._storage is not None
             log.warning("%s: compaction failed, will retry later: %s", self._path, error)
-            self._compact_at = self._storage.size + self._compact_min_bytes
+            self._compact_at = self._storage.size + self._settings()._compact_min_bytes
 
     def _keep_both_versions(self, error: storage.FileChangedError) -> None:
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
