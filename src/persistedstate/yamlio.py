@@ -359,8 +359,10 @@ def _update_entry(node: Any, key: Any, value: Any) -> None:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     lines = _take_tail_lines(node, key)
-    new = _update(node[key], value)
-    if isinstance(new, (CommentedMap, CommentedSeq)) and not new:
+    old = node[key]
+    emptied = isinstance(old, (CommentedMap, CommentedSeq)) and len(old) > 0
+    new = _update(old, value)
+    if emptied and isinstance(new, (CommentedMap, CommentedSeq)) and not new:
         above = new.ca.comment[1] if new.ca.comment else None
         tokens = [*(above or []), *(node.ca.items.get(key, [None] * 4)[3] or [])]
         unique = list({id(token): token for token in tokens}.values())  # (ruamel files them twice)
