@@ -1,5 +1,9 @@
 """PersistedState, the public class: a dict-like state mapped onto one YAML file, and load().
 
+Two classes: ``PersistedState`` is what a program holds (the dict API at the top, attribute
+access); ``_Core`` is what it and all its proxies share (the data, the lock, the file,
+transactions, compaction) and never refers back to the state, so no reference cycle forms.
+
 Every change follows one path, in this order, under the state's lock:
 
 1. the proxy (or the state) checks the value and encodes one journal record;
