@@ -142,7 +142,8 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             raise _corrupt_record(path, body, start, end, error) from None
         try:
             apply_record(data, record)
-            if _may_deepen(content, record) and values.deeper_than(data, values.MAX_DEPTH):
+            deep = len(content) > _SHORT_RECORD and _may_deepen(content, record)
+            if deep and values.deeper_than(data, values.MAX_DEPTH):
                 raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
             raise _corrupt_record(path, body, start, end, error) from None
@@ -199,11 +200,14 @@ def _paths(record: list[Any]) -> Iterator[list[Any]]:
         yield record[1]
 
 
+# A record this short cannot hold more brackets, or a longer path, than this: it cannot break
+# the nesting limit.
+_SHORT_RECORD = values.MAX_DEPTH // 2
+
+
 def _may_deepen(content: bytes, record: list[Any]) -> bool:
     """A cheap test that lets through only records that cannot break the nesting limit."""
-    half = values.MAX_DEPTH // 2
-    if len(content) <= half:  # (too short to hold more brackets, or a longer path, than that)
-        return False
+    half = _SHORT_RECORD
     if content.count(b"[") + content.count(b"{") > half:
         return True
     if record[0] != "tx":
@@ -276,7 +280,8 @@ def apply_record(root: dict[Any, Any], record: list[Any]) -> None:
     container = _resolve(root, record[1])
     try:
         if op == "set":
-            _check_key(container, record[2], allow_end=False)
+            if type(container) is not dict or type(record[2]) is not str:  # (str keys: fine)
+                _check_key(container, record[2], allow_end=False)
             container[record[2]] = record[3]
         elif op == "delete":
             _check_key(container, record[2], allow_end=False)
@@ -307,7 +312,8 @@ def _resolve(root: dict[Any, Any], path: Any) -> Any:
         raise _BadRecord("the path of a record must be a list")
     node: Any = root
     for depth, key in enumerate(path):
-        _check_key(node, key, allow_end=False, path=path[:depth])
+        if type(node) is not dict or type(key) is not str or key not in node:  # (else: fine)
+            _check_key(node, key, allow_end=False, path=path[:depth])
         node = node[key]
     if type(node) is not dict and type(node) is not list:
         raise _BadRecord(f"path {path} leads to a {type(node).__name__}, not a dict or list")
