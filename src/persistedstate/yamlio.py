@@ -176,6 +176,7 @@ class SnapshotEntries:
         self._keys: list[Any] = []
         self._values: list[Any] = []
         self._pieces: list[bytes] = []
+        self._adopted: tuple[bytes, dict[Any, Any]] | None = None
 
     def adopt(self, snapshot: bytes, top: dict[Any, Any]) -> None:
         """Take the entries of a snapshot just loaded as ``top``, if it is laid out as ours are.
@@ -183,8 +184,16 @@ class SnapshotEntries:
         Only a plain block mapping qualifies: one piece per key, each piece starting with
         its own key written plainly (``key: ...``), and no anchors or aliases tying pieces
         together. Anything else (JSON, flow style, merge keys, quoted keys) is left alone and
-        written anew at the first compaction.
+        written anew at the first compaction. (The text is split at the first render, so that
+        opening does not pay for it.)
         """
+        self._adopted = (snapshot, top)
+
+    def _split_adopted(self) -> None:
+        if self._adopted is None:
+            return
+        snapshot, top = self._adopted
+        self._adopted = None
         if not snapshot.endswith(b"\n") or b"&" in snapshot or b"*" in snapshot:
             return
         pieces = _split_entries(snapshot)
@@ -196,6 +205,7 @@ class SnapshotEntries:
         self._keys, self._values, self._pieces = list(top), list(top.values()), pieces
 
     def render(self, data: dict[Any, Any], changed_keys: set[Any]) -> bytes:
+        self._split_adopted()
         keys, values = list(data), list(data.values())
         known = len(self._keys)
         if len(keys) >= known and all(map(operator.is_, keys, self._keys)):
