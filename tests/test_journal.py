@@ -186,6 +186,9 @@ def test_a_lone_surrogate_escape_in_a_record_is_corruption(tmp_path: Path) -> No
     path.write_bytes(b'a: 1\n--- ["set", [], "a", 2]\n--- ["set", [], "x", "ok\\udcff"]\n')
     message = _assert_corrupt_and_untouched(path, line=3, column=25)
     assert "surrogate" in message
+    # After a valid pair: the column is the lone one's.
+    path.write_bytes(b'a: 1\n--- ["set", [], "x", "\\ud83d\\ude00 x \\udcff"]\n')
+    _assert_corrupt_and_untouched(path, line=2, column=38)
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,10 @@ from .errors import CorruptStateError
 log = logging.getLogger("persistedstate")
 
 # A document marker: "---" at the start of a line, followed by a blank or the line's end.
-_MARKER = re.compile(rb"---(?=[ \t\r\n]|\Z)")  # at the start of a line
-_MARKER_AFTER_NEWLINE = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")  # (found by a fast literal scan)
+# A document marker starts a line: the file's first, or one after a newline (a fast literal
+# scan finds those).
+_MARKER_AT_START = re.compile(rb"---(?=[ \t\r\n]|\Z)")
+_MARKER_AFTER_NEWLINE = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")
 _RECORD_ARITY = {
     "set": 4,
     "delete": 3,
@@ -117,7 +119,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         _warn_torn(path, raw.count(b"\n", 0, tail_start) + 1, "a partial record marker")
         body = raw[:tail_start]
     markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body)]
-    if _MARKER.match(body):
+    if _MARKER_AT_START.match(body):
         markers.insert(0, 0)
     snapshot_end = markers[0] if markers else len(body)
     if markers and _snapshot_owns_first_marker(body[: markers[0]], body, markers[0]):
@@ -142,7 +144,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             raise _corrupt_record(path, body, start, end, error) from None
         try:
             apply_record(data, record)
-            deep = len(content) > _SHORT_RECORD and _may_deepen(content, record)
+            deep = len(content) > _NESTING_CHECK_MIN_LEN and _may_deepen(content, record)
             if deep and values.deeper_than(data, values.MAX_DEPTH):
                 raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
@@ -200,14 +202,14 @@ def _paths(record: list[Any]) -> Iterator[list[Any]]:
         yield record[1]
 
 
-# A record this short cannot hold more brackets, or a longer path, than this: it cannot break
-# the nesting limit.
-_SHORT_RECORD = values.MAX_DEPTH // 2
+# A record no longer than this cannot hold more brackets, or a longer path, than this: it
+# cannot break the nesting limit (the caller skips _may_deepen for it).
+_NESTING_CHECK_MIN_LEN = values.MAX_DEPTH // 2
 
 
 def _may_deepen(content: bytes, record: list[Any]) -> bool:
-    """A cheap test that lets through only records that cannot break the nesting limit."""
-    half = _SHORT_RECORD
+    """Whether a longer record might break the nesting limit (a cheap test, before the walk)."""
+    half = _NESTING_CHECK_MIN_LEN
     if content.count(b"[") + content.count(b"{") > half:
         return True
     if record[0] != "tx":
@@ -222,7 +224,8 @@ def _yaml_reads_it_otherwise(name: str) -> Any:
 # Python's json reads NaN, Infinity and -Infinity as floats; in YAML they are strings.
 _JSON = json.JSONDecoder(parse_constant=_yaml_reads_it_otherwise)
 # JSON reads "\ud800" as a lone surrogate, which YAML refuses and UTF-8 cannot encode.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_HIGH, _LOW = rb"\\u[dD][89abAB][0-9a-fA-F]{2}", rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE_ESCAPE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
 
 
 def decode_record(content: bytes) -> list[Any]:
@@ -254,10 +257,10 @@ def decode_record(content: bytes) -> list[Any]:
 
 
 def _refuse_lone_surrogates(content: bytes, record: list[Any]) -> None:
-    escape = _SURROGATE_ESCAPE.search(content)
+    escape = _LONE_SURROGATE_ESCAPE.search(content)
     if escape is None:
         return
-    try:
+    try:  # (the escape may be text after an escaped backslash: the decoded strings decide)
         json.dumps(record, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         raise _BadRecord(

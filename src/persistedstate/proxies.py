@@ -1,10 +1,11 @@
 """Live views of the dicts and lists inside a state: every change becomes a journal record.
 
 The state holds plain dicts and lists (the *raw* tree). Reading a container out of it gives a
-proxy: a small object holding the raw container, its parent proxy and its key there. A change
-through a proxy finds the container's current path from the top of the state (checking each
-step by identity, so it costs time in proportion to the depth), encodes one record and hands
-it to the state, which writes it and only then applies it to the raw tree.
+proxy: a small object holding the raw container, its parent (a proxy, or the state's core at
+the top) and its key there. A change through a proxy finds the container's current path from
+the top of the state (the path found last time is tried first; else each step is checked by
+identity, climbing the parents), encodes one record and hands it to the state's core, which
+writes it and only then applies it to the raw tree.
 
 Because each raw container sits in exactly one place (values are copied in), identity tells
 where a proxy's container is now: a list element that moved (insert, sort, reverse, slice
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 _MISSING: Any = object()
 
-# In-memory operations, applied by PersistedState._commit after the record is written.
+# In-memory operations, applied by _Core._commit (state.py) after the record is written.
 SET, DELETE, INSERT, SPLICE, CLEAR, REORDER = (
     "set",
     "delete",
@@ -49,7 +50,7 @@ def unwrap(value: Any) -> Any:
 
 
 class Node:
-    """Something that stands for a raw container of the state: the state itself or a proxy."""
+    """Something that stands for a raw container of a state: the state, its core or a proxy."""
 
     __slots__ = ()
 
@@ -136,6 +137,19 @@ def _key_text(key: Any) -> str:
 def path_text(keys: list[Any]) -> str:
     """The journal form of a path of keys and list indexes."""
     return journal.path_text([_key_text(key) for key in keys])
+
+
+class Top(Node):
+    """The top of a state's tree (the state, or its core): no containers above, an empty path."""
+
+    __slots__ = ()
+
+    @property
+    def _depth(self) -> int:
+        return 0
+
+    def _locate(self) -> list[Any]:
+        return []
 
 
 class Proxy(Node):

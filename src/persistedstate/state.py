@@ -2,7 +2,8 @@
 
 Two classes: ``PersistedState`` is what a program holds (the dict API at the top, attribute
 access); ``_Core`` is what it and all its proxies share (the data, the lock, the file,
-transactions, compaction) and never refers back to the state, so no reference cycle forms.
+transactions, compaction). The core refers back to the state only through a weak reference,
+so no reference cycle forms.
 
 Every change follows one path, in this order, under the state's lock:
 
@@ -39,13 +40,14 @@ from .proxies import (
     Change,
     DictOps,
     Node,
+    Top,
     path_text,
 )
 
 log = logging.getLogger("persistedstate")
 
 
-class PersistedState(DictOps, MutableMapping[Any, Any]):
+class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
     """A dict whose every change is written to a YAML file before the call returns.
 
     ``PersistedState(path, **defaults)`` opens the file (creating it if needed) and sets each
@@ -57,9 +59,9 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
     _compact_min_bytes = 1 << 20
     _compact_ratio = 2.0
 
-    _state: _Core  # the data, the lock and the file; it never refers back to this object
+    _state: _Core  # the data, the lock and the file; it refers back to this object weakly
     _raw: dict[Any, Any]  # (the same dict as _state._raw, for the methods of DictOps)
-    _thread_lock: threading.RLock
+    _thread_lock: threading.RLock  # (the core's lock; here for programs that use it, as with 26.1)
 
     def __init__(self, path: str | os.PathLike[str], /, **defaults: Any) -> None:
         self._setup(path, defaults, fsync=False, lock_timeout=0.0)
@@ -216,15 +218,6 @@ class PersistedState(DictOps, MutableMapping[Any, Any]):
         keys = [key for key in self._raw if isinstance(key, str) and key.isidentifier()]
         return sorted({*super().__dir__(), *keys})
 
-    # -- the top of the tree, for DictOps --------------------------------------------------
-
-    @property
-    def _depth(self) -> int:
-        return 0
-
-    def _locate(self) -> list[Any]:
-        return []
-
     # -- transactions, compaction, closing -------------------------------------------------
 
     @contextlib.contextmanager
@@ -281,7 +274,7 @@ def _forget_attributes(state: PersistedState, change: Change | None) -> None:
             del attributes[name]
 
 
-class _Core(Node):
+class _Core(Top):
     """The machinery behind a PersistedState: its data, lock, file, journal and transactions.
 
     The top of the tree for proxies: they refer to this object, which refers back to the
@@ -335,13 +328,6 @@ class _Core(Node):
     @property
     def _state(self) -> _Core:  # type: ignore[override]  # (an attribute would be a cycle)
         return self
-
-    @property
-    def _depth(self) -> int:
-        return 0
-
-    def _locate(self) -> list[Any]:
-        return []
 
     def _read(self, container: Any, key: Any) -> Any:
         """``container[key]``, never half of a transaction, usually without taking the lock.
@@ -445,7 +431,7 @@ class _Core(Node):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """PersistedState.transaction."""
+        """The work of PersistedState.transaction (which documents it)."""
         with self._thread_lock:
             self._path_for_change(self)
             outer = self._tx
@@ -479,6 +465,7 @@ class _Core(Node):
     # -- compaction and closing ----------------------------------------------------------
 
     def compact(self) -> None:
+        """The work of PersistedState.compact."""
         with self._thread_lock:
             self._path_for_change(self)
             if self._tx is not None:
@@ -538,7 +525,7 @@ class _Core(Node):
         ) from None
 
     def close(self) -> None:
-        """Compact the file and release it. Closing twice is fine."""
+        """The work of PersistedState.close."""
         with self._thread_lock:
             if self._storage is None:
                 return

@@ -61,7 +61,10 @@ class UnsupportedValue(Exception):
 
 
 def str_text(value: str) -> str:
-    """A double-quoted string that JSON and YAML both read back as ``value``."""
+    """A double-quoted string that JSON and YAML both read back as ``value``.
+
+    Raises UnsupportedValue (a ValueError for the user) for a lone surrogate.
+    """
     text = encode_basestring(value)
     if text.isascii() and "\x7f" not in text:
         return text

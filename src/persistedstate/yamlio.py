@@ -6,10 +6,10 @@ tags are used, so any YAML reader can load the snapshot.
 
 When the previous snapshot holds comments (a person edited the file), compaction goes through
 ruamel.yaml's round-trip mode instead: the old document is loaded with its comments, brought up
-to date in place (existing keys keep their place and comments, new keys go at the end of their
-mapping) and written back. The result is read back and compared with the state; if it does not
-match exactly, the plain PyYAML snapshot is written instead. Files without comments never pay
-for this.
+to date in place (keys follow the state's order, keeping their comments; new keys go at the end
+of their mapping) and written back. The result is read back and compared with the state; if it
+does not match exactly, the plain PyYAML snapshot is written instead. Files without comments
+never pay for this.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import functools
 import gc
 import io
 import logging
-import math
 import operator
 import os
 import re
@@ -176,20 +175,23 @@ class SnapshotEntries:
         self._keys: list[Any] = []
         self._values: list[Any] = []
         self._pieces: list[bytes] = []
-        self._adopted: tuple[bytes, dict[Any, Any]] | None = None
+        self._adopted: tuple[bytes, dict[Any, Any]] | None = None  # (see adopt)
 
     def adopt(self, snapshot: bytes, top: dict[Any, Any]) -> None:
-        """Take the entries of a snapshot just loaded as ``top``, if it is laid out as ours are.
+        """Keep a snapshot just loaded as ``top``, for its entries' text to be reused.
 
-        Only a plain block mapping qualifies: one piece per key, each piece starting with
-        its own key written plainly (``key: ...``), and no anchors or aliases tying pieces
-        together. Anything else (JSON, flow style, merge keys, quoted keys) is left alone and
-        written anew at the first compaction. (The text is split at the first render, so that
-        opening does not pay for it.)
+        It is split at the first render (opening does not pay for it), by _split_adopted.
         """
         self._adopted = (snapshot, top)
 
     def _split_adopted(self) -> None:
+        """Take the adopted snapshot's entries, if it is laid out as ours are.
+
+        Only a plain block mapping qualifies: one piece per key, each piece starting with
+        its own key written plainly (``key: ...``), and no anchors or aliases tying pieces
+        together. Anything else (JSON, flow style, merge keys, quoted keys) is left alone and
+        written anew.
+        """
         if self._adopted is None:
             return
         snapshot, top = self._adopted
@@ -262,8 +264,8 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     from ruamel.yaml import YAML  # imported only for files that hold comments
 
     round_trip = YAML()
-    round_trip.Resolver = _pyyaml_tags()
-    round_trip.version = (1, 1)  # quote what YAML 1.1 (PyYAML) would read as another type
+    round_trip.Resolver = _pyyaml_resolver()
+    round_trip.version = (1, 1)  # read numbers as YAML 1.1 does (017 octal, 1_000, 1:20)
     round_trip.width = 4096
     round_trip.preserve_quotes = True
     round_trip.representer.add_representer(type(None), _represent_null)
@@ -291,7 +293,7 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
 
 
 @functools.cache
-def _pyyaml_tags() -> type:
+def _pyyaml_resolver() -> type:
     """ruamel.yaml's resolver, made to read a plain scalar as PyYAML, the reader of record, does.
 
     ruamel.yaml's YAML 1.1 differs in places: it reads ``y`` and ``n`` as booleans, so a key
@@ -328,9 +330,10 @@ def _update(node: Any, data: Any) -> Any:
 
     if isinstance(node, CommentedMap) and type(data) is dict:
         # The comment lines after the last entry stay after whichever entry comes last now.
-        tail = _take_tail_lines(node, next(reversed(node))) if node else ""
+        tail = _take_tail_lines(node, _last_key(node)) if node else ""
         for key in [key for key in node if key not in data]:
-            _delete_key(node, key)
+            _hand_over_comment_lines(node, key)
+            del node[key]
         _follow_order(node, list(data))
         for key, value in data.items():
             if key in node:
@@ -340,7 +343,7 @@ def _update(node: Any, data: Any) -> Any:
         _close_up(node, tail)
         return node
     if isinstance(node, CommentedSeq) and type(data) is list:
-        tail = _take_tail_lines(node, len(node) - 1) if node else ""
+        tail = _take_tail_lines(node, _last_key(node)) if node else ""
         del node[len(data) :]
         for index, value in enumerate(data):
             if index < len(node):
@@ -370,9 +373,9 @@ def _update_entry(node: Any, key: Any, value: Any) -> None:
 
     lines = _take_tail_lines(node, key)
     old = node[key]
-    emptied = isinstance(old, (CommentedMap, CommentedSeq)) and len(old) > 0
+    had_entries = isinstance(old, (CommentedMap, CommentedSeq)) and len(old) > 0
     new = _update(old, value)
-    if emptied and isinstance(new, (CommentedMap, CommentedSeq)) and not new:
+    if had_entries and isinstance(new, (CommentedMap, CommentedSeq)) and not new:
         above = new.ca.comment[1] if new.ca.comment else None
         tokens = [*(above or []), *(node.ca.items.get(key, [None] * 4)[3] or [])]
         unique = list({id(token): token for token in tokens}.values())  # (ruamel files them twice)
@@ -393,9 +396,12 @@ def _close_up(node: Any, tail: str) -> None:
     if not node:
         node.fa.set_flow_style()
     elif tail:
-        _give_tail_lines(
-            node, next(reversed(node)) if isinstance(node, dict) else len(node) - 1, tail
-        )
+        _give_tail_lines(node, _last_key(node), tail)
+
+
+def _last_key(node: Any) -> Any:
+    """The key of the last entry of a non-empty ruamel mapping, or index of a sequence."""
+    return next(reversed(node)) if isinstance(node, dict) else len(node) - 1
 
 
 def _unshare(node: Any, seen: set[int]) -> Any:
@@ -419,11 +425,6 @@ def _unshare(node: Any, seen: set[int]) -> Any:
     for key in list(keys):
         node[key] = _unshare(node[key], seen)
     return node
-
-
-def _delete_key(node: Any, key: Any) -> None:
-    _hand_over_comment_lines(node, key)
-    del node[key]
 
 
 def _follow_order(node: Any, keys: list[Any]) -> None:
@@ -470,7 +471,7 @@ def _hand_over_comment_lines(node: Any, key: Any) -> None:
         node.yaml_set_comment_before_after_key(keys[1], before="\n".join(comments), indent=column)
 
 
-def _tail(node: Any, key: Any, make: bool = False) -> tuple[list[Any], int]:
+def _comment_slot_after(node: Any, key: Any, make: bool = False) -> tuple[list[Any], int]:
     """The comment entry of the last line of entry ``key`` and the slot its token uses.
 
     A missing entry is made only if ``make`` (ruamel.yaml writes some lines differently when
@@ -480,10 +481,7 @@ def _tail(node: Any, key: Any, make: bool = False) -> tuple[list[Any], int]:
 
     value = node[key]  # (a flow-style collection is one piece of text: its comments follow it)
     while isinstance(value, (CommentedMap, CommentedSeq)) and value and not value.fa.flow_style():
-        node, key = (
-            value,
-            next(reversed(value)) if isinstance(value, CommentedMap) else len(value) - 1,
-        )
+        node, key = value, _last_key(value)
         value = node[key]
     slot = 2 if isinstance(node, CommentedMap) else 0
     blank = [None, None, None, None]
@@ -495,7 +493,7 @@ def _tail(node: Any, key: Any, make: bool = False) -> tuple[list[Any], int]:
 
 def _take_tail_lines(node: Any, key: Any) -> str:
     """Cut the lines after entry ``key`` out of its comment; its end-of-line comment stays."""
-    entry, slot = _tail(node, key)
+    entry, slot = _comment_slot_after(node, key)
     token = entry[slot]
     if token is None:
         return ""
@@ -516,7 +514,7 @@ def _give_tail_lines(node: Any, key: Any, lines: str) -> None:
     from ruamel.yaml.error import CommentMark
     from ruamel.yaml.tokens import CommentToken
 
-    entry, slot = _tail(node, key, make=True)
+    entry, slot = _comment_slot_after(node, key, make=True)
     token = entry[slot]
     if token is None:
         entry[slot] = CommentToken("\n" + lines, CommentMark(0))
@@ -532,15 +530,15 @@ def _same_scalar(node: Any, value: Any) -> bool:
         return False
     if type(value) is not float:
         return True
-    same_sign = math.copysign(1.0, node) == math.copysign(1.0, value)  # (-0.0 == 0.0)
-    return same_sign and (type(node).__name__ != "ScalarFloat" or _float_text_is_exact(node))
+    exact = values.exactly_equal(float(node), value)  # (-0.0 == 0.0, but not exactly)
+    return exact and (type(node).__name__ != "ScalarFloat" or _float_text_is_exact(node))
 
 
 def _float_text_is_exact(node: Any) -> bool:
-    """Whether ruamel.yaml writes this float as a text that reads back the same.
+    """Whether ruamel.yaml writes this float, as the person wrote it, so it reads back the same.
 
-    It rebuilds the text in the way the person wrote it, and for long mantissas with an
-    exponent that loses a digit (5.019273308782307e-108 comes out ...306e-108).
+    It rebuilds the text from the value and the original layout; with a long mantissa and an
+    exponent that drops a digit (5.019273308782307e-108 comes out as ...306e-108).
     """
     from ruamel.yaml.representer import RoundTripRepresenter
 
