@@ -175,27 +175,16 @@ class SnapshotEntries:
         self._keys: list[Any] = []
         self._values: list[Any] = []
         self._pieces: list[bytes] = []
-        self._adopted: tuple[bytes, dict[Any, Any]] | None = None  # (see adopt)
 
     def adopt(self, snapshot: bytes, top: dict[Any, Any]) -> None:
-        """Keep a snapshot just loaded as ``top``, for its entries' text to be reused.
-
-        It is split at the first render (opening does not pay for it), by _split_adopted.
-        """
-        self._adopted = (snapshot, top)
-
-    def _split_adopted(self) -> None:
-        """Take the adopted snapshot's entries, if it is laid out as ours are.
+        """Take the entries of a snapshot just loaded as ``top``, if it is laid out as ours are.
 
         Only a plain block mapping qualifies: one piece per key, each piece starting with
         its own key written plainly (``key: ...``), and no anchors or aliases tying pieces
         together. Anything else (JSON, flow style, merge keys, quoted keys) is left alone and
-        written anew.
+        written anew at the first compaction. (Done at open, not at the first compaction: the
+        split costs about as much as a compaction that reuses every entry.)
         """
-        if self._adopted is None:
-            return
-        snapshot, top = self._adopted
-        self._adopted = None
         if not snapshot.endswith(b"\n") or b"&" in snapshot or b"*" in snapshot:
             return
         pieces = _split_entries(snapshot)
@@ -207,7 +196,6 @@ class SnapshotEntries:
         self._keys, self._values, self._pieces = list(top), list(top.values()), pieces
 
     def render(self, data: dict[Any, Any], changed_keys: set[Any]) -> bytes:
-        self._split_adopted()
         keys, values = list(data), list(data.values())
         known = len(self._keys)
         if len(keys) >= known and all(map(operator.is_, keys, self._keys)):
