@@ -31,9 +31,8 @@ from .errors import CorruptStateError
 
 log = logging.getLogger("persistedstate")
 
-# A document marker: "---" at the start of a line, followed by a blank or the line's end.
-# A document marker starts a line: the file's first, or one after a newline (a fast literal
-# scan finds those).
+# A document marker: "---" at the start of a line (the file's first, or one after a newline,
+# which a fast literal scan finds), followed by a blank or the line's end.
 _MARKER_AT_START = re.compile(rb"---(?=[ \t\r\n]|\Z)")
 _MARKER_AFTER_NEWLINE = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")
 _RECORD_ARITY = {
@@ -144,7 +143,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             raise _corrupt_record(path, body, start, end, error) from None
         try:
             apply_record(data, record)
-            deep = len(content) > _NESTING_CHECK_MIN_LEN and _may_deepen(content, record)
+            deep = len(content) > _HALF_MAX_DEPTH and _may_deepen(content, record)
             if deep and values.deeper_than(data, values.MAX_DEPTH):
                 raise _BadRecord(f"it nests the state more than {values.MAX_DEPTH} levels deep")
         except _BadRecord as error:
@@ -202,19 +201,18 @@ def _paths(record: list[Any]) -> Iterator[list[Any]]:
         yield record[1]
 
 
-# A record no longer than this cannot hold more brackets, or a longer path, than this: it
+# A record no longer than this cannot hold more brackets, or a longer path, than this, so it
 # cannot break the nesting limit (the caller skips _may_deepen for it).
-_NESTING_CHECK_MIN_LEN = values.MAX_DEPTH // 2
+_HALF_MAX_DEPTH = values.MAX_DEPTH // 2
 
 
 def _may_deepen(content: bytes, record: list[Any]) -> bool:
     """Whether a longer record might break the nesting limit (a cheap test, before the walk)."""
-    half = _NESTING_CHECK_MIN_LEN
-    if content.count(b"[") + content.count(b"{") > half:
+    if content.count(b"[") + content.count(b"{") > _HALF_MAX_DEPTH:
         return True
     if record[0] != "tx":
-        return len(record[1]) > half
-    return any(len(path) > half for path in _paths(record))
+        return len(record[1]) > _HALF_MAX_DEPTH
+    return any(len(path) > _HALF_MAX_DEPTH for path in _paths(record))
 
 
 def _yaml_reads_it_otherwise(name: str) -> Any:
@@ -261,8 +259,8 @@ def _refuse_lone_surrogates(content: bytes, record: list[Any]) -> None:
     if escape is None:
         return
     try:  # (the escape may be text after an escaped backslash: the decoded strings decide)
-        json.dumps(record, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
+        values.check_loaded(record)
+    except values.UnsupportedValue:
         raise _BadRecord(
             "a lone surrogate escape (\\ud800-\\udfff): no UTF-8 text holds one",
             escape.start() + 1,

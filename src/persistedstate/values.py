@@ -165,23 +165,16 @@ def prepare(value: Any, room: int = MAX_DEPTH - 1) -> tuple[Any, str]:
     or nesting deeper than that.
     """
     encode = SCALAR_TEXT.get(type(value))
-    if encode is not None:
+    if encode is not None:  # (the common case, without the walk's set)
         return value, encode(value)
     return _prepare(value, set(), room)
 
 
 def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
     kind = type(value)
-    if kind is str:
-        return value, str_text(value)
-    if kind is int:
-        return value, int_text(value)
-    if kind is float:
-        return value, float_text(value)
-    if kind is bool:
-        return value, bool_text(value)
-    if value is None:
-        return None, "null"
+    encode = SCALAR_TEXT.get(kind)
+    if encode is not None:
+        return value, encode(value)
     if kind is dict:
         return _prepare_dict(value, active, room)
     if kind is list:
