@@ -187,9 +187,9 @@ def _say(text: str) -> None:
 def _run_steps(path: str, start: int, fsync: bool, compact_min: int) -> None:
     from persistedstate import PersistedState
 
-    PersistedState._compact_min_bytes = compact_min
-    PersistedState._compact_ratio = 0.25
-    state = PersistedState.open(path, fsync=fsync)
+    state = PersistedState.open(
+        path, fsync=fsync, compact_min_bytes=compact_min, compact_ratio=0.25
+    )
     _say("ready")
     k = start
     while True:

@@ -164,12 +164,12 @@ def _run_workload(
 
     with monkeypatch.context() as patch:
         patch.setattr(persistedstate.storage, "os", faulty)
-        patch.setattr(PersistedState, "_compact_min_bytes", 200)
-        patch.setattr(PersistedState, "_compact_ratio", 0.25)
         state = None
         for _attempt in range(5):
             try:
-                state = PersistedState.open(path, fsync=fsync)
+                state = PersistedState.open(
+                    path, fsync=fsync, compact_min_bytes=200, compact_ratio=0.25
+                )
                 break
             except OSError as error:
                 if not check_error(error, "open"):
@@ -329,7 +329,7 @@ def test_a_torn_tail_that_cannot_be_cut_fails_the_first_change_and_nothing_else(
         assert faulty.injected == ["ftruncate#1"]
         assert path.read_bytes() == raw
         assert load(path) == {"n": 2}
-        state._release()
+        state.close(compact=False)
     with PersistedState.open(path) as state:
         assert state.copy() == {"n": 2}
         state["n"] = 4

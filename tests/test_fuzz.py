@@ -218,7 +218,7 @@ def check_input(path: Path, raw: bytes) -> str:
         except Exception as error:
             _fail(raw, f"close() raised {type(error).__name__}: {error}")
     finally:
-        state._release()  # after a failed check: free the lock, write nothing
+        state.close(compact=False)  # after a failed check: free the lock, write nothing
     try:
         again = load(path)
     except Exception as error:
@@ -234,10 +234,8 @@ def check_input(path: Path, raw: bytes) -> str:
 def _build_corpus(directory: Path) -> dict[str, bytes]:
     corpus: dict[str, bytes] = {}
     path = directory / "corpus.state"
-    original = PersistedState._compact_min_bytes
-    try:
-        PersistedState._compact_min_bytes = 1 << 30
-        state = PersistedState.open(path)
+    if True:
+        state = PersistedState.open(path, compact_min_bytes=1 << 30)
         for k in range(16):
             workers.apply_step(state, k, state.transaction)
         state.compact()
@@ -268,8 +266,6 @@ def _build_corpus(directory: Path) -> dict[str, bytes]:
         corpus["all-values-journal"] = path.read_bytes()
         state.close()
         corpus["all-values-compacted"] = path.read_bytes()
-    finally:
-        PersistedState._compact_min_bytes = original
     corpus["handwritten"] = HANDWRITTEN
     for name in ("clean.yaml", "unvacuumed-journal.yaml"):
         corpus[f"26.1 {name}"] = fixture_26_1(name).read_bytes()

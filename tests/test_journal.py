@@ -46,7 +46,7 @@ def test_26_1_file_keeps_working_without_close(tmp_path: Path) -> None:
     state = PersistedState(copy)
     state["cursor"]["page"] = 6
     after_change = copy.read_bytes()
-    state._release()  # let go without compacting, as a crash would
+    state.close(compact=False)  # let go without compacting, as a crash would
     assert load(copy)["cursor"]["page"] == 6
     assert after_change.endswith(b'--- ["set", ["cursor"], "page", 6]\n')
 
@@ -98,7 +98,7 @@ def _state_with_journal(path: Path) -> bytes:
     state = PersistedState(path, counter=0)
     for _ in range(3):
         state.counter += 1
-    state._release()  # crash: no compaction
+    state.close(compact=False)  # crash: no compaction
     return path.read_bytes()
 
 
@@ -122,7 +122,7 @@ def test_torn_last_record_is_dropped_with_a_warning(
     assert path.read_bytes() == good + tail  # opening writes nothing
     state.counter += 1  # the torn tail is cut off before the record is written
     assert path.read_bytes() == good + b'--- ["set", [], "counter", 4]\n'
-    state._release()
+    state.close(compact=False)
     assert load(path) == {"counter": 4}
 
 

@@ -399,9 +399,7 @@ def test_a_file_deleted_under_an_open_state_is_detected_and_ours_kept(
 def test_a_replaced_file_is_detected_by_automatic_compaction(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(PersistedState, "_compact_min_bytes", 100)
-    monkeypatch.setattr(PersistedState, "_compact_ratio", 0.0)
-    state = PersistedState.open(path, {"n": 0})
+    state = PersistedState.open(path, {"n": 0}, compact_min_bytes=100, compact_ratio=0.0)
     state.compact()
     theirs = b"n: 1000\n"
     _editor_saves_by_rename(path, theirs)

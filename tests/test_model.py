@@ -43,12 +43,8 @@ from hypothesis.stateful import (
 import persistedstate
 from persistedstate import PersistedState, PersistedStateError
 
-
-class SmallCompactionState(PersistedState):
-    """Compacts after a few hundred bytes of journal, so compactions happen during a run."""
-
-    _compact_min_bytes = 300
-    _compact_ratio = 0.3
+# Compacts after a few hundred bytes of journal, so compactions happen during a run.
+SMALL_COMPACTION = {"compact_min_bytes": 300, "compact_ratio": 0.3}
 
 
 ATTRIBUTE_KEYS = ["a", "b", "c"]
@@ -166,7 +162,7 @@ class StateModel(RuleBasedStateMachine):
         self.directory = tempfile.mkdtemp(prefix="persistedstate-model-", dir=FAST_DIRECTORY)
         self.path = os.path.join(self.directory, "model.state")
         self.crash_path = os.path.join(self.directory, "crash.state")
-        self.kind: type[PersistedState] = PersistedState
+        self.options: dict[str, Any] = {}
         self.state: PersistedState | None = None
         self.model: dict[Any, Any] = {}
         self.refs: list[Ref] = []
@@ -280,13 +276,13 @@ class StateModel(RuleBasedStateMachine):
         commented=st.booleans(),
     )
     def open_state(self, small: bool, defaults: dict[str, Any], commented: bool) -> None:
-        self.kind = SmallCompactionState if small else PersistedState
+        self.options = SMALL_COMPACTION if small else {}
         self.model = {}
         if commented:  # compactions keep comments (ruamel.yaml's round trip) from here on
             with open(self.path, "w", encoding="utf-8") as file:
                 file.write("# written by hand\nseed: 1  # the seed\n# about the rest\nd: {}\n")
             self.model = {"seed": 1, "d": {}}
-        self.state = self.kind(self.path, **defaults)
+        self.state = PersistedState.open(self.path, defaults, **self.options)
         self.model.update(normalized(defaults))
 
     # -- dict operations -------------------------------------------------------------------
@@ -852,7 +848,7 @@ class StateModel(RuleBasedStateMachine):
         assert_single_document(self.path, self.model)
         for ref in self.refs:
             ref.closed = True
-        self.state = self.kind(self.path)
+        self.state = PersistedState.open(self.path, **self.options)
         assert_same(self.opened.copy(), self.model)
 
     # -- checks after every step -------------------------------------------------------------

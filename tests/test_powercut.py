@@ -331,9 +331,7 @@ def _record(
     acks: list[tuple[int, int]] = []
     with monkeypatch.context() as patch:
         patch.setattr(persistedstate.storage, "os", RecordingOs(model))
-        patch.setattr(PersistedState, "_compact_min_bytes", 200)
-        patch.setattr(PersistedState, "_compact_ratio", 0.25)
-        state = PersistedState.open(path, fsync=fsync)
+        state = PersistedState.open(path, fsync=fsync, compact_min_bytes=200, compact_ratio=0.25)
         acks.append((len(model.ops), 0))
         for k in range(steps):
             workers.apply_step(state, k, state.transaction)

@@ -232,7 +232,7 @@ def test_an_interrupt_right_after_the_write_takes_the_record_back(
     assert state == {"a": 0}
     assert path.read_bytes() == before
     state.a = 2
-    state._release()
+    state.close(compact=False)
     assert load(path) == {"a": 2}
 
 
@@ -263,11 +263,9 @@ def test_a_failed_automatic_compaction_is_logged_and_retried_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The change that triggered it is safe in the journal; compaction is tried again after
-    another _compact_min_bytes of journal."""
-    monkeypatch.setattr(PersistedState, "_compact_min_bytes", 200)
-    monkeypatch.setattr(PersistedState, "_compact_ratio", 0.0)
+    another compact_min_bytes of journal."""
     path = tmp_path / "s.yaml"
-    state = PersistedState(path, n=0)
+    state = PersistedState.open(path, {"n": 0}, compact_min_bytes=200, compact_ratio=0.0)
     real_replace = persistedstate.storage.StateFile.replace
     attempts: list[int] = []
 
@@ -288,13 +286,10 @@ def test_a_failed_automatic_compaction_is_logged_and_retried_later(
     state.close()
 
 
-def test_compaction_settings_are_read_from_the_state_when_it_compacts(tmp_path: Path) -> None:
-    """Set on the class, a subclass or one state (after it opened), they take effect."""
+def test_the_compaction_options_of_open_take_effect(tmp_path: Path) -> None:
+    """README, "The file": the journal is folded in once it grows past both limits."""
     path = tmp_path / "s.yaml"
-    state = PersistedState(path, x=0)
-    state._compact_min_bytes = 200  # type: ignore[misc]
-    state._compact_ratio = 0.0  # type: ignore[misc]
-    state.compact()
+    state = PersistedState.open(path, {"x": 0}, compact_min_bytes=200, compact_ratio=0.0)
     for value in range(100):
         state.x = value
     assert len(path.read_bytes()) < 300  # compacted on the way (100 records are ~2,500 bytes)

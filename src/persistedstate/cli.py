@@ -376,7 +376,7 @@ def _change(path: str, wait: float, change: Callable[[PersistedState], None]) ->
     try:
         change(state)
     except BaseException:
-        state._release()  # a failed command leaves the file byte for byte
+        state.close(compact=False)  # a failed command leaves the file byte for byte
         raise
     try:
         state.close()

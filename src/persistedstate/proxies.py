@@ -16,28 +16,37 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
+from typing import Any, NoReturn, Protocol, SupportsIndex
 
 from . import journal, values
 from .errors import PersistedStateError
-
-if TYPE_CHECKING:
-    from .state import _Core
+from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
 
 _MISSING: Any = object()
 
-# In-memory operations, applied by _Core._commit (state.py) after the record is written.
-SET, DELETE, INSERT, SPLICE, CLEAR, REORDER = (
-    "set",
-    "delete",
-    "insert",
-    "splice",
-    "clear",
-    "reorder",
-)
 
-Change = tuple[str, Any, Any, Any]  # (operation, raw container, argument, argument)
+class StateCore(Protocol):
+    """What proxies use of the core of their state (``core.Core``; documented there)."""
+
+    @property
+    def lock(self) -> threading.RLock: ...
+
+    @property
+    def tx(self) -> object | None: ...
+
+    def read(self, container: Any, key: Any) -> Any: ...
+
+    def ensure_open(self) -> None: ...
+
+    def path_for_change(self, node: Node, raw: Any) -> str: ...
+
+    def set_scalar(
+        self, node: Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
+    ) -> None: ...
+
+    def commit(self, records: list[str], changes: list[Change]) -> None: ...
 
 
 class DetachedError(PersistedStateError):
@@ -55,11 +64,7 @@ class Node:
     __slots__ = ()
 
     _raw: Any  # the raw dict or list
-    _state: _Core  # the machinery of the state it belongs to
-
-    @property
-    def _persisted_raw(self) -> Any:
-        return self._raw
+    _core: StateCore  # the machinery of the state it belongs to
 
     @property
     def _depth(self) -> int:
@@ -94,19 +99,19 @@ class Node:
             raise error.to_builtin([*where, key]) from None
 
     def __len__(self) -> int:
-        with self._state._thread_lock:  # not while another thread's transaction is open
+        with self._core.lock:  # not while another thread's transaction is open
             return len(self._raw)
 
     def clear(self) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             if self._raw:
-                state._commit([journal.clear_record(path)], [(CLEAR, self._raw, 0, 0)])
+                core.commit([journal.clear_record(path)], [Clear((self._raw,))])
 
     def copy(self) -> Any:
         """A plain, independent deep copy of the data (dicts and lists)."""
-        with self._state._thread_lock:
+        with self._core.lock:
             return values.plain_copy(self._raw)
 
     def __copy__(self) -> Any:
@@ -116,7 +121,7 @@ class Node:
         return self.copy()
 
     def __eq__(self, other: object) -> bool:
-        with self._state._thread_lock:
+        with self._core.lock:
             return bool(self._raw == unwrap(other))
 
     __hash__ = None  # type: ignore[assignment]
@@ -126,8 +131,13 @@ class Node:
         raise TypeError(f"cannot pickle a live {kind}; pickle its .copy(), which is plain data")
 
     def __repr__(self) -> str:
-        with self._state._thread_lock:
+        with self._core.lock:
             return repr(self._raw)
+
+
+def locate(node: Node) -> list[Any]:
+    """The keys and indexes from the top of the state to ``node``; raises DetachedError."""
+    return node._locate()
 
 
 def _key_text(key: Any) -> str:
@@ -155,13 +165,13 @@ class Top(Node):
 class Proxy(Node):
     """A container inside the state, found again by identity each time it changes."""
 
-    __slots__ = ("_key", "_parent", "_raw", "_state")
+    __slots__ = ("_core", "_key", "_parent", "_raw")
 
     def __init__(self, parent: Node, key: Any, raw: Any) -> None:
         self._parent = parent
         self._key = key
         self._raw = raw
-        self._state = parent._state
+        self._core = parent._core
 
     @property
     def _depth(self) -> int:  # (only a container being stored needs it: not kept)
@@ -212,45 +222,39 @@ class DictOps(Node):
     __slots__ = ()
 
     def __getitem__(self, key: Any) -> Any:
-        return self._view(key, self._state._read(self._raw, key))
+        return self._view(key, self._core.read(self._raw, key))
 
     def get(self, key: Any, default: Any = None) -> Any:
-        with self._state._thread_lock:
+        with self._core.lock:
             raw = self._raw
             return self._view(key, raw[key]) if key in raw else default
 
     def __contains__(self, key: object) -> bool:
-        with self._state._thread_lock:
+        with self._core.lock:
             return key in self._raw
 
     def __iter__(self) -> Iterator[Any]:
-        with self._state._thread_lock:
+        with self._core.lock:
             keys = list(self._raw)
         return iter(keys)
 
     def __reversed__(self) -> Iterator[Any]:
-        with self._state._thread_lock:
+        with self._core.lock:
             keys = list(reversed(self._raw))
         return iter(keys)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        state = self._state
         encode = values.SCALAR_TEXT.get(type(value))
-        with state._thread_lock:
-            nested = self._raw is not state._raw  # (the top has its own short path)
-            if encode is not None and type(key) is str and state._tx is None and nested:
-                path = state._path_for_change(self)
-                try:
-                    record = journal.set_record(path, values.str_text(key), encode(value))
-                except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
-                    raise error.to_builtin([*self._locate(), key]) from None
-                state._store_scalar(journal.line(record), self._raw, key, value)
-                return
+        if encode is not None and type(key) is str:  # a scalar under a str key: the short path
+            self._core.set_scalar(self, self._raw, key, value, encode)
+            return
+        core = self._core
+        with core.lock:
             if _already_there(value, self._raw.get(key, _MISSING)):
                 return
-            path = state._path_for_change(self)
+            path = core.path_for_change(self, self._raw)
             record, change = self._set_change(path, key, value)
-            state._commit([record], [change])
+            core.commit([record], [change])
 
     def _set_change(self, path: str, key: Any, value: Any) -> tuple[str, Change]:
         """The record and the in-memory change of ``self[key] = value``."""
@@ -259,22 +263,19 @@ class DictOps(Node):
         except values.UnsupportedValue as error:
             raise error.to_builtin([*self._locate(), key]) from None
         copy, text = self._prepared(value, key)
-        return journal.set_record(path, key_text, text), (SET, self._raw, stored_key, copy)
+        return journal.set_record(path, key_text, text), Set((self._raw, stored_key, copy))
 
     def __delitem__(self, key: Any) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             if key not in self._raw:
                 raise KeyError(key)
-            state._commit(
-                [journal.delete_record(path, _key_text(key))],
-                [(DELETE, self._raw, key, None)],
-            )
+            core.commit([journal.delete_record(path, _key_text(key))], [Delete((self._raw, key))])
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value as plain data."""
-        with self._state._thread_lock:
+        with self._core.lock:
             if key not in self._raw:
                 if default is _MISSING:
                     raise KeyError(key)
@@ -285,7 +286,7 @@ class DictOps(Node):
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove the last inserted item and return it as plain data."""
-        with self._state._thread_lock:
+        with self._core.lock:
             if not self._raw:
                 raise KeyError("popitem(): dictionary is empty")
             key = next(reversed(self._raw))
@@ -293,9 +294,9 @@ class DictOps(Node):
 
     def update(self, other: Any = (), /, **extra: Any) -> None:
         """Set several keys as one change: all of them are written, or none."""
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             if isinstance(other, Mapping) or hasattr(other, "keys"):
                 pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118 (any .keys() object)
             else:
@@ -306,10 +307,10 @@ class DictOps(Node):
             pairs.extend(extra.items())
             made = [self._set_change(path, key, value) for key, value in pairs]
             if made:
-                state._commit([record for record, _ in made], [change for _, change in made])
+                core.commit([record for record, _ in made], [change for _, change in made])
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
-        with self._state._thread_lock:
+        with self._core.lock:
             if key not in self._raw:
                 self[key] = default
             return self[key]
@@ -351,19 +352,19 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def __getitem__(self, index: Any) -> Any:
         raw = self._raw
         if isinstance(index, slice):
-            with self._state._thread_lock:
+            with self._core.lock:
                 return [self._view(i, raw[i]) for i in range(*index.indices(len(raw)))]
         position = operator.index(index)
         if position < 0:  # where the end is depends on the length: read both under the lock
-            with self._state._thread_lock:
+            with self._core.lock:
                 position = _position(position, len(raw), "list index out of range")
                 return self._view(position, raw[position])
-        return self._view(position, self._state._read(raw, position))
+        return self._view(position, self._core.read(raw, position))
 
     def __iter__(self) -> Iterator[Any]:
         position = 0
         while True:
-            with self._state._thread_lock:
+            with self._core.lock:
                 if position >= len(self._raw):
                     return
                 item = self._view(position, self._raw[position])
@@ -374,15 +375,15 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return iter(list(self)[::-1])
 
     def __contains__(self, value: object) -> bool:
-        with self._state._thread_lock:
+        with self._core.lock:
             return unwrap(value) in self._raw
 
     def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize) -> int:
-        with self._state._thread_lock:
+        with self._core.lock:
             return self._raw.index(unwrap(value), start, stop)
 
     def count(self, value: Any) -> int:
-        with self._state._thread_lock:
+        with self._core.lock:
             return self._raw.count(unwrap(value))
 
     def __lt__(self, other: Any) -> bool:
@@ -419,22 +420,22 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return [copy for copy, _ in made], [text for _, text in made]
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             raw = self._raw
             if isinstance(index, slice):
-                self._assign_slice(state, path, index, value)
+                self._assign_slice(core, path, index, value)
                 return
             position = _position(index, len(raw), "list assignment index out of range")
             if _already_there(value, raw[position]):
                 return
             copy, text = self._prepared(value, position)
-            state._commit(
-                [journal.set_record(path, str(position), text)], [(SET, raw, position, copy)]
+            core.commit(
+                [journal.set_record(path, str(position), text)], [Set((raw, position, copy))]
             )
 
-    def _assign_slice(self, state: _Core, path: str, index: slice, value: Any) -> None:
+    def _assign_slice(self, core: StateCore, path: str, index: slice, value: Any) -> None:
         raw = self._raw
         start, stop, step = index.indices(len(raw))
         items = list(value)
@@ -442,9 +443,9 @@ class ListProxy(Proxy, MutableSequence[Any]):
             stop = max(start, stop)
             copies, texts = self._prepare_all(items, start)
             if stop > start or copies:
-                state._commit(
+                core.commit(
                     [journal.splice_record(path, start, stop, texts)],
-                    [(SPLICE, raw, (start, stop), copies)],
+                    [Splice((raw, start, stop, copies))],
                 )
             return
         positions = range(start, stop, step)
@@ -455,61 +456,59 @@ class ListProxy(Proxy, MutableSequence[Any]):
             )
         copies, texts = self._prepare_all(items, start)
         if positions:
-            state._commit(
+            core.commit(
                 [
                     journal.set_record(path, str(p), t)
                     for p, t in zip(positions, texts, strict=True)
                 ],
-                [(SET, raw, p, c) for p, c in zip(positions, copies, strict=True)],
+                [Set((raw, p, c)) for p, c in zip(positions, copies, strict=True)],
             )
 
     def __delitem__(self, index: Any) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             raw = self._raw
             if not isinstance(index, slice):
                 position = _position(index, len(raw), "list assignment index out of range")
-                state._commit(
-                    [journal.delete_record(path, str(position))], [(DELETE, raw, position, None)]
-                )
+                core.commit([journal.delete_record(path, str(position))], [Delete((raw, position))])
                 return
             start, stop, step = index.indices(len(raw))
             if step == 1:
                 if stop > start:
-                    state._commit(
+                    core.commit(
                         [journal.splice_record(path, start, stop, [])],
-                        [(SPLICE, raw, (start, stop), [])],
+                        [Splice((raw, start, stop, []))],
                     )
                 return
             positions = sorted(range(start, stop, step), reverse=True)  # last first: no shifts
             if positions:
-                state._commit(
+                core.commit(
                     [journal.delete_record(path, str(p)) for p in positions],
-                    [(DELETE, raw, p, None) for p in positions],
+                    [Delete((raw, p)) for p in positions],
                 )
 
     def insert(self, index: SupportsIndex, value: Any) -> None:
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             size = len(self._raw)
             position = operator.index(index)
             if position < 0:
                 position = max(0, position + size)
             position = min(position, size)
             copy, text = self._prepared(value, position)
-            state._commit(
-                [journal.insert_record(path, position, text)], [(INSERT, self._raw, position, copy)]
+            core.commit(
+                [journal.insert_record(path, position, text)], [Insert((self._raw, position, copy))]
             )
 
     def append(self, value: Any) -> None:
-        with self._state._thread_lock:  # the end must not move before the insert
+        with self._core.lock:  # the end must not move before the insert
             self.insert(len(self._raw), value)
 
     def extend(self, items: Iterable[Any]) -> None:
         """Append all items as one change."""
-        with self._state._thread_lock:
+        with self._core.lock:
             end = len(self._raw)
             self[end:end] = list(items)
 
@@ -518,7 +517,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return self
 
     def __imul__(self, times: SupportsIndex) -> ListProxy:
-        with self._state._thread_lock:
+        with self._core.lock:
             count = times.__index__()
             if count <= 0:
                 self.clear()
@@ -528,7 +527,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
 
     def pop(self, index: SupportsIndex = -1) -> Any:
         """Remove the item at ``index`` and return it as plain data."""
-        with self._state._thread_lock:
+        with self._core.lock:
             if not self._raw:
                 raise IndexError("pop from empty list")
             position = _position(index, len(self._raw), "pop index out of range")
@@ -537,7 +536,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             return value
 
     def remove(self, value: Any) -> None:
-        with self._state._thread_lock:
+        with self._core.lock:
             try:
                 position = self._raw.index(unwrap(value))
             except ValueError:
@@ -545,11 +544,11 @@ class ListProxy(Proxy, MutableSequence[Any]):
             del self[position]
 
     def reverse(self) -> None:
-        with self._state._thread_lock:
+        with self._core.lock:
             self._reorder(list(range(len(self._raw) - 1, -1, -1)))
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
-        with self._state._thread_lock:
+        with self._core.lock:
             raw = self._raw
             if key is None:
                 order = sorted(range(len(raw)), key=raw.__getitem__, reverse=reverse)
@@ -561,13 +560,14 @@ class ListProxy(Proxy, MutableSequence[Any]):
 
     def _reorder(self, order: list[int]) -> None:
         """Move the existing items (the same objects: kept proxies follow them)."""
-        state = self._state
-        with state._thread_lock:
-            path = state._path_for_change(self)
+        core = self._core
+        with core.lock:
+            path = core.path_for_change(self, self._raw)
             if order != list(range(len(order))):
-                state._commit(
-                    [journal.reorder_record(path, order)], [(REORDER, self._raw, order, None)]
-                )
+                core.commit([journal.reorder_record(path, order)], [Reorder((self._raw, order))])
+
+
+values.register_views(Node, unwrap)
 
 
 def _position(index: Any, size: int, message: str) -> int:

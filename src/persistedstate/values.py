@@ -188,8 +188,8 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
         return _prepare_dict(value, active, room)
     if kind is list:
         return _prepare_list(value, active, room)
-    if getattr(type(value), "_persisted_raw", None) is not None:  # a proxy, or the state
-        return _prepare(value._persisted_raw, active, room)
+    if isinstance(value, _view_types):  # a proxy, or the state: the data it stands for
+        return _prepare(_data_of_view(value), active, room)
     if isinstance(value, (dict, Mapping)):
         return _prepare_dict(value, active, room)
     if isinstance(value, (list, tuple)):
@@ -206,6 +206,18 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
         f"cannot store a value of type {kind.__name__}; supported: None, bool, int, float, str, "
         "bytes, datetime.date, datetime.datetime, list, tuple and dict"
     )
+
+
+# Objects that stand for data already in a state (the state and its proxies), and how to get
+# that data: proxies.py registers them (this module cannot import it).
+_view_types: tuple[type, ...] = ()
+_data_of_view: Callable[[Any], Any] = id  # (never called before register_views)
+
+
+def register_views(kind: type, data_of: Callable[[Any], Any]) -> None:
+    """Make :func:`prepare` take an instance of ``kind`` as the data ``data_of`` gives."""
+    global _view_types, _data_of_view
+    _view_types, _data_of_view = (kind,), data_of
 
 
 def _exact_datetime(value: datetime.date) -> datetime.date:
