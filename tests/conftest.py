@@ -11,7 +11,11 @@ import datetime
 import logging
 import math
 import os
-from collections.abc import Iterator
+import select
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +158,66 @@ def assert_single_document(path: str | os.PathLike[str], expected: Any) -> None:
     if data is None:  # an empty document is an empty state
         data = {}
     assert_same(data, expected)
+
+
+# -- other processes -------------------------------------------------------------------------
+
+
+def run_in_fork(
+    function: Callable[[], object],
+    *,
+    user: tuple[int, int] | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """Run ``function()`` in a child made with os.fork() and return ``str()`` of its result.
+
+    With ``user=(uid, gid)`` the child first becomes that user (this process must be root).
+    An exception in the child fails the test with the child's traceback; a child still
+    running after ``timeout`` seconds (a FIFO's open waiting forever, say) is killed and fails
+    the test, so a regression fails instead of hanging the suite.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            if user is not None:
+                os.setgroups([])
+                os.setgid(user[1])
+                os.setuid(user[0])
+            report = "ok\n" + str(function())
+            status = 0
+        except BaseException:
+            report = "error\n" + traceback.format_exc()
+        finally:
+            try:
+                os.write(write_end, report.encode("utf-8", "replace"))
+            finally:
+                os._exit(status)
+    os.close(write_end)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"the child process was still running after {timeout} s")
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    kind, _, text = b"".join(chunks).decode("utf-8").partition("\n")
+    if kind != "ok":
+        raise AssertionError(f"in the child process: {text or 'no report (it crashed)'}")
+    return text
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
 
 
 # -- value strategies ------------------------------------------------------------------------

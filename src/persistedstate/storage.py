@@ -1,6 +1,6 @@
 """The state file on disk: the writer lock, reading, appending records, atomic replacement.
 
-This module knows bytes, not YAML. It keeps four promises:
+This module knows bytes, not YAML. It keeps these promises:
 
 - ``append`` hands a record to the operating system with one ``write`` before it returns (and,
   with ``fsync=True``, to stable storage); if the write fails the file is cut back to where it
@@ -11,6 +11,8 @@ This module knows bytes, not YAML. It keeps four promises:
   life of an open state. Renames of the state file do not touch it.
 - Someone else's file is never overwritten: before each append the file must still have the
   length we left it with, and before a replacement the same identity, length and checksum.
+- Only regular files (or links to one) are read or written: a FIFO, a device or a directory
+  is refused before anything is created, without waiting on it.
 
 Platform differences live in the small functions at the bottom.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
 import zlib
 
@@ -33,17 +36,24 @@ _IS_WINDOWS = sys.platform == "win32"
 
 
 def read_file(path: str) -> bytes | None:
-    """The whole file, or None when it does not exist. Takes no lock."""
+    """The whole file, or None when it does not exist. Takes no lock.
+
+    Raises PersistedStateError, at once, if the path names something other than a regular
+    file (a FIFO would otherwise wait for a writer forever).
+    """
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        fd = _open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        return _read_all(fd)
+    finally:
+        os.close(fd)
 
 
 def write_new_file(path: str, data: bytes) -> None:
     """Create ``path`` (it must not exist) holding ``data``, synced to stable storage."""
-    _write_synced(path, data, 0o666, os.O_EXCL)
+    _write_new(path, data, 0o666)
     _sync_directory(path)
 
 
@@ -55,6 +65,7 @@ class StateFile:
     """An open state file that this process may write."""
 
     def __init__(self, path: str, *, fsync: bool, lock_timeout: float) -> None:
+        _refuse_unless_regular(path)  # (before the lock file is created beside it)
         # Work on the file a symbolic link points to, so that a rename replaces the file
         # and not the link, and two links to one file share one lock.
         self.path = os.path.realpath(path)
@@ -80,13 +91,10 @@ class StateFile:
     def read(self) -> bytes | None:
         """Open the file for appending and return its bytes (None if it does not exist)."""
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _O_BINARY)
+            self._fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
             return None
-        chunks = []
-        while chunk := os.read(self._fd, 1 << 20):
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        raw = _read_all(self._fd)
         self.size = len(raw)
         self._checksum = zlib.crc32(raw)
         self._remember_identity()
@@ -151,8 +159,10 @@ class StateFile:
             self._repair()
         self.check_unchanged()
         temp_path = _temp_path(self.path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_path)  # (left by a failed compaction of ours: we hold the lock)
         try:
-            _write_synced(temp_path, data, _file_mode(self.path))
+            _write_new(temp_path, data, _file_mode(self.path))
             if _IS_WINDOWS:  # Windows cannot rename over an open file
                 self._close_descriptor()
             _replace(temp_path, self.path)
@@ -174,7 +184,7 @@ class StateFile:
         self._directory_unsynced = False
 
     def _reopen(self) -> None:
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _O_BINARY)
+        self._fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
         self._remember_identity()
 
     def _remember_identity(self) -> None:
@@ -186,12 +196,18 @@ class StateFile:
         if self._identity is None:
             return
         try:
-            status = os.stat(self.path)
-            current = read_file(self.path)
+            fd = _open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            current = None
-        if current is None:
-            raise FileChangedError(f"{self.path} was deleted while the state was open")
+            raise FileChangedError(f"{self.path} was deleted while the state was open") from None
+        except NotRegularFileError as error:
+            raise FileChangedError(
+                f"{self.path} was replaced by {error.kind} while the state was open"
+            ) from None
+        try:
+            status = os.fstat(fd)
+            current = _read_all(fd)
+        finally:
+            os.close(fd)
         if (status.st_dev, status.st_ino) != self._identity and not _IS_WINDOWS:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
         if len(current) != self.size or zlib.crc32(current) != self._checksum:
@@ -212,9 +228,87 @@ class StateFile:
             self._lock.release(force=True)
 
 
+# -- regular files only ------------------------------------------------------------------
+
+
+class NotRegularFileError(PersistedStateError):
+    """The path names a directory, a FIFO, a device or a socket, not a regular file."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        super().__init__(
+            f"{path} is {kind}, not a regular file: a state is kept in a regular file (or a "
+            "symbolic link to one). Give the path of a state file; nothing was changed"
+        )
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _refuse_unless_regular(path: str) -> None:
+    """Raise NotRegularFileError if ``path`` exists and is not a regular file (or a link to one)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(path, _kind(mode))
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Open an existing regular file (or a link to one); raise NotRegularFileError otherwise.
+
+    The check is made on the open descriptor, so nothing can swap the file between the check
+    and the open; the open itself does not wait (a FIFO's open would wait for a writer).
+    """
+    try:
+        fd = os.open(path, flags | _O_NO_WAIT | _O_BINARY)
+    except IsADirectoryError:
+        raise NotRegularFileError(path, "a directory") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(path, _kind(mode))
+        _wait_again(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 # -- platform-specific pieces ------------------------------------------------------------
 
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+if _IS_WINDOWS:  # no FIFOs to wait on
+    _O_NO_WAIT = 0
+
+    def _wait_again(fd: int) -> None:
+        pass
+
+else:
+    _O_NO_WAIT = os.O_NONBLOCK  # opening a FIFO does not wait for the other end
+
+    def _wait_again(fd: int) -> None:
+        os.set_blocking(fd, True)
 
 
 def _temp_path(path: str) -> str:
@@ -255,13 +349,23 @@ def _write_all(fd: int, data: bytes) -> None:
         written += os.write(fd, data[written:])
 
 
-def _write_synced(path: str, data: bytes, mode: int, flags: int = os.O_TRUNC) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags | _O_BINARY, mode)
+def _write_new(path: str, data: bytes, mode: int) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, synced to stable storage.
+
+    Never opens an existing file (a FIFO left at a temporary name would make the open wait).
+    A failed write leaves no file.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, mode)
     try:
-        _write_all(fd, data)
-        _sync_file(fd)
-    finally:
-        os.close(fd)
+        try:
+            _write_all(fd, data)
+            _sync_file(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
 
 
 def _sync_file(fd: int) -> None:
