@@ -415,3 +415,33 @@ def test_a_replaced_file_is_detected_by_automatic_compaction(
     assert ours == {"n": state.n}
     assert 1 <= ours["n"] < 99
     state.close()
+
+
+def test_a_relative_path_names_the_same_files_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path is resolved once, at open: changes, compaction and a conflict copy all go
+    beside the file that was opened, whatever the working directory is by then."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.join("sub", "s.state")
+    state = PersistedState(relative, a=1)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # (which has no "sub")
+    state.b = 2
+    state.compact()
+    state.close()
+    assert load(tmp_path / relative) == {"a": 1, "b": 2}
+
+    monkeypatch.chdir(tmp_path)
+    state = PersistedState(relative)
+    state.c = 3
+    _editor_saves_by_rename(tmp_path / relative, b"theirs: true\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(PersistedStateError) as caught:
+        state.close()
+    [ours] = (tmp_path / "sub").glob("s.state.conflict-*")
+    assert str(ours) in str(caught.value)
+    assert load(ours) == {"a": 1, "b": 2, "c": 3}
+    assert load(tmp_path / relative) == {"theirs": True}
+    assert os.listdir(tmp_path / "elsewhere") == []

@@ -512,10 +512,11 @@ class _Core(Top):
 
     def _keep_both_versions(self, error: storage.FileChangedError) -> None:
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        ours = f"{self._path}.conflict-{stamp}-{os.getpid()}"
-        storage.write_new_file(ours, yamlio.dump_snapshot(self._raw))
         assert self._storage is not None
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        # (beside the file opened: its path was resolved at open, os.chdir() since or not)
+        ours = f"{self._storage.path}.conflict-{stamp}-{os.getpid()}"
+        storage.write_new_file(ours, yamlio.dump_snapshot(self._raw))
         self._storage.close()
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)

@@ -67,7 +67,8 @@ class StateFile:
     def __init__(self, path: str, *, fsync: bool, lock_timeout: float) -> None:
         _refuse_unless_regular(path)  # (before the lock file is created beside it)
         # Work on the file a symbolic link points to, so that a rename replaces the file
-        # and not the link, and two links to one file share one lock.
+        # and not the link, and two links to one file share one lock. The path is absolute
+        # from here on: a later os.chdir() changes nothing.
         self.path = os.path.realpath(path)
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
