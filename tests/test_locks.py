@@ -417,6 +417,42 @@ def test_a_replaced_file_is_detected_by_automatic_compaction(
     state.close()
 
 
+def _conflict_by_rename(path: Path, ours: dict[str, Any]) -> Path:
+    """Open the state, make it ``ours``, let an editor replace the file, close: the conflict
+    copy."""
+    before = set(_conflicts(path))
+    state = PersistedState.open(path)
+    state.clear()
+    state.update(ours)
+    state.compact()
+    _editor_saves_by_rename(path, b"theirs: true\n")
+    with pytest.raises(PersistedStateError) as caught:
+        state.close()
+    [copy] = set(_conflicts(path)) - before
+    assert str(copy) in str(caught.value)
+    return copy
+
+
+def test_two_conflicts_in_the_same_second_keep_both_versions(path: Path) -> None:
+    """A conflict copy never fails to be written because of its name (README: a second one
+    in the same second gets -2 added)."""
+    for _ in range(5):  # until both fall in one second (they take milliseconds)
+        for leftover in _conflicts(path):
+            leftover.unlink()
+        time.sleep(1.001 - time.time() % 1)  # (the start of a second)
+        first = _conflict_by_rename(path, {"version": 1})
+        second = _conflict_by_rename(path, {"version": 2})
+        if first.name.split("-")[1:3] == second.name.split("-")[1:3]:  # (date, time)
+            break
+    else:
+        pytest.fail("no two conflicts fell in the same second")
+    assert first.name.endswith(f"-{os.getpid()}")
+    assert second.name == f"{first.name}-2"
+    assert load(first) == {"version": 1}
+    assert load(second) == {"version": 2}
+    assert load(path) == {"theirs": True}
+
+
 def test_a_relative_path_names_the_same_files_after_chdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

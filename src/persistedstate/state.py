@@ -18,7 +18,6 @@ each in-memory change leaves an undo entry so an exception puts memory back as i
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import logging
 import operator
@@ -513,10 +512,7 @@ class _Core(Top):
     def _keep_both_versions(self, error: storage.FileChangedError) -> None:
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
         assert self._storage is not None
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        # (beside the file opened: its path was resolved at open, os.chdir() since or not)
-        ours = f"{self._storage.path}.conflict-{stamp}-{os.getpid()}"
-        storage.write_new_file(ours, yamlio.dump_snapshot(self._raw))
+        ours = self._storage.save_conflict_copy(yamlio.dump_snapshot(self._raw))
         self._storage.close()
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)

@@ -24,6 +24,7 @@ import logging
 import os
 import stat
 import sys
+import time
 import zlib
 
 import filelock
@@ -49,12 +50,6 @@ def read_file(path: str) -> bytes | None:
         return _read_all(fd)
     finally:
         os.close(fd)
-
-
-def write_new_file(path: str, data: bytes) -> None:
-    """Create ``path`` (it must not exist) holding ``data``, synced to stable storage."""
-    _write_new(path, data, 0o666)
-    _sync_directory(path)
 
 
 class FileChangedError(PersistedStateError):
@@ -213,6 +208,26 @@ class StateFile:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
         if len(current) != self.size or zlib.crc32(current) != self._checksum:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
+
+    # -- keeping our version beside someone else's -----------------------------------------
+
+    def save_conflict_copy(self, data: bytes) -> str:
+        """Save ``data`` beside the file as a new file, synced; return its path.
+
+        The name is ``<name>.conflict-<time>-<pid>``, with ``-2``, ``-3``, ... added when
+        that name is taken: a copy never fails for its name.
+        """
+        base = f"{self.path}.conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        name, number = base, 1
+        while True:
+            try:
+                _write_new(name, data, 0o666)
+            except FileExistsError:  # (a second conflict in the same second, say)
+                number += 1
+                name = f"{base}-{number}"
+                continue
+            _sync_directory(name)
+            return name
 
     # -- closing -------------------------------------------------------------------------
 
