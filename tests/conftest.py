@@ -13,6 +13,7 @@ import math
 import os
 import select
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -218,6 +219,9 @@ def run_in_fork(
 
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+needs_root = pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() != 0, reason="needs root, to act as another user"
+)
 
 
 # -- value strategies ------------------------------------------------------------------------

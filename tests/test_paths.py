@@ -1,9 +1,11 @@
-"""The path of a state: what it may name.
+"""The path of a state: what it may name, and the file's owner and mode.
 
-README "API": a state lives in a regular file (or a symbolic link to one); anything else is
-refused at once, before anything is created.
+README "API" and "The file": a state lives in a regular file (or a symbolic link to one);
+anything else is refused at once, before anything is created. Every rewrite keeps the file's
+owner, group and permission bits as far as the platform allows.
 
-The tests that could hang (a FIFO) run in a forked child with a timeout.
+The tests that could hang (a FIFO) run in a forked child with a timeout, and the tests about
+other users run a forked child as that user (root only).
 """
 
 from __future__ import annotations
@@ -11,14 +13,28 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_fork, run_in_fork
+from conftest import needs_fork, needs_root, run_in_fork
 
 from persistedstate import PersistedState, PersistedStateError, load
+from persistedstate.cli import main as cli_main
 
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types and modes")
+
+USER = (12345, 12345)  # an account that does not exist: only its numbers matter
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_uid, status.st_gid
 
 
 def _refusals(path: Path) -> str:
@@ -115,3 +131,119 @@ def test_a_file_replaced_by_a_fifo_while_open_is_a_conflict_not_a_hang(tmp_path:
     assert stat.S_ISFIFO(os.lstat(path).st_mode)  # theirs is left as it is
     [ours] = tmp_path.glob("s.state.conflict-*")
     assert load(ours) == {"a": 1}
+
+
+# -- owner, group and mode ---------------------------------------------------------------------
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o660, 0o666], ids=oct)
+def test_a_compaction_keeps_the_permission_bits_whatever_the_umask(
+    tmp_path: Path, mode: int
+) -> None:
+    path = tmp_path / "s.state"
+    with PersistedState(path, n=0):
+        pass
+    os.chmod(path, mode)
+    previous = os.umask(0o077)
+    try:
+        with PersistedState(path) as state:
+            state.n = 1
+            state.compact()
+            assert _mode(path) == mode
+            state.n = 2
+    finally:
+        os.umask(previous)
+    assert _mode(path) == mode
+    assert load(path) == {"n": 2}
+
+
+@posix_only
+def test_a_conflict_copy_is_as_private_as_the_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.state"
+    state = PersistedState(path, secret="s3cr3t")
+    os.chmod(path, 0o600)
+    (tmp_path / "theirs").write_text("secret: edited\n", encoding="utf-8")
+    os.replace(tmp_path / "theirs", path)
+    with pytest.raises(PersistedStateError):
+        state.close()
+    [ours] = tmp_path.glob("s.state.conflict-*")
+    assert _mode(ours) == 0o600
+    assert load(ours) == {"secret": "s3cr3t"}
+
+
+@pytest.fixture
+def users_directory() -> Iterator[Path]:
+    """A directory USER owns, which that user can reach (unlike pytest's, under /tmp/...-root)."""
+    directory = Path(tempfile.mkdtemp(prefix="persistedstate-user-"))
+    os.chown(directory, *USER)
+    try:
+        yield directory
+    finally:
+        for entry in directory.iterdir():
+            entry.unlink()
+        directory.rmdir()
+
+
+@needs_root
+def test_roots_compaction_keeps_the_users_owner_group_and_mode(users_directory: Path) -> None:
+    path = users_directory / "s.state"
+    with PersistedState(path, n=0):
+        pass
+    os.chown(path, *USER)
+    os.chmod(path, 0o660)
+    with PersistedState(path) as state:
+        state.n = 1
+        state.compact()
+        assert (_owner(path), _mode(path)) == (USER, 0o660)
+        state.n = 2
+    assert (_owner(path), _mode(path)) == (USER, 0o660)
+    assert load(path) == {"n": 2}
+
+
+@needs_root
+@needs_fork
+def test_after_root_ran_persistedstate_set_the_users_program_still_opens_its_state(
+    users_directory: Path,
+) -> None:
+    """A cron job or sudo running ``persistedstate set`` on a user's state (a file the user
+    wrote by hand: no lock file yet) leaves file and lock file to the user."""
+    path = users_directory / "job.state"
+    path.write_text("last_id: 40\n", encoding="utf-8")
+    os.chown(path, *USER)
+    os.chmod(path, 0o640)
+    assert cli_main(["set", str(path), "last_id", "41"]) == 0  # (as root)
+    assert (_owner(path), _mode(path)) == (USER, 0o640)
+    assert _owner(Path(f"{path}.lock")) == USER
+
+    def users_program() -> object:
+        with PersistedState(path) as state:
+            state.last_id += 1
+            return state.last_id
+
+    assert run_in_fork(users_program, user=USER) == "42"
+    assert load(path) == {"last_id": 42}
+    assert (_owner(path), _mode(path)) == (USER, 0o640)
+
+
+@needs_root
+@needs_fork
+def test_a_user_who_may_not_keep_the_group_still_compacts(users_directory: Path) -> None:
+    """Only root may give a file away, and only a member may set its group: what may not be
+    kept is left, without failing."""
+    path = users_directory / "s.state"
+    with PersistedState(path, n=0):
+        pass
+    os.chown(path, USER[0], 0)  # the group is root's, which USER is not a member of
+    os.chmod(path, 0o640)
+    lock = Path(f"{path}.lock")
+    os.chown(lock, *USER)
+
+    def users_program() -> object:
+        with PersistedState(path) as state:
+            state.n = 1
+        return "closed"
+
+    assert run_in_fork(users_program, user=USER) == "closed"
+    assert load(path) == {"n": 1}
+    assert (_owner(path), _mode(path)) == (USER, 0o640)  # (the group is the user's own now)

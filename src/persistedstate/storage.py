@@ -13,6 +13,8 @@ This module knows bytes, not YAML. It keeps these promises:
   length we left it with, and before a replacement the same identity, length and checksum.
 - Only regular files (or links to one) are read or written: a FIFO, a device or a directory
   is refused before anything is created, without waiting on it.
+- Every rewrite keeps the file's owner, group and permission bits, as far as the platform
+  allows this process to set them.
 
 Platform differences live in the small functions at the bottom.
 """
@@ -70,6 +72,7 @@ class StateFile:
         self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
         self._fd = -1
         self._identity: tuple[int, int] | None = None
+        self._status: os.stat_result | None = None  # the file's, when last opened
         # Work owed before the next write: cut bytes after self.size (a torn tail found at
         # open, a failed append), add the final newline a 26.1 file lacks, reopen the file.
         self._repair_needed = False
@@ -80,6 +83,7 @@ class StateFile:
             self._lock.acquire(timeout=max(lock_timeout, 0.0))
         except filelock.Timeout:
             raise StateLockedError(path, _lock_holder_pid(self.path + ".lock")) from None
+        _give_lock_file_to_state_owner(self.path)
         _remove_stale_temp_files(self.path)
 
     # -- opening -------------------------------------------------------------------------
@@ -153,12 +157,12 @@ class StateFile:
         """
         if self._repair_needed:
             self._repair()
-        self.check_unchanged()
+        current = self.check_unchanged()  # (None: we are creating the file)
         temp_path = _temp_path(self.path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_path)  # (left by a failed compaction of ours: we hold the lock)
         try:
-            _write_new(temp_path, data, _file_mode(self.path))
+            _write_new(temp_path, data, like=current)
             if _IS_WINDOWS:  # Windows cannot rename over an open file
                 self._close_descriptor()
             _replace(temp_path, self.path)
@@ -186,11 +190,15 @@ class StateFile:
     def _remember_identity(self) -> None:
         status = os.fstat(self._fd)
         self._identity = (status.st_dev, status.st_ino)
+        self._status = status
 
-    def check_unchanged(self) -> None:
-        """Raise FileChangedError if the path no longer holds exactly what we wrote."""
+    def check_unchanged(self) -> os.stat_result | None:
+        """Raise FileChangedError if the path no longer holds exactly what we wrote.
+
+        Returns the file's status (owner, mode), or None before the file was first written.
+        """
         if self._identity is None:
-            return
+            return None
         try:
             fd = _open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -208,6 +216,7 @@ class StateFile:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
         if len(current) != self.size or zlib.crc32(current) != self._checksum:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
+        return status
 
     # -- keeping our version beside someone else's -----------------------------------------
 
@@ -215,13 +224,18 @@ class StateFile:
         """Save ``data`` beside the file as a new file, synced; return its path.
 
         The name is ``<name>.conflict-<time>-<pid>``, with ``-2``, ``-3``, ... added when
-        that name is taken: a copy never fails for its name.
+        that name is taken: a copy never fails for its name. It gets the state file's owner,
+        group and mode (it holds the same data).
         """
+        like = self._status
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                like = os.fstat(self._fd)
         base = f"{self.path}.conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         name, number = base, 1
         while True:
             try:
-                _write_new(name, data, 0o666)
+                _write_new(name, data, like=like)
             except FileExistsError:  # (a second conflict in the same second, say)
                 number += 1
                 name = f"{base}-{number}"
@@ -314,10 +328,16 @@ def _read_all(fd: int) -> bytes:
 
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
-if _IS_WINDOWS:  # no FIFOs to wait on
+if _IS_WINDOWS:  # no FIFOs to wait on, no owners to keep (a new file takes the folder's ACL)
     _O_NO_WAIT = 0
 
     def _wait_again(fd: int) -> None:
+        pass
+
+    def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
+        pass
+
+    def _give_lock_file_to_state_owner(path: str) -> None:
         pass
 
 else:
@@ -325,6 +345,46 @@ else:
 
     def _wait_again(fd: int) -> None:
         os.set_blocking(fd, True)
+
+    def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
+        """Give the new file ``like``'s permission bits, owner and group, as far as allowed.
+
+        Only root may give a file to another owner; a member of the group may set the group.
+        What is not allowed is left as it is, without failing.
+        """
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, stat.S_IMODE(like.st_mode) & 0o777)
+        try:
+            os.fchown(fd, like.st_uid, like.st_gid)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, -1, like.st_gid)
+
+    def _give_lock_file_to_state_owner(path: str) -> None:
+        """Give ``<path>.lock`` the state file's owner and group if it has others.
+
+        root creating the lock file (``sudo persistedstate set``) would otherwise leave the
+        state's owner unable to lock their own state. Only a plain file with one link is
+        changed, through a descriptor that did not follow a link: never another file.
+        """
+        try:
+            state, lock = os.stat(path), os.stat(path + ".lock")
+        except OSError:
+            return
+        if (lock.st_uid, lock.st_gid) == (state.st_uid, state.st_gid):
+            return
+        try:
+            fd = os.open(path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            lock = os.fstat(fd)
+            if stat.S_ISREG(lock.st_mode) and lock.st_nlink == 1:
+                os.fchown(fd, state.st_uid, state.st_gid)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _temp_path(path: str) -> str:
@@ -352,29 +412,26 @@ def _remove_stale_temp_files(path: str) -> None:
             log.debug("%s: removed %s, left by an interrupted compaction", path, entry)
 
 
-def _file_mode(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        return 0o666  # reduced by the umask, as for any new file
-
-
 def _write_all(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     while written < len(data):  # rare for regular files, but allowed by POSIX
         written += os.write(fd, data[written:])
 
 
-def _write_new(path: str, data: bytes, mode: int) -> None:
+def _write_new(path: str, data: bytes, *, like: os.stat_result | None) -> None:
     """Create ``path`` (it must not exist) holding ``data``, synced to stable storage.
 
     Never opens an existing file (a FIFO left at a temporary name would make the open wait).
-    A failed write leaves no file.
+    With ``like``, the new file gets that file's owner, group and mode (as far as allowed);
+    without, the mode of any new file (0o666 less the umask). A failed write leaves no file.
     """
+    mode = 0o666 if like is None else 0o600  # (private until it has the mode of ``like``)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, mode)
     try:
         try:
             _write_all(fd, data)
+            if like is not None:
+                _keep_owner_and_mode(fd, like)
             _sync_file(fd)
         finally:
             os.close(fd)
