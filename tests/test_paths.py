@@ -1,8 +1,9 @@
-"""The path of a state: what it may name, and the file's owner and mode.
+"""The path of a state: what it may name, how it may be given, and the file's owner and mode.
 
 README "API" and "The file": a state lives in a regular file (or a symbolic link to one);
 anything else is refused at once, before anything is created. Every rewrite keeps the file's
-owner, group and permission bits as far as the platform allows.
+owner, group and permission bits as far as the platform allows. Paths may be str, bytes or
+os.PathLike; the empty path is refused.
 
 The tests that could hang (a FIFO) run in a forked child with a timeout, and the tests about
 other users run a forked child as that user (root only).
@@ -131,6 +132,46 @@ def test_a_file_replaced_by_a_fifo_while_open_is_a_conflict_not_a_hang(tmp_path:
     assert stat.S_ISFIFO(os.lstat(path).st_mode)  # theirs is left as it is
     [ours] = tmp_path.glob("s.state.conflict-*")
     assert load(ours) == {"a": 1}
+
+
+# -- how the path may be given ---------------------------------------------------------------
+
+
+def test_a_bytes_path_names_the_same_file_as_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "s.state"
+    with PersistedState(os.fsencode(path), a=1) as state:
+        state.b = 2
+    assert load(os.fsencode(path)) == {"a": 1, "b": 2}
+    assert load(path) == {"a": 1, "b": 2}
+    with PersistedState.open(os.fsencode(path)) as state:
+        assert state == {"a": 1, "b": 2}
+    assert sorted(os.listdir(tmp_path)) == ["s.state", "s.state.lock"]
+
+
+@pytest.mark.parametrize("empty", ["", b""], ids=["str", "bytes"])
+def test_an_empty_path_is_refused_before_anything_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str | bytes
+) -> None:
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    for attempt in (
+        lambda: PersistedState(empty),
+        lambda: PersistedState.open(empty),
+        lambda: load(empty),
+    ):
+        with pytest.raises(ValueError, match="the path of the state file is empty"):
+            attempt()
+    assert os.listdir(tmp_path) == ["cwd"]  # (no "cwd.lock" beside the working directory)
+    assert os.listdir(tmp_path / "cwd") == []
+
+
+def test_open_with_defaults_that_are_not_a_mapping_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.state"
+    with pytest.raises(TypeError, match=r"defaults must be a mapping.*not list"):
+        PersistedState.open(path, [("a", 1)])  # type: ignore[arg-type]
+    assert not path.exists()
+    with PersistedState.open(path, {"a": 1}) as state:  # (a dict, as documented)
+        assert state == {"a": 1}
 
 
 # -- owner, group and mode ---------------------------------------------------------------------

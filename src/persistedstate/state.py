@@ -21,10 +21,9 @@ import contextlib
 import functools
 import logging
 import operator
-import os
 import threading
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from . import journal, storage, values, yamlio
@@ -62,36 +61,42 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
     _raw: dict[Any, Any]  # (the same dict as _state._raw, for the methods of DictOps)
     _thread_lock: threading.RLock  # (the core's lock; here for programs that use it, as with 26.1)
 
-    def __init__(self, path: str | os.PathLike[str], /, **defaults: Any) -> None:
+    def __init__(self, path: storage.PathArg, /, **defaults: Any) -> None:
         self._setup(path, defaults, fsync=False, lock_timeout=0.0)
 
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
-        defaults: dict[str, Any] | None = None,
+        path: storage.PathArg,
+        defaults: Mapping[Any, Any] | None = None,
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
     ) -> PersistedState:
-        """Open or create a state.
+        """Open or create a state; ``defaults`` (a mapping) are set where the key is absent.
 
         ``fsync=True`` puts every change on stable storage before the call returns (it then
         survives a power cut, not only a crash). ``lock_timeout`` is how long to wait for
         another writer to close the file before raising StateLockedError.
         """
+        if defaults is not None and not isinstance(defaults, Mapping):
+            raise TypeError(
+                f"defaults must be a mapping of keys to values (a dict), not "
+                f"{type(defaults).__name__}"
+            )
         state = cls.__new__(cls)
         state._setup(path, defaults or {}, fsync=fsync, lock_timeout=lock_timeout)
         return state
 
     def _setup(
         self,
-        path: str | os.PathLike[str],
-        defaults: dict[str, Any],
+        path: storage.PathArg,
+        defaults: Mapping[Any, Any],
         *,
         fsync: bool,
         lock_timeout: float,
     ) -> None:
+        name = storage.path_text(path)  # (a bad path is refused before anything changes)
         previous = self.__dict__.get("_state")
         if previous is not None and previous._tx is not None:
             raise PersistedStateError("cannot run __init__ again inside a transaction")
@@ -103,7 +108,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
                 values.prepare(value)
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
-        core = _Core(self, os.fspath(path), fsync=fsync, lock_timeout=lock_timeout)
+        core = _Core(self, name, fsync=fsync, lock_timeout=lock_timeout)
         self._state = core
         self._raw = core._raw
         self._thread_lock = core._thread_lock
@@ -622,9 +627,9 @@ def _contents(container: Any) -> Any:
     return list(container.items()) if type(container) is dict else list(container)
 
 
-def load(path: str | os.PathLike[str]) -> dict[Any, Any]:
+def load(path: storage.PathArg) -> dict[Any, Any]:
     """The state in a file as plain dicts and lists: takes no lock, changes nothing."""
-    name = os.fspath(path)
+    name = storage.path_text(path)
     raw = storage.read_file(name)
     if raw is None:
         raise FileNotFoundError(f"no state file at {name}")

@@ -28,6 +28,7 @@ import stat
 import sys
 import time
 import zlib
+from typing import TypeAlias
 
 import filelock
 
@@ -36,6 +37,17 @@ from .errors import PersistedStateError, StateLockedError
 log = logging.getLogger("persistedstate")
 
 _IS_WINDOWS = sys.platform == "win32"
+
+# What a program may give as the path of a state file.
+PathArg: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
+
+
+def path_text(path: PathArg) -> str:
+    """``path`` as text (a bytes path decoded as the OS does); refuses the empty path."""
+    name = os.fsdecode(path)
+    if not name:
+        raise ValueError("the path of the state file is empty: give the name of a file")
+    return name
 
 
 def read_file(path: str) -> bytes | None:
@@ -62,6 +74,7 @@ class StateFile:
     """An open state file that this process may write."""
 
     def __init__(self, path: str, *, fsync: bool, lock_timeout: float) -> None:
+        path = path_text(path)
         _refuse_unless_regular(path)  # (before the lock file is created beside it)
         # Work on the file a symbolic link points to, so that a rename replaces the file
         # and not the link, and two links to one file share one lock. The path is absolute
