@@ -21,6 +21,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
+from conftest import needs_fork, run_in_fork
 
 from persistedstate import (
     PersistedState,
@@ -481,3 +482,54 @@ def test_a_relative_path_names_the_same_files_after_chdir(
     assert load(ours) == {"a": 1, "b": 2, "c": 3}
     assert load(tmp_path / relative) == {"theirs": True}
     assert os.listdir(tmp_path / "elsewhere") == []
+
+
+# -- a forked child --------------------------------------------------------------------------
+
+
+@needs_fork
+def test_a_forked_child_may_read_the_state_it_inherited_but_not_write_it(path: Path) -> None:
+    """README "One writer": a child made by fork reads the parent's open state; its changes,
+    compact() and close() raise PersistedStateError and write nothing; the parent keeps its
+    lock and goes on writing, with no conflict."""
+    state = PersistedState.open(path, {"n": 1, "items": [1]})
+    items = state["items"]
+    before = path.read_bytes()
+
+    def child() -> str:
+        outcomes = [repr(state.copy())]
+
+        def transaction() -> None:
+            with state.transaction():
+                state.n = 5
+
+        for name, change in [
+            ("set", lambda: setattr(state, "n", 2)),
+            ("nested", lambda: items.append(2)),
+            ("update", lambda: state.update(m=1)),
+            ("transaction", transaction),
+            ("compact", state.compact),
+            ("close", state.close),
+        ]:
+            try:
+                change()
+                outcomes.append(f"{name}: done")
+            except PersistedStateError as error:
+                outcomes.append(f"{name}: refused: {error}")
+        outcomes.append(repr(state.copy()))
+        return "\n".join(outcomes)
+
+    report = run_in_fork(child).splitlines()
+    assert report[0] == report[-1] == repr({"n": 1, "items": [1]})  # memory unchanged
+    for outcome in report[1:-1]:
+        assert "refused" in outcome, outcome
+        assert "forked from" in outcome and "open it in this process" in outcome, outcome
+    assert path.read_bytes() == before  # the child wrote nothing
+    other = Child("try-open", str(path), "0")  # the parent still holds the lock
+    out, _ = other.finish()
+    assert out.split() == ["locked", str(os.getpid()), str(path)]
+    state.n = 3  # and goes on writing
+    items.append(3)
+    state.close()
+    assert load(path) == {"n": 3, "items": [1, 3]}
+    assert _conflicts(path) == []

@@ -16,6 +16,9 @@ This module knows bytes, not YAML. It keeps these promises:
 - Every rewrite keeps the file's owner, group and permission bits, as far as the platform
   allows this process to set them.
 
+A process forked while a state file is open inherits it: the child may not write it (its
+appends would interleave with the parent's), and must not release the parent's lock.
+
 Platform differences live in the small functions at the bottom.
 """
 
@@ -27,6 +30,7 @@ import os
 import stat
 import sys
 import time
+import weakref
 import zlib
 from typing import TypeAlias
 
@@ -87,15 +91,18 @@ class StateFile:
         self._identity: tuple[int, int] | None = None
         self._status: os.stat_result | None = None  # the file's, when last opened
         # Work owed before the next write: cut bytes after self.size (a torn tail found at
-        # open, a failed append), add the final newline a 26.1 file lacks, reopen the file.
+        # open, a failed append), add the final newline a 26.1 file lacks, reopen the file,
+        # refuse to write a file inherited across fork. append() checks this flag first.
         self._repair_needed = False
         self._newline_owed = False
+        self._inherited = False  # this process is a fork of the one that opened the file
         self._directory_unsynced = False  # a rename whose directory sync failed
         self._lock = filelock.FileLock(self.path + ".lock", thread_local=False)
         try:
             self._lock.acquire(timeout=max(lock_timeout, 0.0))
         except filelock.Timeout:
             raise StateLockedError(path, _lock_holder_pid(self.path + ".lock")) from None
+        _OPEN_FILES.add(self)
         _give_lock_file_to_state_owner(self.path)
         _remove_stale_temp_files(self.path)
 
@@ -150,6 +157,13 @@ class StateFile:
         self._checksum = zlib.crc32(data, self._checksum)
 
     def _repair(self) -> None:
+        if self._inherited:
+            raise PersistedStateError(
+                f"{self.path} was opened by another process, which this one was forked from: "
+                "a child may read the state it inherited, but not change, compact or close "
+                "it (the parent holds the file). Change it in the parent, or open it in this "
+                "process once the parent has closed it"
+            )
         if self._fd < 0:
             self._reopen()
         os.ftruncate(self._fd, self.size)
@@ -265,10 +279,30 @@ class StateFile:
             self._fd = -1
 
     def close(self) -> None:
-        """Close the file and release the lock; safe to call twice."""
+        """Close the file and release the lock; safe to call twice.
+
+        In a forked child only the child's descriptor is closed: an flock is shared with the
+        parent across fork, and unlocking it here would unlock it for the parent.
+        """
+        _OPEN_FILES.discard(self)
         self._close_descriptor()
-        if self._lock.is_locked:
+        if not self._inherited and self._lock.is_locked:
             self._lock.release(force=True)
+
+
+# Every open StateFile, so that a forked child can mark them inherited.
+_OPEN_FILES: weakref.WeakSet[StateFile] = weakref.WeakSet()
+
+
+def _mark_inherited() -> None:
+    """In a forked child: every open state file is the parent's (see StateFile._repair)."""
+    for file in list(_OPEN_FILES):
+        file._inherited = True
+        file._repair_needed = True  # (the flag append() checks first: no cost until a write)
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_mark_inherited)
 
 
 # -- regular files only ------------------------------------------------------------------
