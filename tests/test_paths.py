@@ -12,6 +12,7 @@ other users run a forked child as that user (root only).
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import sys
 import tempfile
@@ -95,6 +96,17 @@ def test_a_directory_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
             attempt()
     assert os.listdir(tmp_path) == ["adir"]
     assert os.listdir(directory) == []
+
+
+@posix_only
+def test_a_socket_is_refused_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        for attempt in (lambda: PersistedState(path), lambda: load(path)):
+            with pytest.raises(PersistedStateError, match="is a socket, not a regular file"):
+                attempt()
+    assert os.listdir(tmp_path) == ["s.sock"]
 
 
 @posix_only

@@ -330,7 +330,7 @@ _KINDS = (
 
 
 def _kind(mode: int) -> str:
-    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
 
 
 def _refuse_unless_regular(path: str) -> None:
@@ -351,8 +351,11 @@ def _open_regular(path: str, flags: int) -> int:
     """
     try:
         fd = os.open(path, flags | _O_NO_WAIT | _O_BINARY)
-    except IsADirectoryError:
-        raise NotRegularFileError(path, "a directory") from None
+    except FileNotFoundError:
+        raise
+    except OSError:  # (a directory, a socket: say what it is, if that is what failed)
+        _refuse_unless_regular(path)
+        raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
