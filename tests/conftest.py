@@ -11,7 +11,12 @@ import datetime
 import logging
 import math
 import os
-from collections.abc import Iterator
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +43,8 @@ def first_difference(actual: Any, expected: Any, where: str = "") -> str | None:
 
     Stricter than ``==``: types must match exactly at every level (``True`` is not ``1``, a
     tuple is not a list, a proxy is not a dict), ``nan`` equals ``nan``, ``-0.0`` is not
-    ``0.0``, aware datetimes must have the same UTC offset, and dict keys must be the same
-    keys (same types) in the same order.
+    ``0.0``, datetimes must have the same UTC offset, timezone (``==``, and its name) and
+    ``fold``, and dict keys must be the same keys (same types) in the same order.
     """
     here = where or "<top>"
     if type(actual) is not type(expected):
@@ -56,6 +61,9 @@ def first_difference(actual: Any, expected: Any, where: str = "") -> str | None:
             actual != expected
             or (actual.tzinfo is None) != (expected.tzinfo is None)
             or actual.utcoffset() != expected.utcoffset()
+            or actual.tzinfo != expected.tzinfo  # (a zoneinfo zone is not a fixed offset)
+            or actual.tzname() != expected.tzname()
+            or actual.fold != expected.fold
         ):
             return f"{here}: {actual!r} != {expected!r}"
         return None
@@ -156,6 +164,69 @@ def assert_single_document(path: str | os.PathLike[str], expected: Any) -> None:
     assert_same(data, expected)
 
 
+# -- other processes -------------------------------------------------------------------------
+
+
+def run_in_fork(
+    function: Callable[[], object],
+    *,
+    user: tuple[int, int] | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """Run ``function()`` in a child made with os.fork() and return ``str()`` of its result.
+
+    With ``user=(uid, gid)`` the child first becomes that user (this process must be root).
+    An exception in the child fails the test with the child's traceback; a child still
+    running after ``timeout`` seconds (a FIFO's open waiting forever, say) is killed and fails
+    the test, so a regression fails instead of hanging the suite.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            if user is not None:
+                os.setgroups([])
+                os.setgid(user[1])
+                os.setuid(user[0])
+            report = "ok\n" + str(function())
+            status = 0
+        except BaseException:
+            report = "error\n" + traceback.format_exc()
+        finally:
+            try:
+                os.write(write_end, report.encode("utf-8", "replace"))
+            finally:
+                os._exit(status)
+    os.close(write_end)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"the child process was still running after {timeout} s")
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    kind, _, text = b"".join(chunks).decode("utf-8").partition("\n")
+    if kind != "ok":
+        raise AssertionError(f"in the child process: {text or 'no report (it crashed)'}")
+    return text
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+needs_root = pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() != 0, reason="needs root, to act as another user"
+)
+
+
 # -- value strategies ------------------------------------------------------------------------
 
 OFFSETS = st.one_of(
@@ -166,9 +237,10 @@ OFFSETS = st.one_of(
 )
 
 DATES = st.dates(min_value=datetime.date(2, 1, 1), max_value=datetime.date(9998, 12, 31))
+# (fold=0: a naive datetime with fold=1 is refused, see test_values.py)
 NAIVE_DATETIMES = st.datetimes(
     min_value=datetime.datetime(2, 1, 1), max_value=datetime.datetime(9998, 12, 31)
-)
+).map(lambda moment: moment.replace(fold=0))
 AWARE_DATETIMES = st.builds(
     lambda moment, zone: moment.replace(tzinfo=zone), NAIVE_DATETIMES, OFFSETS
 )

@@ -474,6 +474,32 @@ def test_check_a_missing_file(tmp_path: Path) -> None:
     assert "no such file" in result.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs are POSIX")
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+@pytest.mark.parametrize(
+    "command",
+    [["check"], ["show"], ["get", "a"], ["set", "a", "1"], ["del", "a"], ["compact"], ["edit"]],
+    ids=lambda command: command[0],
+)
+def test_every_command_refuses_what_is_not_a_regular_file_at_once(
+    tmp_path: Path, kind: str, command: list[str]
+) -> None:
+    """A FIFO would make a reader wait for a writer forever: refused without opening it
+    for long (the timeout turns a regression into a failure, not a hang)."""
+    path = tmp_path / "x.state"
+    if kind == "fifo":
+        os.mkfifo(path)
+        what = "a named pipe (FIFO)"
+    else:
+        path.mkdir()
+        what = "a directory"
+    result = run(command[0], path, *command[1:], env=cli_env(EDITOR="false"), timeout=20)
+    assert result.returncode == 1, result.stderr
+    assert f"{path} is {what}, not a regular file" in result.stderr
+    assert result.stdout == ""
+    assert os.listdir(tmp_path) == ["x.state"]  # nothing created beside it
+
+
 def test_show_of_a_damaged_file_names_the_place(tmp_path: Path) -> None:
     path = write_state(tmp_path / "bad.state", "a: 1\n  b: 2\n")
     result = run("show", path)

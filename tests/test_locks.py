@@ -21,6 +21,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
+from conftest import needs_fork, run_in_fork
 
 from persistedstate import (
     PersistedState,
@@ -413,3 +414,120 @@ def test_a_replaced_file_is_detected_by_automatic_compaction(
     assert ours == {"n": state.n}
     assert 1 <= ours["n"] < 99
     state.close()
+
+
+def _conflict_by_rename(path: Path, ours: dict[str, Any]) -> Path:
+    """Open the state, make it ``ours``, let an editor replace the file, close: the conflict
+    copy."""
+    before = set(_conflicts(path))
+    state = PersistedState.open(path)
+    state.clear()
+    state.update(ours)
+    state.compact()
+    _editor_saves_by_rename(path, b"theirs: true\n")
+    with pytest.raises(PersistedStateError) as caught:
+        state.close()
+    [copy] = set(_conflicts(path)) - before
+    assert str(copy) in str(caught.value)
+    return copy
+
+
+def test_two_conflicts_in_the_same_second_keep_both_versions(path: Path) -> None:
+    """A conflict copy never fails to be written because of its name (README: a second one
+    in the same second gets -2 added)."""
+    for _ in range(5):  # until both fall in one second (they take milliseconds)
+        for leftover in _conflicts(path):
+            leftover.unlink()
+        time.sleep(1.001 - time.time() % 1)  # (the start of a second)
+        first = _conflict_by_rename(path, {"version": 1})
+        second = _conflict_by_rename(path, {"version": 2})
+        if first.name.split("-")[1:3] == second.name.split("-")[1:3]:  # (date, time)
+            break
+    else:
+        pytest.fail("no two conflicts fell in the same second")
+    assert first.name.endswith(f"-{os.getpid()}")
+    assert second.name == f"{first.name}-2"
+    assert load(first) == {"version": 1}
+    assert load(second) == {"version": 2}
+    assert load(path) == {"theirs": True}
+
+
+def test_a_relative_path_names_the_same_files_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path is resolved once, at open: changes, compaction and a conflict copy all go
+    beside the file that was opened, whatever the working directory is by then."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.join("sub", "s.state")
+    state = PersistedState(relative, a=1)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # (which has no "sub")
+    state.b = 2
+    state.compact()
+    state.close()
+    assert load(tmp_path / relative) == {"a": 1, "b": 2}
+
+    monkeypatch.chdir(tmp_path)
+    state = PersistedState(relative)
+    state.c = 3
+    _editor_saves_by_rename(tmp_path / relative, b"theirs: true\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(PersistedStateError) as caught:
+        state.close()
+    [ours] = (tmp_path / "sub").glob("s.state.conflict-*")
+    assert str(ours) in str(caught.value)
+    assert load(ours) == {"a": 1, "b": 2, "c": 3}
+    assert load(tmp_path / relative) == {"theirs": True}
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+# -- a forked child --------------------------------------------------------------------------
+
+
+@needs_fork
+def test_a_forked_child_may_read_the_state_it_inherited_but_not_write_it(path: Path) -> None:
+    """README "One writer": a child made by fork reads the parent's open state; its changes,
+    compact() and close() raise PersistedStateError and write nothing; the parent keeps its
+    lock and goes on writing, with no conflict."""
+    state = PersistedState.open(path, {"n": 1, "items": [1]})
+    items = state["items"]
+    before = path.read_bytes()
+
+    def child() -> str:
+        outcomes = [repr(state.copy())]
+
+        def transaction() -> None:
+            with state.transaction():
+                state.n = 5
+
+        for name, change in [
+            ("set", lambda: setattr(state, "n", 2)),
+            ("nested", lambda: items.append(2)),
+            ("update", lambda: state.update(m=1)),
+            ("transaction", transaction),
+            ("compact", state.compact),
+            ("close", state.close),
+        ]:
+            try:
+                change()
+                outcomes.append(f"{name}: done")
+            except PersistedStateError as error:
+                outcomes.append(f"{name}: refused: {error}")
+        outcomes.append(repr(state.copy()))
+        return "\n".join(outcomes)
+
+    report = run_in_fork(child).splitlines()
+    assert report[0] == report[-1] == repr({"n": 1, "items": [1]})  # memory unchanged
+    for outcome in report[1:-1]:
+        assert "refused" in outcome, outcome
+        assert "forked from" in outcome and "open it in this process" in outcome, outcome
+    assert path.read_bytes() == before  # the child wrote nothing
+    other = Child("try-open", str(path), "0")  # the parent still holds the lock
+    out, _ = other.finish()
+    assert out.split() == ["locked", str(os.getpid()), str(path)]
+    state.n = 3  # and goes on writing
+    items.append(3)
+    state.close()
+    assert load(path) == {"n": 3, "items": [1, 3]}
+    assert _conflicts(path) == []

@@ -17,6 +17,7 @@ import functools
 import math
 import os
 import tempfile
+import zoneinfo
 from typing import Any
 
 import pytest
@@ -479,6 +480,8 @@ IMPOSSIBLE: list[tuple[str, Any]] = [
         datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(seconds=30))),
     ),
     ("too-deep", functools.reduce(lambda inner, _: [inner], range(100), 0)),
+    # The second of two equal wall times: a YAML timestamp cannot say which one it is.
+    ("naive-datetime-fold-1", datetime.datetime(2026, 11, 1, 1, 30, fold=1)),
     # Lone surrogates (what surrogateescape makes of undecodable bytes): UTF-8 has no form.
     ("lone-surrogate", "file-\udcff.txt"),
     ("surrogate-key", {"k\ud800": 1}),
@@ -671,3 +674,57 @@ def test_refused_value_inside_transaction_keeps_earlier_changes(
         state["c"] = 3
     assert_same(state.copy(), {"a": 1, "c": 3})
     assert_same(crash_copy(state_path, state_path + ".copy"), {"a": 1, "c": 3})
+
+
+def _new_york() -> datetime.tzinfo | None:
+    try:
+        return zoneinfo.ZoneInfo("America/New_York")
+    except zoneinfo.ZoneInfoNotFoundError:
+        return None  # (Windows without the tzdata package)
+
+
+NEW_YORK = _new_york()
+REPEATED = datetime.datetime(2026, 11, 1, 1, 30)  # New York's clocks go back at 2:00 that day
+AWARE: list[tuple[str, Any]] = [
+    ("fixed-offset-fold-1", REPEATED.replace(tzinfo=PST, fold=1)),
+    ("utc-fold-1", REPEATED.replace(tzinfo=UTC, fold=1)),
+    ("named-offset", REPEATED.replace(tzinfo=datetime.timezone(IST.utcoffset(None), "IST"))),
+]
+if NEW_YORK is not None:
+    AWARE += [
+        ("zoneinfo-first-of-two", REPEATED.replace(tzinfo=NEW_YORK)),
+        ("zoneinfo-second-of-two", REPEATED.replace(tzinfo=NEW_YORK, fold=1)),
+        ("zoneinfo-summer", datetime.datetime(2026, 7, 1, 12, tzinfo=NEW_YORK)),
+    ]
+
+
+@pytest.mark.parametrize("moment", [value for _, value in AWARE], ids=_ids(AWARE))
+def test_an_aware_datetime_is_kept_as_a_reopen_gives_it(state_path: str, moment: Any) -> None:
+    """docs: an aware datetime comes back with a fixed UTC offset; what memory holds is that
+    same form from the start (fold 0, a timezone(offset)), so memory equals a reopen."""
+    with PersistedState(state_path) as state:
+        state["when"] = moment
+        state["nested"] = {"in": [moment]}
+        kept = state["when"]
+        journal = crash_copy(state_path, state_path + ".crash")
+        assert_same(state.copy(), journal)  # what a crash leaves (the journal) reads the same
+    assert_same(persistedstate.load(state_path), {"when": kept, "nested": {"in": [kept]}})
+    # The same moment, wall time and UTC offset as the value given.
+    assert kept.astimezone(UTC) == moment.astimezone(UTC)  # (== says False across zones in a fold)
+    assert kept.replace(tzinfo=None) == moment.replace(tzinfo=None)
+    assert kept.utcoffset() == moment.utcoffset()
+    assert (kept.fold, type(kept.tzinfo)) == (0, datetime.timezone)
+
+
+def test_a_naive_datetime_with_fold_1_is_refused_naming_the_key_path_and_the_way_out(
+    state: PersistedState,
+) -> None:
+    second = REPEATED.replace(fold=1)  # datetime.now() gives such ones in that hour
+    state["log"] = {"runs": []}
+    with pytest.raises(
+        ValueError, match=r"fold=1.*aware datetime.*at key path \['log', 'runs', 0\]"
+    ):
+        state["log"]["runs"].append(second)
+    state["log"]["runs"].append(second.replace(fold=0))  # the wall time alone
+    state["log"]["runs"].append(second.astimezone())  # or the moment, with its offset
+    assert len(state["log"]["runs"]) == 2

@@ -18,11 +18,9 @@ it does not refer to the public object, only to its attribute dict (the *mirror*
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import logging
 import operator
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
@@ -55,6 +53,8 @@ class Storage(Protocol):
     def replace(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+    def save_conflict_copy(self, data: bytes) -> str: ...
 
 
 class Core(Top):
@@ -413,10 +413,8 @@ class Core(Top):
 
     def _keep_both_versions(self, error: storage.FileChangedError) -> NoReturn:
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        ours = f"{self._path}.conflict-{stamp}-{os.getpid()}"
-        storage.write_new_file(ours, yamlio.dump_snapshot(self._raw))
         assert self._storage is not None
+        ours = self._storage.save_conflict_copy(yamlio.dump_snapshot(self._raw))
         self._storage.close()
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)

@@ -8,9 +8,8 @@ which its proxies share; this module only maps the public API onto the core's co
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from . import core, journal, storage, values
@@ -37,21 +36,21 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         super().__init_subclass__(**kwargs)
         cls._attribute_names = frozenset(dir(cls))
 
-    def __init__(self, path: str | os.PathLike[str], /, **defaults: Any) -> None:
+    def __init__(self, path: storage.PathArg, /, **defaults: Any) -> None:
         self._setup(path, defaults)
 
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
-        defaults: dict[str, Any] | None = None,
+        path: storage.PathArg,
+        defaults: Mapping[Any, Any] | None = None,
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
         compact_min_bytes: int = core.COMPACT_MIN_BYTES,
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> PersistedState:
-        """Open or create a state.
+        """Open or create a state; ``defaults`` (a mapping) are set where the key is absent.
 
         ``fsync=True`` puts every change on stable storage before the call returns (it then
         survives a power cut, not only a crash). ``lock_timeout`` is how long to wait for
@@ -59,6 +58,11 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         compacted when its journal is larger than both ``compact_min_bytes`` and
         ``compact_ratio`` times the snapshot.
         """
+        if defaults is not None and not isinstance(defaults, Mapping):
+            raise TypeError(
+                f"defaults must be a mapping of keys to values (a dict), not "
+                f"{type(defaults).__name__}"
+            )
         state = cls.__new__(cls)
         state._setup(
             path,
@@ -72,14 +76,15 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
 
     def _setup(
         self,
-        path: str | os.PathLike[str],
-        defaults: dict[str, Any],
+        path: storage.PathArg,
+        defaults: Mapping[Any, Any],
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
         compact_min_bytes: int = core.COMPACT_MIN_BYTES,
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> None:
+        name = storage.path_text(path)  # (a bad path is refused before anything changes)
         previous = self.__dict__.get("_core")
         if previous is not None:  # __init__ again: let go of the earlier file and its values
             if previous.tx is not None:
@@ -92,7 +97,6 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
                 values.prepare(value)
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
-        name = os.fspath(path)
         file = storage.StateFile(name, fsync=fsync, lock_timeout=lock_timeout)
         state_core = core.Core(
             file, name, compact_min_bytes=compact_min_bytes, compact_ratio=compact_ratio
@@ -207,9 +211,9 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
 PersistedState._attribute_names = frozenset(dir(PersistedState))
 
 
-def load(path: str | os.PathLike[str]) -> dict[Any, Any]:
+def load(path: storage.PathArg) -> dict[Any, Any]:
     """The state in a file as plain dicts and lists: takes no lock, changes nothing."""
-    name = os.fspath(path)
+    name = storage.path_text(path)
     raw = storage.read_file(name)
     if raw is None:
         raise FileNotFoundError(f"no state file at {name}")

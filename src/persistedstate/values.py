@@ -197,8 +197,8 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
     if kind is bytes:
         return value, '!!binary "' + base64.b64encode(value).decode("ascii") + '"'
     if isinstance(value, datetime.date):
-        if kind is not datetime.datetime and kind is not datetime.date:
-            value = _exact_datetime(value)
+        if kind is not datetime.date:
+            value = _stored_datetime(value)
         return value, '!!timestamp "' + datetime_text(value) + '"'
     if isinstance(value, (str, int, float)):
         return _prepare(_base_value(value), active, room)
@@ -220,21 +220,43 @@ def register_views(kind: type, data_of: Callable[[Any], Any]) -> None:
     _view_types, _data_of_view = (kind,), data_of
 
 
-def _exact_datetime(value: datetime.date) -> datetime.date:
-    """A plain date or datetime equal to an instance of a subclass of either."""
-    if isinstance(value, datetime.datetime):
-        return datetime.datetime(
-            value.year,
-            value.month,
-            value.day,
-            value.hour,
-            value.minute,
-            value.second,
-            value.microsecond,
-            value.tzinfo,
-            fold=value.fold,
-        )
-    return datetime.date(value.year, value.month, value.day)
+def _stored_datetime(value: datetime.date) -> datetime.date:
+    """What a state holds for a date or datetime: what reading its file gives back.
+
+    A plain ``date`` for a date subclass. A datetime is written with its UTC offset, so an
+    aware one is kept with a fixed-offset timezone (``timezone(offset)``) and ``fold=0``: the
+    same moment, the same wall time and offset, and equal to a reopen's in every way (a
+    ``zoneinfo`` zone, or a ``fold`` that chose between two offsets, would not be). A naive
+    datetime with ``fold=1`` (the second of two equal wall times, as ``datetime.now()`` gives
+    in the hour repeated when clocks go back) cannot be written: UnsupportedValue.
+    """
+    if not isinstance(value, datetime.datetime):
+        return datetime.date(value.year, value.month, value.day)
+    offset = value.utcoffset()
+    if offset is None:
+        if value.fold:
+            raise UnsupportedValue(
+                f"cannot store {value!r}: a YAML timestamp cannot say which of two equal "
+                "wall times a naive datetime with fold=1 is; store an aware datetime "
+                "(datetime.now().astimezone(), or datetime.now(datetime.timezone.utc)), "
+                "or the wall time alone (.replace(fold=0))",
+                value_error=True,
+            )
+        zone = None
+    else:  # (a new timezone also drops a name given to one: a reopen has none)
+        zone = datetime.timezone(offset)
+    if type(value) is datetime.datetime and zone is value.tzinfo and not value.fold:
+        return value  # (already in the stored form: naive, or timezone.utc)
+    return datetime.datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        zone,
+    )
 
 
 def _enter(container: Any, active: set[int], room: int) -> None:
