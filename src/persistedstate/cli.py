@@ -44,9 +44,10 @@ from typing import Any
 
 import yaml
 
-from . import journal, storage, values, yamlio
+from . import journal, snapshot, storage, values
 from .errors import CorruptStateError, PersistedStateError, StateLockedError
 from .state import PersistedState
+from .textpos import line_and_column
 
 PROG = "persistedstate"
 _HELP_WIDTH = 88
@@ -307,13 +308,13 @@ def _value_at(file: str, path: str) -> Any:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _write_out(yamlio.dump_value(_value_at(args.file, args.path or "")))
+    _write_out(snapshot.dump_value(_value_at(args.file, args.path or "")))
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     value = _value_at(args.file, args.path)
-    _write_out(value + "\n" if type(value) is str else yamlio.dump_value(value))
+    _write_out(value + "\n" if type(value) is str else snapshot.dump_value(value))
     return 0
 
 
@@ -333,7 +334,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     records = _count(result.records, "journal record")
     note = ""
     if result.good_size < len(raw):
-        torn_line = raw.count(b"\n", 0, result.good_size) + 1
+        torn_line = line_and_column(raw, result.good_size)[0]
         note = (
             f"; an incomplete last record at line {torn_line} (left by an interrupted write) "
             "is ignored and will be dropped by the next writer"
@@ -516,9 +517,15 @@ def _editable_text(file: storage.StateFile, raw: bytes) -> bytes:
         _say(f"{PROG}: {file.path} is damaged; opening it as it is so that you can repair it")
         return raw
     if result.records or result.good_size < len(raw):
-        snapshot = yamlio.dump_snapshot(result.data, raw[: result.snapshot_size])
-        file.replace(snapshot)
-        return snapshot
+        previous = raw[: result.snapshot_size]
+        if snapshot.has_comments(previous):
+            from . import comments  # (ruamel.yaml: only for a file that holds comments)
+
+            compacted = comments.dump_snapshot(result.data, previous)
+        else:
+            compacted = snapshot.dump_snapshot(result.data)
+        file.replace(compacted)
+        return compacted
     return raw
 
 
@@ -531,7 +538,7 @@ def _check_edit(path: str, edited: bytes) -> str | None:
     except CorruptStateError as error:
         return _describe(error, edited, label)
     if result.good_size < len(edited):
-        line = edited.count(b"\n", 0, result.good_size) + 1
+        line = line_and_column(edited, result.good_size)[0]
         return f"{label}, line {line}: this last line looks like an unfinished journal record"
     return None
 

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from . import journal, storage, values, yamlio
+from . import journal, storage, values
 from .errors import PersistedStateError
 from .proxies import (
     CLEAR,
@@ -43,6 +43,7 @@ from .proxies import (
     Top,
     path_text,
 )
+from .snapshot import SnapshotEntries, dump_snapshot, has_comments
 
 log = logging.getLogger("persistedstate")
 
@@ -291,7 +292,7 @@ class _Core(Top):
         self._set_prefixes: dict[str, tuple[bytes, bool]] = {}  # key -> (record start, attribute?)
         self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
-        self._snapshot_entries = yamlio.SnapshotEntries()
+        self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         self._path = path
         self._thread_lock = threading.RLock()
@@ -303,14 +304,14 @@ class _Core(Top):
             raw = file.read()
             if raw is None:
                 self._raw: dict[Any, Any] = {}
-                snapshot = yamlio.dump_snapshot(self._raw)
+                snapshot = dump_snapshot(self._raw)
                 file.replace(snapshot)
                 snapshot_size = len(snapshot)
             else:
                 result = journal.read_state(self._path, raw)
                 self._raw = result.data
                 snapshot_size = result.snapshot_size
-                if yamlio.has_comments(raw[:snapshot_size]):
+                if has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
                 else:
                     self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
@@ -475,7 +476,9 @@ class _Core(Top):
     def _write_snapshot(self) -> None:
         assert self._storage is not None
         if self._commented_snapshot is not None:
-            snapshot = yamlio.dump_snapshot(self._raw, self._commented_snapshot)
+            from . import comments  # (ruamel.yaml: only for a file that holds comments)
+
+            snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot)
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
@@ -485,7 +488,7 @@ class _Core(Top):
         except storage.FileChangedError as error:
             self._keep_both_versions(error)
         if self._commented_snapshot is not None:
-            self._commented_snapshot = snapshot if yamlio.has_comments(snapshot) else None
+            self._commented_snapshot = snapshot if has_comments(snapshot) else None
         self._plan_compaction(len(snapshot))
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
 
@@ -514,7 +517,7 @@ class _Core(Top):
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         ours = f"{self._path}.conflict-{stamp}-{os.getpid()}"
-        storage.write_new_file(ours, yamlio.dump_snapshot(self._raw))
+        storage.write_new_file(ours, dump_snapshot(self._raw))
         assert self._storage is not None
         self._storage.close()
         self._storage = None

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persistedstate import PersistedState, load, values, yamlio
+from persistedstate import PersistedState, load, snapshot, values
 
 scalars = (
     st.none()
@@ -38,7 +38,7 @@ top_levels = st.dictionaries(keys, data, max_size=8)
 @settings(max_examples=200, deadline=None)
 @given(top_levels)
 def test_snapshot_reads_back_exactly_with_a_plain_yaml_reader(state: dict[Any, Any]) -> None:
-    text = yamlio.dump_snapshot(state)
+    text = snapshot.dump_snapshot(state)
     assert values.exactly_equal(yaml.safe_load(text.decode("utf-8")) or {}, state)
 
 
@@ -52,7 +52,7 @@ rounds = st.tuples(top_levels, top_levels, st.sampled_from([0, 1, 2, 3]), st.set
 def test_reused_entries_give_a_snapshot_that_reads_back_exactly(
     first: dict[Any, Any], changes: list[tuple[Any, ...]]
 ) -> None:
-    entries = yamlio.SnapshotEntries()
+    entries = snapshot.SnapshotEntries()
     state = dict(first)
     assert _read(entries.render(state, set()), state)
     for replacements, additions, delete_every, nested_changes in changes:
@@ -71,12 +71,12 @@ def test_reused_entries_give_a_snapshot_that_reads_back_exactly(
         assert _read(entries.render(state, changed), state)
 
 
-def _read(snapshot: bytes, expected: dict[Any, Any]) -> bool:
-    return values.exactly_equal(yaml.safe_load(snapshot.decode("utf-8")) or {}, expected)
+def _read(written: bytes, expected: dict[Any, Any]) -> bool:
+    return values.exactly_equal(yaml.safe_load(written.decode("utf-8")) or {}, expected)
 
 
 def test_entries_are_reused_only_for_the_same_object() -> None:
-    entries = yamlio.SnapshotEntries()
+    entries = snapshot.SnapshotEntries()
     state: dict[Any, Any] = {"a": [1], "b": 2}
     entries.render(state, set())
     state["a"].append(2)  # a change inside, not reported as changed: the old text is kept
@@ -93,7 +93,7 @@ def test_special_values_are_written_readably() -> None:
         "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
         "huge": 10**5000,
     }
-    text = yamlio.dump_snapshot(state).decode("utf-8")
+    text = snapshot.dump_snapshot(state).decode("utf-8")
     assert "- 1.0e+16\n" in text and "- .inf\n" in text
     assert "text: |\n  two\n  lines\n" in text
     assert "party \N{PARTY POPPER}" in text
@@ -169,8 +169,8 @@ def _outcome(load: Any, text: str) -> tuple[str, Any]:
 
 
 def _same_outcome(text: str) -> None:
-    expected = _outcome(lambda text: yaml.load(text, Loader=yamlio.Loader), text)
-    actual = _outcome(yamlio.load_document, text)
+    expected = _outcome(lambda text: yaml.load(text, Loader=snapshot.Loader), text)
+    actual = _outcome(snapshot.load_document, text)
     assert actual[0] == expected[0], (text, actual, expected)
     if expected[0] == "error":
         assert actual == expected
@@ -197,9 +197,9 @@ import sys
 sys.modules["yaml._yaml"] = None  # as if PyYAML had been built without libyaml
 import yaml
 import persistedstate
-from persistedstate import yamlio
+from persistedstate import snapshot
 
-assert yamlio.Loader is yaml.SafeLoader, yamlio.Loader
+assert snapshot.Loader is yaml.SafeLoader, snapshot.Loader
 mine, theirs = sys.argv[1], sys.argv[2]
 with persistedstate.PersistedState(mine) as state:
     state.update(eval(sys.argv[3], {"inf": float("inf"), "datetime": datetime}))
