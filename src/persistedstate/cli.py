@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import logging
 import os
 import re
@@ -228,17 +227,18 @@ def resolve(root: Any, segments: Sequence[Segment]) -> Any:
     return node
 
 
+_TYPE_NAMES = {row.python_type: row.cli_name for row in values.VALUE_TYPES}
+
+
 def _type_name(value: Any) -> str:
     """What a value is, with its article: "a list", "an int", "null"."""
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, MutableSequence):
-        return "a list"
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "an int", float: "a float", str: "a string", bytes: "bytes"}
-    names.update({datetime.datetime: "a timestamp", datetime.date: "a date"})
-    return names.get(type(value), f"a {type(value).__name__}")
+    if isinstance(value, Mapping):  # (a live dict or list too)
+        kind: type = dict
+    elif isinstance(value, MutableSequence):
+        kind = list
+    else:
+        kind = type(value)
+    return _TYPE_NAMES.get(kind, f"a {kind.__name__}")
 
 
 # -- output ----------------------------------------------------------------------------------

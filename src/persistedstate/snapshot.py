@@ -326,16 +326,11 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _INT_TAG = "tag:yaml.org,2002:int"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+# PyYAML's own function for the tag of each scalar type a state holds.
 _SCALAR_CONSTRUCTORS = {
-    tag: SafeConstructor.yaml_constructors[tag]
-    for tag in (
-        _INT_TAG,
-        "tag:yaml.org,2002:float",
-        "tag:yaml.org,2002:bool",
-        "tag:yaml.org,2002:null",
-        "tag:yaml.org,2002:timestamp",
-        "tag:yaml.org,2002:binary",
-    )
+    row.yaml_tag: SafeConstructor.yaml_constructors[row.yaml_tag]
+    for row in values.VALUE_TYPES
+    if not row.mutable
 }
 
 
