@@ -284,3 +284,57 @@ def test_a_value_the_round_trip_cannot_keep_exact_falls_back_without_comments(
         state["huge"] = huge
     assert load(path) == {"a": 1, "huge": huge}
     assert "could not keep the comments" in caplog.text
+
+
+MARKED = "# top comment\n%YAML 1.1\n# between\n---\n# inside\na: 1  # eol\n...\n# after end\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "change", "after"),
+    [
+        pytest.param(
+            MARKED,
+            lambda state: state.update(b=2),
+            MARKED.replace("# eol\n", "# eol\nb: 2\n"),
+            id="directive-markers-and-end",
+        ),
+        pytest.param(MARKED, lambda state: None, MARKED, id="no-change"),
+        pytest.param(
+            "# top\n--- # the state\na: 1\n",
+            lambda state: state.update(a=2),
+            "# top\n--- # the state\na: 2\n",
+            id="comment-on-the-marker-line",
+        ),
+        pytest.param(
+            "# top\n---\na: 1\n",
+            lambda state: state.pop("a"),
+            "# top\n---\n{}\n",
+            id="emptied",
+        ),
+        pytest.param(
+            "# no entries yet\n",
+            lambda state: state.update(a=1),
+            "# no entries yet\na: 1\n",
+            id="comments-only",
+        ),
+        pytest.param(
+            "# top\n---\n# no entries yet\n...\n# end\n",
+            lambda state: state.update(a=1),
+            "# top\n---\n# no entries yet\na: 1\n...\n# end\n",
+            id="comments-only-between-markers",
+        ),
+    ],
+)
+def test_comments_around_the_document_markers_are_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, before: str, change: Any, after: str
+) -> None:
+    """Above "---" and its directives, on its line, after "...", in a document of comments."""
+    path = tmp_path / "state.yaml"
+    path.write_text(before, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="persistedstate"), PersistedState(path) as state:
+        change(state)
+        state.compact()
+        expected = state.copy()
+    assert path.read_text(encoding="utf-8") == after
+    assert_same(load(path), expected)
+    assert not caplog.records

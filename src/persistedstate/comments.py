@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import re
 import warnings
 from typing import Any
 
@@ -53,19 +54,19 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     round_trip.preserve_quotes = True
     round_trip.representer.add_representer(type(None), _represent_null)
     round_trip.representer.add_representer(float, _represent_float)
+    prologue, body, epilogue = _around_the_document(previous.decode("utf-8"))
     try:
         with warnings.catch_warnings():  # ruamel.yaml lectures about YAML 1.1 floats
             warnings.simplefilter("ignore")
-            document = round_trip.load(previous.decode("utf-8"))
-        if not isinstance(document, dict):
-            return None
-        _update(_unshare(document, set()), data)
-        output = io.StringIO()
-        round_trip.dump(document, output)
-        text = output.getvalue().replace("%YAML 1.1\n---\n", "", 1)
-        if not text.endswith("\n"):  # (as when the last thing written was a comment)
-            text += "\n"
-        result = text.encode("utf-8")
+            document = round_trip.load(body)
+        if document is None:  # comment lines only: the entries go after them
+            text = _ending_a_line(body) + snapshot.dump_snapshot(data).decode("utf-8")
+        else:
+            _update(_unshare(document, set()), data)
+            output = io.StringIO()
+            round_trip.dump(document, output)
+            text = _VERSION_DIRECTIVE.sub("", output.getvalue(), count=1)
+        result = _ending_a_line(prologue + _ending_a_line(text) + epilogue).encode("utf-8")
         if values.exactly_equal(snapshot.load_snapshot("<compaction>", result), data):
             return result
         problem = "the round trip changed a value"
@@ -73,6 +74,35 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
         problem = repr(error)
     log.warning("could not keep the comments of the state file (%s); writing it without", problem)
     return None
+
+
+# What ruamel.yaml writes first, having been told the version: "%YAML 1.1" and "---", followed
+# by a line break, or a blank and the document itself when it fits on the line ("--- {}").
+_VERSION_DIRECTIVE = re.compile(r"\A%YAML 1\.1\n---[ \n]")
+
+# What ruamel.yaml drops around a document: the lines before its "---" start marker (comments,
+# %directives and the comments between them), and its "..." end marker and what follows. The
+# marker's own line goes with them, unless the document starts on it ("--- {a: 1}").
+_PROLOGUE = re.compile(r"(?:[ \t\r]*(?:#.*)?\n|%.*\n)*---(?:[ \t\r]*(?:#.*)?(?:\n|\Z)|[ \t]+)")
+_DOCUMENT_END = re.compile(r"^\.\.\.(?=[ \t\r\n]|\Z)", re.MULTILINE)
+
+
+def _around_the_document(text: str) -> tuple[str, str, str]:
+    """``text`` as (prologue, body, epilogue): the parts ruamel.yaml would drop, kept apart.
+
+    Without a "---" there is no prologue: ruamel.yaml keeps comments above the first entry.
+    (A "---" or "..." at the start of a line is always a marker, never inside a value.)
+    """
+    prologue = _PROLOGUE.match(text)
+    body_start = prologue.end() if prologue else 0
+    end = _DOCUMENT_END.search(text, body_start)
+    body_end = end.start() if end else len(text)
+    return text[:body_start], text[body_start:body_end], text[body_end:]
+
+
+def _ending_a_line(text: str) -> str:
+    """``text`` with a final newline (ruamel.yaml writes none after a last comment)."""
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 class _PyYAMLTags(VersionedResolver):
