@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persistedstate import PersistedState, load, snapshot, values
+from persistedstate import CorruptStateError, PersistedState, load, snapshot, values
 
 scalars = (
     st.none()
@@ -334,3 +334,52 @@ def test_without_libyaml_a_lone_surrogate_escape_is_damage(
     assert child.stdout.startswith(f"{line} "), child.stdout
     assert "surrogate" in child.stdout
     assert path.read_bytes() == text
+
+
+# -- duplicate keys: damage, wherever they are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "column", "first"),
+    [
+        pytest.param("a: 1\nb: 2\na: 3\n", "'a'", 3, 1, 1, id="top"),
+        pytest.param("outer:\n  x: 1\n  y: 2\n  x: 3\n", "'x'", 4, 3, 2, id="nested"),
+        pytest.param("l:\n- {k: 1, k: 2}\n", "'k'", 2, 10, 2, id="flow-in-a-list"),
+        pytest.param("1: a\n1.0: b\n", "1.0", 2, 1, 1, id="int-and-float"),
+        pytest.param("true: a\nb: 0\n1: b\n", "1", 3, 1, 1, id="bool-and-int"),
+        pytest.param("a: 1\n!!str a: 2\n", "'a'", 2, 1, 1, id="tagged"),
+        pytest.param(  # (a merge key: the document goes through PyYAML's constructor)
+            "base: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n  y: 3\n", "'y'", 5, 3, 4, id="merged-map"
+        ),
+    ],
+)
+def test_a_duplicate_key_is_damage_naming_both_lines(
+    tmp_path: Path, text: str, key: str, line: int, column: int, first: int
+) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CorruptStateError) as raised:
+        PersistedState(path)
+    error = raised.value
+    assert (error.line, error.column) == (line, column)
+    assert error.problem.startswith(f"duplicate key {key} at line {line} (")
+    assert error.problem.endswith(f" at line {first})")
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_keys_that_only_look_alike_are_not_duplicates(tmp_path: Path) -> None:
+    """1 and "1", null and "null", a key a merge brings in and the map's own: all fine; the
+    error points at the one real duplicate, after them."""
+    path = tmp_path / "state.yaml"
+    text = (
+        "1: a\n'1': b\nnull: c\n'null': d\n"
+        "base: &b {x: 1}\nm:\n  <<: *b\n  x: 2\ncopy: *b\n"
+        "z: 1\nz: 2\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CorruptStateError) as raised:
+        load(path)
+    assert (raised.value.line, raised.value.column) == (11, 1)
+    text = text.replace("z: 2\n", "")
+    path.write_text(text, encoding="utf-8")
+    assert load(path) == yaml.safe_load(text)

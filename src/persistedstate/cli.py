@@ -521,7 +521,7 @@ def _editable_text(file: storage.StateFile, raw: bytes) -> bytes:
         if snapshot.has_comments(previous):
             from . import comments  # (ruamel.yaml: only for a file that holds comments)
 
-            compacted = comments.dump_snapshot(result.data, previous)
+            compacted = comments.dump_snapshot(result.data, previous, file.path)
         else:
             compacted = snapshot.dump_snapshot(result.data)
         file.replace(compacted)

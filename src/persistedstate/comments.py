@@ -37,16 +37,16 @@ from . import snapshot, values
 log = logging.getLogger("persistedstate")
 
 
-def dump_snapshot(data: dict[Any, Any], previous: bytes) -> bytes:
+def dump_snapshot(data: dict[Any, Any], previous: bytes, path: str) -> bytes:
     """The snapshot of ``data``, keeping the comments of ``previous`` (the one it replaces).
 
-    When they cannot be kept, the plain snapshot, and a warning.
+    When they cannot be kept, the plain snapshot, and a warning naming the file ``path``.
     """
-    kept = _dump_keeping_comments(data, previous)
+    kept = _dump_keeping_comments(data, previous, path)
     return kept if kept is not None else snapshot.dump_snapshot(data)
 
 
-def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | None:
+def _dump_keeping_comments(data: dict[Any, Any], previous: bytes, path: str) -> bytes | None:
     round_trip = YAML()
     round_trip.Resolver = _PyYAMLTags
     round_trip.version = (1, 1)  # read numbers as YAML 1.1 does (017 octal, 1_000, 1:20)
@@ -55,10 +55,13 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
     round_trip.representer.add_representer(type(None), _represent_null)
     round_trip.representer.add_representer(float, _represent_float)
     prologue, body, epilogue = _around_the_document(previous.decode("utf-8"))
+    # Why the comments could not be kept, for a person, as far as the round trip got.
+    why = "could not read the file"
     try:
         with warnings.catch_warnings():  # ruamel.yaml lectures about YAML 1.1 floats
             warnings.simplefilter("ignore")
             document = round_trip.load(body)
+        why = "could not write this state"
         if document is None:  # comment lines only: the entries go after them
             text = _ending_a_line(body) + snapshot.dump_snapshot(data).decode("utf-8")
         else:
@@ -67,12 +70,17 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | Non
             round_trip.dump(document, output)
             text = _VERSION_DIRECTIVE.sub("", output.getvalue(), count=1)
         result = _ending_a_line(prologue + _ending_a_line(text) + epilogue).encode("utf-8")
-        if values.exactly_equal(snapshot.load_snapshot("<compaction>", result), data):
+        why = "wrote text that would not read back as the same state"
+        if values.exactly_equal(snapshot.load_snapshot(path, result), data):
             return result
-        problem = "the round trip changed a value"
-    except Exception as error:  # ruamel is a guest here: any failure falls back to PyYAML
-        problem = repr(error)
-    log.warning("could not keep the comments of the state file (%s); writing it without", problem)
+    except Exception:  # ruamel is a guest here: any failure falls back to PyYAML
+        log.debug("%s: the comment-keeping round trip failed", path, exc_info=True)
+    log.warning(
+        "%s: could not keep the comments of the state file: ruamel.yaml, the library that "
+        "keeps them, %s. The file was written without its comments; every value is kept.",
+        path,
+        why,
+    )
     return None
 
 

@@ -244,7 +244,7 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
         raise CorruptStateError(path, "the file is not valid UTF-8", line, column) from None
     try:
         with _collector_paused():
-            data = load_document(text)
+            data = load_document(text, refuse_duplicate_keys=True)
     except _LOAD_ERRORS as error:
         raise _corrupt(path, text, error) from None
     if data is None:
@@ -265,14 +265,16 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     return checked
 
 
-def load_document(text: str | bytes) -> Any:
+def load_document(text: str | bytes, *, refuse_duplicate_keys: bool = False) -> Any:
     """``yaml.load(text)``, the same result, built faster for the usual documents.
 
     PyYAML's constructor spends most of a load on bookkeeping for cases a state file rarely
     has. Plain mappings, sequences, strings and decimal ints are built here directly from the
     parsed nodes; other scalars go to PyYAML's own function for their tag. Anything else
-    (merge keys, other tags, a recursive alias, any error) goes through PyYAML's constructor,
-    which gives the result or the error yaml.load would.
+    (merge keys, other tags, a recursive alias, a key given twice, any error) goes through
+    PyYAML's constructor, which gives the result or the error yaml.load would; except that
+    with ``refuse_duplicate_keys`` a mapping holding a key twice raises _DuplicateKey
+    (yaml.load keeps the last value).
     """
     loader = _SnapshotLoader(text)
     try:
@@ -282,9 +284,68 @@ def load_document(text: str | bytes) -> Any:
         try:
             return _build(loader, node)
         except Exception:  # an unusual node, or bad input: PyYAML says what it makes of it
+            if refuse_duplicate_keys:
+                _refuse_duplicate_keys(node)
             return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+class _DuplicateKey(Exception):
+    """A mapping holds a key twice; ``line`` and ``column`` say where the second one is."""
+
+    def __init__(self, problem: str, line: int, column: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+        self.column = column
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(root: Any) -> None:
+    """Raise _DuplicateKey for the key given twice that comes first in the text, if any.
+
+    Keys equal in Python are one dict key (``1``, ``1.0`` and ``true``). A key a merge key
+    (``<<``) brings in may be given again: that is what merging is for.
+    """
+    builder = SafeConstructor()
+    found: list[_DuplicateKey] = []
+    pending, seen = [root], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:  # (an alias: its node was looked at where it was anchored)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[Any, tuple[int, Any, Any]] = {}  # key -> (index, key, key node)
+            for index, (key_node, value_node) in enumerate(node.value):
+                pending.append(value_node)
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                try:
+                    key = builder.construct_object(key_node, deep=True)
+                    earlier, earlier_key, earlier_node = first.setdefault(
+                        key, (index, key, key_node)
+                    )
+                except Exception:  # (a key that cannot be one: the constructor will say so)
+                    continue
+                if earlier != index:
+                    found.append(_duplicate(earlier_key, earlier_node, key, key_node))
+    if found:
+        raise min(found, key=lambda duplicate: (duplicate.line, duplicate.column))
+
+
+def _duplicate(first_key: Any, first_node: Any, key: Any, node: Any) -> _DuplicateKey:
+    line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    first = "first" if repr(first_key) == repr(key) else f"the same key as {first_key!r}"
+    problem = (
+        f"duplicate key {key!r} at line {line} ({first} at line {first_node.start_mark.line + 1})"
+    )
+    return _DuplicateKey(problem, line, column)
 
 
 class _SafeTags(yaml.resolver.Resolver):
@@ -351,13 +412,18 @@ def _build(loader: Any, node: Any) -> Any:
             return int(text)
         return _SCALAR_CONSTRUCTORS[tag](loader, node)  # KeyError for other tags (merge, ...)
     if kind is yaml.MappingNode and tag == _MAP_TAG:
-        return {_build(loader, key): _build(loader, value) for key, value in node.value}
+        mapping = {_build(loader, key): _build(loader, value) for key, value in node.value}
+        if len(mapping) != len(node.value):
+            raise _Unusual  # a key given twice: yaml.load keeps the last value, or it is refused
+        return mapping
     if kind is yaml.SequenceNode and tag == _SEQ_TAG:
         return [_build(loader, child) for child in node.value]
     raise _Unusual
 
 
 def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> CorruptStateError:
+    if isinstance(error, _DuplicateKey):
+        return CorruptStateError(path, error.problem, error.line, error.column)
     mark = getattr(error, "problem_mark", None)
     if isinstance(error, yaml.MarkedYAMLError) and mark is not None:
         start = error.context_mark

@@ -478,7 +478,7 @@ class _Core(Top):
         if self._commented_snapshot is not None:
             from . import comments  # (ruamel.yaml: only for a file that holds comments)
 
-            snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot)
+            snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot, self._path)
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
