@@ -458,6 +458,17 @@ def test_check_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     assert f"{path}, line 1, column 1: the state must be a YAML mapping" in result.stderr
 
 
+def test_check_a_file_with_a_duplicate_key(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "dup.state", "a: 1\nb:\n  c: 2\n  c: 3\n")
+    before = path.read_bytes()
+    result = run("check", path)
+    assert result.returncode == 1
+    assert (
+        f"{path}, line 4, column 3: duplicate key 'c' at line 4 (first at line 3)" in result.stderr
+    )
+    assert path.read_bytes() == before
+
+
 def test_check_reports_a_torn_last_record_without_touching_it(tmp_path: Path) -> None:
     path = write_state(tmp_path / "torn.state", 'a: 1\n--- ["set", [], "b", 2]\n--- ["set", [')
     before = path.read_bytes()
@@ -705,6 +716,16 @@ def test_edit_refuses_other_invalid_states(
     result = run("edit", state_file, env=edit_env(temp_dir, editor))
     assert result.returncode == 1
     assert "(your edit), line" in result.stderr
+    assert state_file.read_bytes() == before
+
+
+def test_edit_refuses_a_duplicate_key(state_file: Path, tmp_path: Path, temp_dir: Path) -> None:
+    before = state_file.read_bytes()
+    editor = make_editor(tmp_path, "path.write_text(path.read_text() + 'last_id: 8\\n')\n")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 1
+    assert "(your edit), line 11, column 1: duplicate key 'last_id' at line 11" in result.stderr
+    assert "not saved" in result.stderr
     assert state_file.read_bytes() == before
 
 

@@ -284,3 +284,97 @@ def test_a_value_the_round_trip_cannot_keep_exact_falls_back_without_comments(
         state["huge"] = huge
     assert load(path) == {"a": 1, "huge": huge}
     assert "could not keep the comments" in caplog.text
+
+
+MARKED = "# top comment\n%YAML 1.1\n# between\n---\n# inside\na: 1  # eol\n...\n# after end\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "change", "after"),
+    [
+        pytest.param(
+            MARKED,
+            lambda state: state.update(b=2),
+            MARKED.replace("# eol\n", "# eol\nb: 2\n"),
+            id="directive-markers-and-end",
+        ),
+        pytest.param(MARKED, lambda state: None, MARKED, id="no-change"),
+        pytest.param(
+            "# top\n--- # the state\na: 1\n",
+            lambda state: state.update(a=2),
+            "# top\n--- # the state\na: 2\n",
+            id="comment-on-the-marker-line",
+        ),
+        pytest.param(
+            "# top\n---\na: 1\n",
+            lambda state: state.pop("a"),
+            "# top\n---\n{}\n",
+            id="emptied",
+        ),
+        pytest.param(
+            "# no entries yet\n",
+            lambda state: state.update(a=1),
+            "# no entries yet\na: 1\n",
+            id="comments-only",
+        ),
+        pytest.param(
+            "# top\n---\n# no entries yet\n...\n# end\n",
+            lambda state: state.update(a=1),
+            "# top\n---\n# no entries yet\na: 1\n...\n# end\n",
+            id="comments-only-between-markers",
+        ),
+    ],
+)
+def test_comments_around_the_document_markers_are_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, before: str, change: Any, after: str
+) -> None:
+    """Above "---" and its directives, on its line, after "...", in a document of comments."""
+    path = _changed_and_closed(tmp_path, caplog, before, change)
+    assert path.read_text(encoding="utf-8") == after
+    assert not caplog.records
+
+
+def _changed_and_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, change: Any
+) -> Path:
+    """A state file holding ``text``, opened, changed, compacted and closed, warnings caught;
+    it reads back as the state was in memory."""
+    path = tmp_path / "state.yaml"
+    path.write_text(text, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="persistedstate"), PersistedState(path) as state:
+        change(state)
+        state.compact()
+        expected = state.copy()
+    assert_same(load(path), expected)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "change", "why"),
+    [
+        pytest.param(
+            "# a comment\na: 1\n",
+            lambda state: state.update(huge=10**5000),
+            "could not write this state",
+            id="cannot-write",
+        ),
+        pytest.param(
+            "? a  # a complex key\n: 1\n",
+            lambda state: state.update(b=2),
+            "would not read back as the same state",
+            id="writes-what-does-not-read-back",
+        ),
+    ],
+)
+def test_comments_not_kept_are_reported_plainly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, change: Any, why: str
+) -> None:
+    """The warning names the file, what was not kept and why, in a person's words."""
+    path = _changed_and_closed(tmp_path, caplog, text, change)
+    [message] = [
+        record.getMessage() for record in caplog.records if "comment" in record.getMessage()
+    ]
+    assert message.startswith(f"{path}: ")
+    assert "could not keep the comments" in message and why in message
+    for raw in ("<unicode string>", "<compaction>", "Error", "http", "\n"):
+        assert raw not in message

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import logging
 import os
 import re
@@ -44,9 +43,10 @@ from typing import Any
 
 import yaml
 
-from . import journal, storage, values, yamlio
+from . import journal, snapshot, storage, values
 from .errors import CorruptStateError, PersistedStateError, StateLockedError
 from .state import PersistedState
+from .textpos import line_and_column
 
 PROG = "persistedstate"
 _HELP_WIDTH = 88
@@ -227,17 +227,18 @@ def resolve(root: Any, segments: Sequence[Segment]) -> Any:
     return node
 
 
+_TYPE_NAMES = {row.python_type: row.cli_name for row in values.VALUE_TYPES}
+
+
 def _type_name(value: Any) -> str:
     """What a value is, with its article: "a list", "an int", "null"."""
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, MutableSequence):
-        return "a list"
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "an int", float: "a float", str: "a string", bytes: "bytes"}
-    names.update({datetime.datetime: "a timestamp", datetime.date: "a date"})
-    return names.get(type(value), f"a {type(value).__name__}")
+    if isinstance(value, Mapping):  # (a live dict or list too)
+        kind: type = dict
+    elif isinstance(value, MutableSequence):
+        kind = list
+    else:
+        kind = type(value)
+    return _TYPE_NAMES.get(kind, f"a {kind.__name__}")
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -307,13 +308,13 @@ def _value_at(file: str, path: str) -> Any:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _write_out(yamlio.dump_value(_value_at(args.file, args.path or "")))
+    _write_out(snapshot.dump_value(_value_at(args.file, args.path or "")))
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     value = _value_at(args.file, args.path)
-    _write_out(value + "\n" if type(value) is str else yamlio.dump_value(value))
+    _write_out(value + "\n" if type(value) is str else snapshot.dump_value(value))
     return 0
 
 
@@ -333,7 +334,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     records = _count(result.records, "journal record")
     note = ""
     if result.good_size < len(raw):
-        torn_line = raw.count(b"\n", 0, result.good_size) + 1
+        torn_line = line_and_column(raw, result.good_size)[0]
         note = (
             f"; an incomplete last record at line {torn_line} (left by an interrupted write) "
             "is ignored and will be dropped by the next writer"
@@ -516,9 +517,15 @@ def _editable_text(file: storage.StateFile, raw: bytes) -> bytes:
         _say(f"{PROG}: {file.path} is damaged; opening it as it is so that you can repair it")
         return raw
     if result.records or result.good_size < len(raw):
-        snapshot = yamlio.dump_snapshot(result.data, raw[: result.snapshot_size])
-        file.replace(snapshot)
-        return snapshot
+        previous = raw[: result.snapshot_size]
+        if snapshot.has_comments(previous):
+            from . import comments  # (ruamel.yaml: only for a file that holds comments)
+
+            compacted = comments.dump_snapshot(result.data, previous, file.path)
+        else:
+            compacted = snapshot.dump_snapshot(result.data)
+        file.replace(compacted)
+        return compacted
     return raw
 
 
@@ -531,7 +538,7 @@ def _check_edit(path: str, edited: bytes) -> str | None:
     except CorruptStateError as error:
         return _describe(error, edited, label)
     if result.good_size < len(edited):
-        line = edited.count(b"\n", 0, result.good_size) + 1
+        line = line_and_column(edited, result.good_size)[0]
         return f"{label}, line {line}: this last line looks like an unfinished journal record"
     return None
 

@@ -25,10 +25,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
-from . import journal, storage, values, yamlio
+from . import journal, storage, values
 from .errors import PersistedStateError
 from .journal import Change, Clear, Delete, Set
 from .proxies import Node, Top, locate, path_text
+from .snapshot import SnapshotEntries, dump_snapshot, has_comments
 
 log = logging.getLogger("persistedstate")
 
@@ -91,20 +92,20 @@ class Core(Top):
         self._top_lines: dict[str, tuple[bytes, bool]] = {}  # key -> (set line start, mirrored?)
         self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
-        self._snapshot_entries = yamlio.SnapshotEntries()
+        self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         try:
             raw = file.read()
             if raw is None:
                 self._raw: dict[Any, Any] = {}
-                snapshot = yamlio.dump_snapshot(self._raw)
+                snapshot = dump_snapshot(self._raw)
                 file.replace(snapshot)
                 snapshot_size = len(snapshot)
             else:
                 result = journal.read_state(path, raw)
                 self._raw = result.data
                 snapshot_size = result.snapshot_size
-                if yamlio.has_comments(raw[:snapshot_size]):
+                if has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
                 else:
                     self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
@@ -384,7 +385,9 @@ class Core(Top):
     def _write_snapshot(self) -> None:
         assert self._storage is not None
         if self._commented_snapshot is not None:
-            snapshot = yamlio.dump_snapshot(self._raw, self._commented_snapshot)
+            from . import comments  # (ruamel.yaml: only for a file that holds comments)
+
+            snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot, self._path)
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
@@ -394,7 +397,7 @@ class Core(Top):
         except storage.FileChangedError as error:
             self._keep_both_versions(error)
         if self._commented_snapshot is not None:
-            self._commented_snapshot = snapshot if yamlio.has_comments(snapshot) else None
+            self._commented_snapshot = snapshot if has_comments(snapshot) else None
         self._plan_compaction(len(snapshot))
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
 
@@ -414,7 +417,7 @@ class Core(Top):
     def _keep_both_versions(self, error: storage.FileChangedError) -> NoReturn:
         """Someone else's file is at our path: keep it, save ours beside it, stop writing."""
         assert self._storage is not None
-        ours = self._storage.save_conflict_copy(yamlio.dump_snapshot(self._raw))
+        ours = self._storage.save_conflict_copy(dump_snapshot(self._raw))
         self._storage.close()
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)

@@ -25,8 +25,9 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from . import values, yamlio
+from . import snapshot, values
 from .errors import CorruptStateError
+from .textpos import line_and_column
 
 log = logging.getLogger("persistedstate")
 
@@ -318,7 +319,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     tail_start = raw.rfind(b"\n") + 1
     tail = raw[tail_start:]
     if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0")):
-        _warn_torn(path, raw.count(b"\n", 0, tail_start) + 1, "a partial record marker")
+        _warn_torn(path, line_and_column(raw, tail_start)[0], "a partial record marker")
         body = raw[:tail_start]
     markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body)]
     if _MARKER_AT_START.match(body):
@@ -327,7 +328,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     if markers and _snapshot_owns_first_marker(body[: markers[0]], body, markers[0]):
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
         markers = markers[1:]
-    data = yamlio.load_snapshot(path, body[:snapshot_end])
+    data = snapshot.load_snapshot(path, body[:snapshot_end])
     snapshot_top, touched = dict(data), set[Any]()
 
     ends = [*markers[1:], len(body)] if markers else []
@@ -341,7 +342,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             # Only a record cut short can be a torn write: one that parses is complete.
             cut_short = not content or not body.endswith(b"\n")
             if end == len(body) and error.unreadable and cut_short:
-                _warn_torn(path, body.count(b"\n", 0, start) + 1, error.problem)
+                _warn_torn(path, line_and_column(body, start)[0], error.problem)
                 return ReadResult(data, number, snapshot_end, start, False, snapshot_top, touched)
             raise _corrupt_record(path, body, start, end, error) from None
         try:
@@ -366,9 +367,8 @@ def _corrupt_record(
 ) -> CorruptStateError:
     """The error for the record between ``start`` and ``end``, pointing at its text."""
     first = end - len(body[start + 3 : end].lstrip()) if body[start + 3 : end].strip() else start
-    line = body.count(b"\n", 0, first) + 1
-    column = first - body.rfind(b"\n", 0, first) + (error.column or 1) - 1
-    return CorruptStateError(path, error.problem, line, column)
+    line, column = line_and_column(body, first)
+    return CorruptStateError(path, error.problem, line, column + (error.column or 1) - 1)
 
 
 def _warn_torn(path: str, line_no: int, problem: str) -> None:
@@ -440,8 +440,8 @@ def decode_record(content: bytes) -> list[Any]:
             _refuse_lone_surrogates(content, record)
     except (ValueError, RecursionError):  # (UnicodeDecodeError too: YAML says where)
         try:
-            record = yamlio.load_flow(content)
-        except yamlio.FlowError as error:
+            record = snapshot.load_flow(content)
+        except snapshot.FlowError as error:
             problem = f"unreadable journal record: {error.problem}"
             raise _BadRecord(problem, error.column, unreadable=True) from None
         try:

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persistedstate import PersistedState, load, values, yamlio
+from persistedstate import CorruptStateError, PersistedState, load, snapshot, values
 
 scalars = (
     st.none()
@@ -38,7 +38,7 @@ top_levels = st.dictionaries(keys, data, max_size=8)
 @settings(max_examples=200, deadline=None)
 @given(top_levels)
 def test_snapshot_reads_back_exactly_with_a_plain_yaml_reader(state: dict[Any, Any]) -> None:
-    text = yamlio.dump_snapshot(state)
+    text = snapshot.dump_snapshot(state)
     assert values.exactly_equal(yaml.safe_load(text.decode("utf-8")) or {}, state)
 
 
@@ -52,7 +52,7 @@ rounds = st.tuples(top_levels, top_levels, st.sampled_from([0, 1, 2, 3]), st.set
 def test_reused_entries_give_a_snapshot_that_reads_back_exactly(
     first: dict[Any, Any], changes: list[tuple[Any, ...]]
 ) -> None:
-    entries = yamlio.SnapshotEntries()
+    entries = snapshot.SnapshotEntries()
     state = dict(first)
     assert _read(entries.render(state, set()), state)
     for replacements, additions, delete_every, nested_changes in changes:
@@ -71,12 +71,12 @@ def test_reused_entries_give_a_snapshot_that_reads_back_exactly(
         assert _read(entries.render(state, changed), state)
 
 
-def _read(snapshot: bytes, expected: dict[Any, Any]) -> bool:
-    return values.exactly_equal(yaml.safe_load(snapshot.decode("utf-8")) or {}, expected)
+def _read(written: bytes, expected: dict[Any, Any]) -> bool:
+    return values.exactly_equal(yaml.safe_load(written.decode("utf-8")) or {}, expected)
 
 
 def test_entries_are_reused_only_for_the_same_object() -> None:
-    entries = yamlio.SnapshotEntries()
+    entries = snapshot.SnapshotEntries()
     state: dict[Any, Any] = {"a": [1], "b": 2}
     entries.render(state, set())
     state["a"].append(2)  # a change inside, not reported as changed: the old text is kept
@@ -93,7 +93,7 @@ def test_special_values_are_written_readably() -> None:
         "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
         "huge": 10**5000,
     }
-    text = yamlio.dump_snapshot(state).decode("utf-8")
+    text = snapshot.dump_snapshot(state).decode("utf-8")
     assert "- 1.0e+16\n" in text and "- .inf\n" in text
     assert "text: |\n  two\n  lines\n" in text
     assert "party \N{PARTY POPPER}" in text
@@ -169,8 +169,8 @@ def _outcome(load: Any, text: str) -> tuple[str, Any]:
 
 
 def _same_outcome(text: str) -> None:
-    expected = _outcome(lambda text: yaml.load(text, Loader=yamlio.Loader), text)
-    actual = _outcome(yamlio.load_document, text)
+    expected = _outcome(lambda text: yaml.load(text, Loader=snapshot.Loader), text)
+    actual = _outcome(snapshot.load_document, text)
     assert actual[0] == expected[0], (text, actual, expected)
     if expected[0] == "error":
         assert actual == expected
@@ -197,9 +197,9 @@ import sys
 sys.modules["yaml._yaml"] = None  # as if PyYAML had been built without libyaml
 import yaml
 import persistedstate
-from persistedstate import yamlio
+from persistedstate import snapshot
 
-assert yamlio.Loader is yaml.SafeLoader, yamlio.Loader
+assert snapshot.Loader is yaml.SafeLoader, snapshot.Loader
 mine, theirs = sys.argv[1], sys.argv[2]
 with persistedstate.PersistedState(mine) as state:
     state.update(eval(sys.argv[3], {"inf": float("inf"), "datetime": datetime}))
@@ -334,3 +334,52 @@ def test_without_libyaml_a_lone_surrogate_escape_is_damage(
     assert child.stdout.startswith(f"{line} "), child.stdout
     assert "surrogate" in child.stdout
     assert path.read_bytes() == text
+
+
+# -- duplicate keys: damage, wherever they are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "column", "first"),
+    [
+        pytest.param("a: 1\nb: 2\na: 3\n", "'a'", 3, 1, 1, id="top"),
+        pytest.param("outer:\n  x: 1\n  y: 2\n  x: 3\n", "'x'", 4, 3, 2, id="nested"),
+        pytest.param("l:\n- {k: 1, k: 2}\n", "'k'", 2, 10, 2, id="flow-in-a-list"),
+        pytest.param("1: a\n1.0: b\n", "1.0", 2, 1, 1, id="int-and-float"),
+        pytest.param("true: a\nb: 0\n1: b\n", "1", 3, 1, 1, id="bool-and-int"),
+        pytest.param("a: 1\n!!str a: 2\n", "'a'", 2, 1, 1, id="tagged"),
+        pytest.param(  # (a merge key: the document goes through PyYAML's constructor)
+            "base: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n  y: 3\n", "'y'", 5, 3, 4, id="merged-map"
+        ),
+    ],
+)
+def test_a_duplicate_key_is_damage_naming_both_lines(
+    tmp_path: Path, text: str, key: str, line: int, column: int, first: int
+) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CorruptStateError) as raised:
+        PersistedState(path)
+    error = raised.value
+    assert (error.line, error.column) == (line, column)
+    assert error.problem.startswith(f"duplicate key {key} at line {line} (")
+    assert error.problem.endswith(f" at line {first})")
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_keys_that_only_look_alike_are_not_duplicates(tmp_path: Path) -> None:
+    """1 and "1", null and "null", a key a merge brings in and the map's own: all fine; the
+    error points at the one real duplicate, after them."""
+    path = tmp_path / "state.yaml"
+    text = (
+        "1: a\n'1': b\nnull: c\n'null': d\n"
+        "base: &b {x: 1}\nm:\n  <<: *b\n  x: 2\ncopy: *b\n"
+        "z: 1\nz: 2\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CorruptStateError) as raised:
+        load(path)
+    assert (raised.value.line, raised.value.column) == (11, 1)
+    text = text.replace("z: 2\n", "")
+    path.write_text(text, encoding="utf-8")
+    assert load(path) == yaml.safe_load(text)

@@ -1,29 +1,24 @@
-"""YAML in and out: the snapshot document and the YAML-only journal records.
+"""The snapshot, the file's first document, read and written with PyYAML.
+
+Owns how the snapshot is read (:func:`load_snapshot`, with the fast builder
+:func:`load_document` and the errors that say where a file is damaged), how it is written
+(:func:`dump_snapshot`, and :class:`SnapshotEntries`, which reuses the text of entries that did
+not change), and the YAML-only journal records (:func:`load_flow`).
 
 Uses PyYAML's libyaml bindings (CSafeLoader, CSafeDumper) when PyYAML was built with them and
 the pure-Python SafeLoader/SafeDumper otherwise; both read and write the same YAML. Only safe
-tags are used, so any YAML reader can load the snapshot.
-
-When the previous snapshot holds comments (a person edited the file), compaction goes through
-ruamel.yaml's round-trip mode instead: the old document is loaded with its comments, brought up
-to date in place (keys follow the state's order, keeping their comments; new keys go at the end
-of their mapping) and written back. The result is read back and compared with the state; if it
-does not match exactly, the plain PyYAML snapshot is written instead. Files without comments
-never pay for this.
+tags are used, so any YAML reader can load the snapshot. A snapshot that holds comments
+(:func:`has_comments`) is written by the ``comments`` module instead, which keeps them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import gc
-import io
-import logging
 import operator
 import os
 import re
-import warnings
 from collections.abc import Iterator
 from itertools import compress
 from typing import Any, ClassVar
@@ -33,6 +28,7 @@ from yaml.constructor import SafeConstructor
 
 from . import values
 from .errors import CorruptStateError
+from .textpos import line_and_column
 
 try:
     from yaml import CSafeDumper as _BaseDumper
@@ -40,8 +36,6 @@ try:
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeDumper as _BaseDumper  # type: ignore[assignment]
     from yaml import SafeLoader as Loader  # type: ignore[assignment]
-
-log = logging.getLogger("persistedstate")
 
 # A "#" at the start of a line or after a blank may start a comment (or sit in a string:
 # a false alarm only costs the slower round-trip compaction).
@@ -119,15 +113,8 @@ def has_comments(snapshot: bytes) -> bool:
     return b"#" in snapshot and _COMMENT.search(snapshot) is not None  # (the first test: memchr)
 
 
-def dump_snapshot(data: dict[Any, Any], previous: bytes | None = None) -> bytes:
-    """The snapshot document: a block mapping in insertion order, Unicode as is.
-
-    With ``previous`` (the snapshot this one replaces) holding comments, they are kept.
-    """
-    if previous is not None and has_comments(previous):
-        kept = _dump_keeping_comments(data, previous)
-        if kept is not None:
-            return kept
+def dump_snapshot(data: dict[Any, Any]) -> bytes:
+    """The snapshot document: a block mapping in insertion order, Unicode as is."""
     if not data:
         return b"{}\n"
     return _dump(data).encode("utf-8")
@@ -248,310 +235,16 @@ def _split_entries(snapshot: bytes) -> list[bytes]:
     return [snapshot[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
-def _dump_keeping_comments(data: dict[Any, Any], previous: bytes) -> bytes | None:
-    from ruamel.yaml import YAML  # imported only for files that hold comments
-
-    round_trip = YAML()
-    round_trip.Resolver = _pyyaml_resolver()
-    round_trip.version = (1, 1)  # read numbers as YAML 1.1 does (017 octal, 1_000, 1:20)
-    round_trip.width = 4096
-    round_trip.preserve_quotes = True
-    round_trip.representer.add_representer(type(None), _represent_null)
-    round_trip.representer.add_representer(float, _represent_float)
-    try:
-        with warnings.catch_warnings():  # ruamel.yaml lectures about YAML 1.1 floats
-            warnings.simplefilter("ignore")
-            document = round_trip.load(previous.decode("utf-8"))
-        if not isinstance(document, dict):
-            return None
-        _update(_unshare(document, set()), data)
-        output = io.StringIO()
-        round_trip.dump(document, output)
-        text = output.getvalue().replace("%YAML 1.1\n---\n", "", 1)
-        if not text.endswith("\n"):  # (as when the last thing written was a comment)
-            text += "\n"
-        result = text.encode("utf-8")
-        if values.exactly_equal(load_snapshot("<compaction>", result), data):
-            return result
-        problem = "the round trip changed a value"
-    except Exception as error:  # ruamel is a guest here: any failure falls back to PyYAML
-        problem = repr(error)
-    log.warning("could not keep the comments of the state file (%s); writing it without", problem)
-    return None
-
-
-@functools.cache
-def _pyyaml_resolver() -> type:
-    """ruamel.yaml's resolver, made to read a plain scalar as PyYAML, the reader of record, does.
-
-    ruamel.yaml's YAML 1.1 differs in places: it reads ``y`` and ``n`` as booleans, so a key
-    ``y`` seemed deleted and added again, losing its comments. Its writer asks the same
-    resolver whether a string needs quotes.
-    """
-    from ruamel.yaml.nodes import ScalarNode
-    from ruamel.yaml.resolver import VersionedResolver
-    from ruamel.yaml.tag import Tag
-
-    class PyYAMLTags(VersionedResolver):
-        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-            if kind is ScalarNode and implicit[0]:
-                tag = _SAFE_TAGS.resolve(yaml.ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
-                return Tag(suffix=tag)
-            return super().resolve(kind, value, implicit)
-
-    return PyYAMLTags
-
-
-def _represent_null(representer: Any, value: None) -> Any:
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
-
-
-def _represent_float(representer: Any, value: float) -> Any:
-    # ruamel.yaml's own float text loses the last digit of some floats (5.019273308782307e-108).
-    return representer.represent_scalar("tag:yaml.org,2002:float", values.float_text(value))
-
-
-def _update(node: Any, data: Any) -> Any:
-    """Bring a ruamel round-trip node up to date with ``data``, keeping what still fits."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.scalarstring import LiteralScalarString
-
-    if isinstance(node, CommentedMap) and type(data) is dict:
-        # The comment lines after the last entry stay after whichever entry comes last now.
-        tail = _take_tail_lines(node, _last_key(node)) if node else ""
-        for key in [key for key in node if key not in data]:
-            _hand_over_comment_lines(node, key)
-            del node[key]
-        _follow_order(node, list(data))
-        for key, value in data.items():
-            if key in node:
-                _update_entry(node, key, value)
-            else:
-                node[key] = _update(None, value)
-        _close_up(node, tail)
-        return node
-    if isinstance(node, CommentedSeq) and type(data) is list:
-        tail = _take_tail_lines(node, _last_key(node)) if node else ""
-        del node[len(data) :]
-        for index, value in enumerate(data):
-            if index < len(node):
-                _update_entry(node, index, value)
-            else:
-                node.append(_update(None, value))
-        _close_up(node, tail)
-        return node
-    if type(data) is dict:
-        return _update(CommentedMap(), data)
-    if type(data) is list:
-        return _update(CommentedSeq(), data)
-    if node is not None and _same_scalar(node, data):
-        return node  # keeps the way the person wrote it (quotes, hex, ...)
-    if type(data) is str and "\n" in data.rstrip("\n") and _fits_literal_block(data):
-        return LiteralScalarString(data)
-    return data
-
-
-def _update_entry(node: Any, key: Any, value: Any) -> None:
-    """``node[key] = _update(node[key], value)``, keeping the comment lines after the entry.
-
-    A mapping or list that becomes empty is written ``{}`` or ``[]`` on its key's line, so the
-    comment lines above its first entry go after it too.
-    """
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    lines = _take_tail_lines(node, key)
-    old = node[key]
-    had_entries = isinstance(old, (CommentedMap, CommentedSeq)) and len(old) > 0
-    new = _update(old, value)
-    if had_entries and isinstance(new, (CommentedMap, CommentedSeq)) and not new:
-        above = new.ca.comment[1] if new.ca.comment else None
-        tokens = [*(above or []), *(node.ca.items.get(key, [None] * 4)[3] or [])]
-        unique = list({id(token): token for token in tokens}.values())  # (ruamel files them twice)
-        lines = "".join(" " * token.column + token.value for token in unique) + lines
-        if above:
-            new.ca.comment[1] = []
-        if key in node.ca.items:
-            node.ca.items[key][3] = None
-    node[key] = new
-    _give_tail_lines(node, key, lines)
-
-
-def _close_up(node: Any, tail: str) -> None:
-    """Put back the lines that followed the last entry; an empty mapping or list is ``{}``/``[]``.
-
-    (Left in block style, ruamel.yaml would write its comments between the key and the ``{}``.)
-    """
-    if not node:
-        node.fa.set_flow_style()
-    elif tail:
-        _give_tail_lines(node, _last_key(node), tail)
-
-
-def _last_key(node: Any) -> Any:
-    """The key of the last entry of a non-empty ruamel mapping, or index of a sequence."""
-    return next(reversed(node)) if isinstance(node, dict) else len(node) - 1
-
-
-def _unshare(node: Any, seen: set[int]) -> Any:
-    """Replace anchors, aliases and merge keys by independent copies, as the state sees them."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    if not isinstance(node, (CommentedMap, CommentedSeq)):
-        return node
-    if id(node) in seen:
-        node = copy.deepcopy(node)
-    seen.add(id(node))
-    if isinstance(node, CommentedMap) and getattr(node, "merge", None):
-        flat = CommentedMap(node.items())  # merged keys become the map's own
-        flat.ca.items.update(node.ca.items)  # keep the comments of its own keys
-        flat.ca.comment = node.ca.comment
-        node = flat
-        seen.add(id(node))
-    if node.anchor.value is not None:
-        node.anchor.value = None
-    keys = node.keys() if isinstance(node, CommentedMap) else range(len(node))
-    for key in list(keys):
-        node[key] = _unshare(node[key], seen)
-    return node
-
-
-def _follow_order(node: Any, keys: list[Any]) -> None:
-    """Move keys of ``node`` to the end until they come in the order of ``keys``.
-
-    In memory a key deleted and set again moves to the end (a replaced dict may have any
-    order); the file must read back in the same order. The keys that are still in order keep
-    their place; from the first one out of order on, each key moves to the end, taking its
-    own end-of-line comment with it (a new key gets its place there, its value comes later).
-    """
-    position = {key: index for index, key in enumerate(node)}
-    last, out_of_order = -1, len(keys)
-    for count, key in enumerate(keys):
-        index = position.get(key, -1)
-        if index <= last:
-            out_of_order = count
-            break
-        last = index
-    for key in keys[out_of_order:]:
-        if key in position:
-            _hand_over_comment_lines(node, key)
-            node.move_to_end(key)
-        else:
-            node[key] = None
-
-
-# ruamel.yaml files the comment lines written between two entries under the entry before them
-# (under its value's last entry, if that is a mapping or sequence). They belong with what comes
-# after them: when an entry is deleted or moved, they stay where they were in the text.
-
-
-def _hand_over_comment_lines(node: Any, key: Any) -> None:
-    """Leave the comment lines after entry ``key`` in place, before it goes or moves."""
-    lines = _take_tail_lines(node, key)
-    if not lines.strip():
-        return
-    keys = list(node)
-    index = keys.index(key)
-    if index > 0:
-        _give_tail_lines(node, keys[index - 1], lines)
-    elif index + 1 < len(keys):  # the first entry: before the next one
-        comments = [line.strip()[1:].strip() for line in lines.split("\n") if line.strip()]
-        column = next(len(line) - len(line.lstrip()) for line in lines.split("\n") if line.strip())
-        node.yaml_set_comment_before_after_key(keys[1], before="\n".join(comments), indent=column)
-
-
-def _comment_slot_after(node: Any, key: Any, make: bool = False) -> tuple[list[Any], int]:
-    """The comment entry of the last line of entry ``key`` and the slot its token uses.
-
-    A missing entry is made only if ``make`` (ruamel.yaml writes some lines differently when
-    there is one): else a blank one, not stored, is returned.
-    """
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    value = node[key]  # (a flow-style collection is one piece of text: its comments follow it)
-    while isinstance(value, (CommentedMap, CommentedSeq)) and value and not value.fa.flow_style():
-        node, key = value, _last_key(value)
-        value = node[key]
-    slot = 2 if isinstance(node, CommentedMap) else 0
-    blank = [None, None, None, None]
-    entry: list[Any] = (
-        node.ca.items.setdefault(key, blank) if make else node.ca.items.get(key, blank)
-    )
-    return entry, slot
-
-
-def _take_tail_lines(node: Any, key: Any) -> str:
-    """Cut the lines after entry ``key`` out of its comment; its end-of-line comment stays."""
-    entry, slot = _comment_slot_after(node, key)
-    token = entry[slot]
-    if token is None:
-        return ""
-    own, _, lines = token.value.partition("\n")
-    if not lines:  # (nothing after it; ruamel.yaml may need the token as it is)
-        return ""
-    if own.strip():
-        token.value = own + "\n"
-    else:
-        entry[slot] = None
-    return str(lines)
-
-
-def _give_tail_lines(node: Any, key: Any, lines: str) -> None:
-    """Put ``lines`` (from _take_tail_lines) after entry ``key``."""
-    if not lines:
-        return
-    from ruamel.yaml.error import CommentMark
-    from ruamel.yaml.tokens import CommentToken
-
-    entry, slot = _comment_slot_after(node, key, make=True)
-    token = entry[slot]
-    if token is None:
-        entry[slot] = CommentToken("\n" + lines, CommentMark(0))
-    else:
-        token.value += lines
-
-
-def _same_scalar(node: Any, value: Any) -> bool:
-    node_is_bool = isinstance(node, bool) or type(node).__name__ == "ScalarBoolean"
-    if node_is_bool != (type(value) is bool):
-        return False
-    if not (isinstance(node, type(value)) and bool(node == value)):
-        return False
-    if type(value) is not float:
-        return True
-    exact = values.exactly_equal(float(node), value)  # (-0.0 == 0.0, but not exactly)
-    return exact and (type(node).__name__ != "ScalarFloat" or _float_text_is_exact(node))
-
-
-def _float_text_is_exact(node: Any) -> bool:
-    """Whether ruamel.yaml writes this float, as the person wrote it, so it reads back the same.
-
-    It rebuilds the text from the value and the original layout; with a long mantissa and an
-    exponent that drops a digit (5.019273308782307e-108 comes out as ...306e-108).
-    """
-    from ruamel.yaml.representer import RoundTripRepresenter
-
-    text = RoundTripRepresenter().represent_scalar_float(node).value
-    try:
-        return bool(float(text) == node)
-    except ValueError:  # (.inf, .nan: written as they were, exactly)
-        return True
-
-
-def _fits_literal_block(text: str) -> bool:
-    return all(line == line.rstrip() and line.isprintable() for line in text.split("\n"))
-
-
 def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     """Parse the snapshot document; raises CorruptStateError saying where it is wrong."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        column = error.start - raw.rfind(b"\n", 0, error.start)
+        line, column = line_and_column(raw, error.start)
         raise CorruptStateError(path, "the file is not valid UTF-8", line, column) from None
     try:
         with _collector_paused():
-            data = load_document(text)
+            data = load_document(text, refuse_duplicate_keys=True)
     except _LOAD_ERRORS as error:
         raise _corrupt(path, text, error) from None
     if data is None:
@@ -572,14 +265,16 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     return checked
 
 
-def load_document(text: str | bytes) -> Any:
+def load_document(text: str | bytes, *, refuse_duplicate_keys: bool = False) -> Any:
     """``yaml.load(text)``, the same result, built faster for the usual documents.
 
     PyYAML's constructor spends most of a load on bookkeeping for cases a state file rarely
     has. Plain mappings, sequences, strings and decimal ints are built here directly from the
     parsed nodes; other scalars go to PyYAML's own function for their tag. Anything else
-    (merge keys, other tags, a recursive alias, any error) goes through PyYAML's constructor,
-    which gives the result or the error yaml.load would.
+    (merge keys, other tags, a recursive alias, a key given twice, any error) goes through
+    PyYAML's constructor, which gives the result or the error yaml.load would; except that
+    with ``refuse_duplicate_keys`` a mapping holding a key twice raises _DuplicateKey
+    (yaml.load keeps the last value).
     """
     loader = _SnapshotLoader(text)
     try:
@@ -589,9 +284,68 @@ def load_document(text: str | bytes) -> Any:
         try:
             return _build(loader, node)
         except Exception:  # an unusual node, or bad input: PyYAML says what it makes of it
+            if refuse_duplicate_keys:
+                _refuse_duplicate_keys(node)
             return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+class _DuplicateKey(Exception):
+    """A mapping holds a key twice; ``line`` and ``column`` say where the second one is."""
+
+    def __init__(self, problem: str, line: int, column: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+        self.column = column
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(root: Any) -> None:
+    """Raise _DuplicateKey for the key given twice that comes first in the text, if any.
+
+    Keys equal in Python are one dict key (``1``, ``1.0`` and ``true``). A key a merge key
+    (``<<``) brings in may be given again: that is what merging is for.
+    """
+    builder = SafeConstructor()
+    found: list[_DuplicateKey] = []
+    pending, seen = [root], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:  # (an alias: its node was looked at where it was anchored)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[Any, tuple[int, Any, Any]] = {}  # key -> (index, key, key node)
+            for index, (key_node, value_node) in enumerate(node.value):
+                pending.append(value_node)
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                try:
+                    key = builder.construct_object(key_node, deep=True)
+                    earlier, earlier_key, earlier_node = first.setdefault(
+                        key, (index, key, key_node)
+                    )
+                except Exception:  # (a key that cannot be one: the constructor will say so)
+                    continue
+                if earlier != index:
+                    found.append(_duplicate(earlier_key, earlier_node, key, key_node))
+    if found:
+        raise min(found, key=lambda duplicate: (duplicate.line, duplicate.column))
+
+
+def _duplicate(first_key: Any, first_node: Any, key: Any, node: Any) -> _DuplicateKey:
+    line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    first = "first" if repr(first_key) == repr(key) else f"the same key as {first_key!r}"
+    problem = (
+        f"duplicate key {key!r} at line {line} ({first} at line {first_node.start_mark.line + 1})"
+    )
+    return _DuplicateKey(problem, line, column)
 
 
 class _SafeTags(yaml.resolver.Resolver):
@@ -605,7 +359,7 @@ class _SafeTags(yaml.resolver.Resolver):
     yaml_path_resolvers: dict[Any, Any] = {}  # noqa: RUF012
 
 
-_SAFE_TAGS = _SafeTags()  # stateless without path resolvers: one serves every document
+SAFE_TAGS = _SafeTags()  # stateless without path resolvers: one serves every document
 
 
 class _SnapshotLoader(Loader):
@@ -625,24 +379,19 @@ class _SnapshotLoader(Loader):
     def __init__(self, stream: str | bytes) -> None:
         super().__init__(stream)
         # Most scalars repeat (keys, small numbers): a C-level cache answers the repeats.
-        # (It refers to _SAFE_TAGS, not to this loader: no reference cycle to wait for.)
-        self.resolve = functools.lru_cache(maxsize=None)(_SAFE_TAGS.resolve)  # type: ignore[method-assign]
+        # (It refers to SAFE_TAGS, not to this loader: no reference cycle to wait for.)
+        self.resolve = functools.lru_cache(maxsize=None)(SAFE_TAGS.resolve)  # type: ignore[method-assign]
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _INT_TAG = "tag:yaml.org,2002:int"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+# PyYAML's own function for the tag of each scalar type a state holds.
 _SCALAR_CONSTRUCTORS = {
-    tag: SafeConstructor.yaml_constructors[tag]
-    for tag in (
-        _INT_TAG,
-        "tag:yaml.org,2002:float",
-        "tag:yaml.org,2002:bool",
-        "tag:yaml.org,2002:null",
-        "tag:yaml.org,2002:timestamp",
-        "tag:yaml.org,2002:binary",
-    )
+    row.yaml_tag: SafeConstructor.yaml_constructors[row.yaml_tag]
+    for row in values.VALUE_TYPES
+    if not row.mutable
 }
 
 
@@ -663,13 +412,18 @@ def _build(loader: Any, node: Any) -> Any:
             return int(text)
         return _SCALAR_CONSTRUCTORS[tag](loader, node)  # KeyError for other tags (merge, ...)
     if kind is yaml.MappingNode and tag == _MAP_TAG:
-        return {_build(loader, key): _build(loader, value) for key, value in node.value}
+        mapping = {_build(loader, key): _build(loader, value) for key, value in node.value}
+        if len(mapping) != len(node.value):
+            raise _Unusual  # a key given twice: yaml.load keeps the last value, or it is refused
+        return mapping
     if kind is yaml.SequenceNode and tag == _SEQ_TAG:
         return [_build(loader, child) for child in node.value]
     raise _Unusual
 
 
 def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> CorruptStateError:
+    if isinstance(error, _DuplicateKey):
+        return CorruptStateError(path, error.problem, error.line, error.column)
     mark = getattr(error, "problem_mark", None)
     if isinstance(error, yaml.MarkedYAMLError) and mark is not None:
         start = error.context_mark
@@ -681,11 +435,9 @@ def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> C
             problem += f" ({error.context})"
         return CorruptStateError(path, problem, mark.line + 1, mark.column + 1)
     if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
-        line = text.count("\n", 0, error.position) + 1
-        column = error.position - text.rfind("\n", 0, error.position)
         code = error.character if isinstance(error.character, int) else ord(error.character)
         problem = f"invalid YAML: character {code:#x} is not allowed"
-        return CorruptStateError(path, problem, line, column)
+        return CorruptStateError(path, problem, *line_and_column(text, error.position))
     where = _position_of(text, None)
     return CorruptStateError(path, f"invalid value: {error!r}", *(where or (None, None)))
 
