@@ -39,7 +39,7 @@ $(PEERS)/others/.installed:
 	$(PEERS)/others/bin/python -m pip install --quiet diskcache sqlitedict lmdbm matplotlib
 	touch $@
 
-# `make bench` runs every row (about N minutes); `make bench ROWS=import,memory` runs some rows
+# `make bench` runs every row (6 to 15 minutes); `make bench ROWS=import,memory` runs some rows
 # only (changes, fsync, files, import, memory, read) and keeps the other rows' figures. Both
 # then write README.md's benchmark figures from benchmarks/results/results.json.
 ROWS ?=

@@ -143,11 +143,22 @@ def main() -> None:
         axes.set_title(title, fontsize=10)
         axes.legend(fontsize=7, loc="upper left")
     machine = document["machine"]
-    figure.suptitle(
+    title = (
         f"persistedstate benchmark: {machine['cpu']}, {machine['cores']} cores, "
-        f"{machine['python']}, {machine['filesystem']}; median of {report.runs_text(document)}",
-        fontsize=10,
+        f"{machine['python']}, {machine['filesystem']}; median of {report.runs_text(document)}"
     )
+    pieces = report.sessions(document)
+    if len(pieces) > 1:  # rows measured in separate runs: say which, and when
+        title += "\n" + "; ".join(
+            f"{', '.join(report.row_names(keys))}: {about['date'][:10]}"
+            + (
+                f" (load average {about['load']['after']})"
+                if about.get("load", {}).get("after")
+                else ""
+            )
+            for about, keys in pieces
+        )
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(target, dpi=120)
 

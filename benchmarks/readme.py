@@ -251,8 +251,8 @@ def bullets(document: dict[str, Any]) -> list[str]:
             f"The example at the top of this page, run for {size['seed_n']:,} changes "
             f"without `close()`, peaks at {report.number(seed)} MB of memory (26.1: "
             f"{report.number(get('seed_memory', 'v26'))} MB): "
-            f"{report.number(get('seed_memory', 'ours', report.growth_mb))} MB more than "
-            "before it opened the state (26.1: "
+            f"{report.number(get('seed_memory', 'ours', report.growth_mb))} MB above the peak "
+            "it had reached before it opened the state (26.1: "
             f"{report.number(get('seed_memory', 'v26', report.growth_mb))} MB)."
         )
     nested, old_nested = get("nested", "ours"), get("nested", "v26")

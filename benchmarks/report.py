@@ -517,7 +517,7 @@ def _reads_import_memory(document: dict[str, Any]) -> list[str]:
         if case == "seed_memory":
             growth = {engine: figure(document, case, engine, growth_mb) for engine in engines}
             row = [
-                "  of which the state and its changes (MB)",
+                "  above the peak before the state was opened (MB)",
                 *(number(growth[e]) for e in engines),
             ]
             rows.append([*row, "-", times(ratio(growth.get("v26"), growth.get("ours"))), "-"])
@@ -528,11 +528,13 @@ def _reads_import_memory(document: dict[str, Any]) -> list[str]:
         "(types.SimpleNamespace) is the floor; the loop's own cost is in every column. "
         'Import: the wall time of a whole `python -c "import persistedstate"` process less '
         'that of `python -c "pass"`, each started fresh from the benchmark and timed to its '
-        "exit, alternating; each run takes the median of its pairs. Seed example: the README's "
+        "exit, alternating; each run takes the median of its pairs. Both import with their "
+        "bytecode cached (.pyc), as an installed package does: one untimed import comes first, "
+        "and PYTHONDONTWRITEBYTECODE is not passed on. Seed example: the README's "
         "first program (`STATE = PersistedState(path, last_id=0)`, then `STATE.last_id = i` for "
         "every i, no close()) as a fresh process, ru_maxrss at the end of the loop; the line "
-        "below is its growth over the process before the state was opened (Python, the "
-        "library and json imported).",
+        "below is how far that peak rose above the peak the process had reached before it "
+        "opened the state (Python, the library and json imported): 0 when it never did.",
         "",
     ]
     if "import" in document["results"]:

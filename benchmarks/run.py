@@ -614,6 +614,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.runs = 2 if args.quick else 5
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    # Workers run in benchmarks/: a relative path given here must not change meaning there.
+    args.out, args.peers_dir, args.tmp_dir = (
+        path.absolute() for path in (args.out, args.peers_dir, args.tmp_dir)
+    )
     args.row_list = [name.strip() for name in args.rows.split(",") if name.strip()]
     known = set(ROWS) | {case.key for case in plan(QUICK)}
     unknown = set(args.row_list) - known

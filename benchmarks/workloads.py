@@ -355,6 +355,24 @@ def read(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, An
     return {"ops": n, "seconds": seconds, "close_seconds": close_seconds, "info": {}}
 
 
+def _fresh_process_env() -> dict[str, str]:
+    """The environment of a timed ``python`` process: bytecode caching allowed, as it is for
+    any installed package (pip compiles it at install), even where PYTHONDONTWRITEBYTECODE is
+    set, which would make an editable install compile its modules at every import."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _cache_bytecode(module: str, directory: str) -> None:
+    """Import ``module`` once, untimed, so its .pyc files exist before anything is timed."""
+    subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        cwd=directory,
+        env=_fresh_process_env(),
+        check=True,
+        capture_output=True,
+    )
+
+
 def _run_quietly(command: list[str], directory: str) -> tuple[float, float]:
     """Wall time of one process, from the parent (start, run, exit), and its CPU time."""
     import resource  # POSIX only, like the measurement
@@ -362,7 +380,12 @@ def _run_quietly(command: list[str], directory: str) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(
-        command, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        command,
+        cwd=directory,
+        env=_fresh_process_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -385,6 +408,7 @@ def import_time(engine: Engine, directory: str, params: dict[str, Any]) -> dict[
     pairs, module = params["pairs"], engine.module
     bare = [sys.executable, "-c", "pass"]
     importing = [sys.executable, "-c", f"import {module}"]
+    _cache_bytecode(module, directory)
     runs: dict[str, list[tuple[float, float]]] = {"bare": [], "import": []}
     for pair in range(pairs):
         for command in (bare, importing) if pair % 2 == 0 else (importing, bare):
@@ -396,6 +420,7 @@ def import_time(engine: Engine, directory: str, params: dict[str, Any]) -> dict[
     profile = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         cwd=directory,
+        env=_fresh_process_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -456,10 +481,12 @@ def seed_memory(engine: Engine, directory: str, params: dict[str, Any]) -> dict[
     its state is then reopened here and checked."""
     n = params["n"]
     path = os.path.join(directory, STATE_FILE)
+    _cache_bytecode(engine.module, directory)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", SEED_PROGRAM, path, str(n)],
         cwd=directory,
+        env=_fresh_process_env(),
         capture_output=True,
         text=True,
         check=True,
