@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint types pytest bench clean
+.PHONY: demo test lint types pytest bench readme clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,16 @@ $(PEERS)/others/.installed:
 	$(PEERS)/others/bin/python -m pip install --quiet diskcache sqlitedict lmdbm matplotlib
 	touch $@
 
+# `make bench` runs every row (6 to 15 minutes); `make bench ROWS=import,memory` runs some rows
+# only (changes, fsync, files, import, memory, read) and keeps the other rows' figures. Both
+# then write README.md's benchmark figures from benchmarks/results/results.json.
+ROWS ?=
 bench: $(VENV)/.installed $(PEERS)/v26/.installed $(PEERS)/others/.installed
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(if $(ROWS),--rows $(ROWS))
+	$(PY) benchmarks/readme.py
+
+readme: $(VENV)/.installed  # README.md's benchmark figures from the committed results.json
+	$(PY) benchmarks/readme.py
 
 clean:
 	rm -rf $(VENV) .venv-* $(PEERS) benchmarks/.scratch build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,7 +20,33 @@ LABELS = {
 }
 STORES = ("ours", "v26", "diskcache", "sqlitedict", "lmdbm", "shelve")
 PER_OP_ROWS = ("counter", "counter_big", "nested", "append")
+READ_ROWS = ("read_settings", "read_nested")
 MB = 1_000_000
+
+# The rows ``run.py --rows`` (``make bench ROWS=...``) may name: groups of cases (or single
+# cases by key).
+ROWS = {
+    "changes": (
+        *("floor", "counter", "counter_big", "nested", "append"),
+        *("counter_long", "counter_long_big"),
+    ),
+    "fsync": ("fsync_floor", "fsync_counter"),
+    "files": ("open_v26_file", "open_sample", "compact_sample", "rss_sample"),
+    "import": ("import",),
+    "memory": ("seed_memory",),
+    "read": ("read_settings", "read_nested"),
+}
+
+
+def row_names(keys: list[str]) -> list[str]:
+    """Case keys as the names of the rows they make up (a group only when all of it is there)."""
+    names, left = [], list(keys)
+    for name, group in ROWS.items():
+        if all(key in left for key in group):
+            names.append(name)
+            left = [key for key in left if key not in group]
+    return names + left
+
 
 Reply = dict[str, Any]
 
@@ -49,6 +75,10 @@ def once_ms(reply: Reply) -> float:
 
 def peak_mb(reply: Reply) -> float:
     return float(reply["info"]["peak_bytes"]) / MB
+
+
+def import_cpu_ms(reply: Reply) -> float:
+    return float(reply["info"]["cpu_seconds"]) * 1e3
 
 
 def growth_mb(reply: Reply) -> float:
@@ -87,6 +117,55 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
+
+
+# -- a run of some rows, merged into an earlier run of the others --------------------------
+
+
+def merge_problem(earlier: dict[str, Any], later: dict[str, Any]) -> str:
+    """Why ``later`` (a run of some rows) cannot be merged into ``earlier`` ("" if it can)."""
+    if earlier.get("quick") != later["quick"]:
+        return "one of the two runs is --quick and the other is not"
+    if (earlier.get("runs"), earlier.get("cheap_runs")) != (later["runs"], later["cheap_runs"]):
+        return (
+            f"its figures are medians of {runs_text(earlier)}, these of {runs_text(later)} "
+            "(pass the same --runs, or run every row)"
+        )
+    sizes = earlier.get("size", {})
+    differ = [key for key, value in later["size"].items() if sizes.get(key, value) != value]
+    if differ:
+        return f"its sizes differ ({', '.join(differ)})"
+    return ""
+
+
+def merged(earlier: dict[str, Any], later: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    """``earlier`` with the rows ``later`` ran replaced by ``later``'s; cases in ``order``."""
+    rerun = {case["key"] for case in later["cases"]}
+    document = {**earlier, **{key: later[key] for key in ("machine", "seconds", "load")}}
+    document["size"] = {**earlier.get("size", {}), **later["size"]}
+    document["engines"] = {**earlier.get("engines", {}), **later["engines"]}
+    old_measured = earlier.get("measured") or {
+        case["key"]: {
+            "date": earlier["machine"]["date"],
+            "commit": earlier["machine"]["commit"],
+            "python": earlier["machine"]["python"],
+            "load": earlier.get("load", {}),
+            "seconds": earlier.get("seconds"),
+            "rows": ["all"],
+        }
+        for case in earlier["cases"]
+    }
+    document["measured"] = {**old_measured, **later["measured"]}
+    cases = {case["key"]: case for case in earlier["cases"]}
+    cases.update({case["key"]: case for case in later["cases"]})
+    document["cases"] = [cases[key] for key in order if key in cases]
+    results = {key: value for key, value in earlier["results"].items() if key not in rerun}
+    results.update(later["results"])
+    document["results"] = {key: results[key] for key in order if key in results}
+    document["sources"] = {**earlier.get("sources", {}), **later["sources"]}
+    old_log = [entry for entry in earlier.get("log", []) if entry.split(" / ")[0] not in rerun]
+    document["log"] = old_log + later["log"]
+    return document
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -144,6 +223,7 @@ def markdown(document: dict[str, Any]) -> str:
     lines += _per_operation(document)
     lines += _fsync(document)
     lines += _files(document)
+    lines += _reads_import_memory(document)
     lines += _durability(document)
     lines += _method(document)
     if document["log"]:
@@ -168,20 +248,56 @@ def _machine(document: dict[str, Any]) -> list[str]:
     lines = [
         f"- Machine: {machine['cpu']}, {machine['cores']} cores{memory}; {machine['os']}",
         f"- Python: {machine['python']}; scratch files on {machine['filesystem']}",
-        f"- Run: {machine['date']}, commit {machine['commit']}; {mode}, "
-        f"median of {runs_text(document)} per figure, {document['seconds']:.0f} s in all",
     ]
-    load = document.get("load", {})
-    if load.get("before") is not None:
+    pieces = sessions(document)
+    if len(pieces) == 1:
         lines.append(
-            f"- Load average (1 min) when the run started: {load['before']}, when it ended: "
-            f"{load.get('after')} (other work on the machine adds noise)"
+            f"- Run: {machine['date']}, commit {machine['commit']}; {mode}, "
+            f"median of {runs_text(document)} per figure, {document['seconds']:.0f} s in all"
         )
+        load = document.get("load", {})
+        if load.get("before") is not None:
+            lines.append(
+                f"- Load average (1 min) when the run started: {load['before']}, when it "
+                f"ended: {load.get('after')} (other work on the machine adds noise)"
+            )
+    else:
+        lines.append(
+            f"- {mode.capitalize()}, median of {runs_text(document)} per figure; the rows were "
+            "measured in separate runs (`make bench ROWS=...`), each row's engines together:"
+        )
+        for about, keys in pieces:
+            load = about.get("load", {})
+            noise = ""
+            if load.get("before") is not None:
+                noise = (
+                    f", load average {load['before']} at the start, {load.get('after')} at the end"
+                )
+            lines.append(
+                f"  - {about['date']}, commit {about['commit']}, {about['python']}{noise}: "
+                + ", ".join(row_names(keys))
+            )
     if document.get("chart"):
         lines.append("- Chart: [results.png](results.png) (log scale)")
     else:
         lines.append(f"- Chart: not drawn: {document.get('chart_missing')}")
     return [*lines, ""]
+
+
+def sessions(document: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
+    """The runs that measured the rows: (what the run recorded, its case keys), oldest first."""
+    measured = document.get("measured")
+    if not measured:
+        return [
+            ({**document["machine"], "load": document.get("load", {})}, list(document["results"]))
+        ]
+    groups: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
+    for case in document["cases"]:
+        about = measured.get(case["key"])
+        if about is None or case["key"] not in document["results"]:
+            continue
+        groups.setdefault((about["date"], about["commit"]), (about, []))[1].append(case["key"])
+    return [groups[key] for key in sorted(groups)]
 
 
 def _targets(document: dict[str, Any]) -> list[str]:
@@ -232,6 +348,8 @@ def _targets(document: dict[str, Any]) -> list[str]:
             30.0,
         ),
     ]
+    if all(value is None for _, value, _, _ in checks):
+        return []
     rows = []
     for name, value, sense, limit in checks:
         verdict = "-"
@@ -268,6 +386,8 @@ def _per_operation(document: dict[str, Any]) -> list[str]:
             row += [times(ratio(values.get("v26"), values.get("ours")))]
             row += [times(ratio(values.get("ours"), floor))]
             rows.append(row)
+    if not rows:
+        return []
     header = ["µs per operation", *(LABELS[e] for e in engines), "26.1 ÷ this", "this ÷ floor"]
     return [
         "## Per operation (µs, median)",
@@ -335,6 +455,8 @@ def _files(document: dict[str, Any]) -> list[str]:
             growth = {engine: figure(document, case, engine, growth_mb) for engine in engines}
             row = ["  of which opening the state (MB)", *(number(growth[e]) for e in engines)]
             rows.append([*row, times(ratio(growth.get("v26"), growth.get("ours")))])
+    if not rows:
+        return []
     notes = []
     made = document["sources"].get("v26_file", {})
     if made:
@@ -356,6 +478,98 @@ def _files(document: dict[str, Any]) -> list[str]:
         notes.append(f"Sample state files as each library wrote them: {sizes}.")
     header = ["", *(LABELS[e] for e in engines), "26.1 ÷ this"]
     return ["## Open, compaction, memory", "", *_table(header, rows), "", *notes, ""]
+
+
+def import_packages(document: dict[str, Any], engine: str) -> list[tuple[str, float]]:
+    """Where ``import persistedstate`` spends its time (-X importtime): per top-level package,
+    the median over the runs of its modules' own microseconds, largest first."""
+    runs = [
+        reply["info"]["packages"]
+        for reply in document["results"].get("import", {}).get(engine, [])
+        if reply.get("ok")
+    ]
+    names = {name for packages in runs for name in packages}
+    medians = {name: statistics.median(run.get(name, 0) for run in runs) for name in names}
+    return sorted(medians.items(), key=lambda item: (-item[1], item[0]))
+
+
+def import_total_us(document: dict[str, Any], engine: str) -> float | None:
+    return figure(document, "import", engine, lambda reply: reply["info"]["importtime_total_us"])
+
+
+def _reads_import_memory(document: dict[str, Any]) -> list[str]:
+    present = [c for c in (*READ_ROWS, "import", "seed_memory") if c in document["results"]]
+    if not present:
+        return []
+    engines = _available(document, ("ours", "v26"))
+    rows = []
+    for case in present:
+        unit = {"import": "ms", "seed_memory": "MB"}.get(case, "µs per read")
+        values = {engine: figure(document, case, engine) for engine in engines}
+        floor = figure(document, case, "floor") if case in READ_ROWS else None
+        row = [f"{_title(document, case)} ({unit})", *(number(values[e]) for e in engines)]
+        row += [number(floor), times(ratio(values.get("v26"), values.get("ours")))]
+        rows.append([*row, times(ratio(values.get("ours"), floor))])
+        if case == "import":
+            cpu = {engine: figure(document, case, engine, import_cpu_ms) for engine in engines}
+            row = ["  the same in CPU time, user + system (ms)", *(number(cpu[e]) for e in engines)]
+            rows.append([*row, "-", times(ratio(cpu.get("v26"), cpu.get("ours"))), "-"])
+        if case == "seed_memory":
+            growth = {engine: figure(document, case, engine, growth_mb) for engine in engines}
+            row = [
+                "  above the peak before the state was opened (MB)",
+                *(number(growth[e]) for e in engines),
+            ]
+            rows.append([*row, "-", times(ratio(growth.get("v26"), growth.get("ours"))), "-"])
+    header = ["", *(LABELS[e] for e in engines), "plain dicts", "26.1 ÷ this", "this ÷ plain"]
+    lines = ["## Reading, importing, the seed example's memory", "", *_table(header, rows), ""]
+    lines += [
+        "Reads: the same expression on plain dicts that are attributes of a plain object "
+        "(types.SimpleNamespace) is the floor; the loop's own cost is in every column. "
+        'Import: the wall time of a whole `python -c "import persistedstate"` process less '
+        'that of `python -c "pass"`, each started fresh from the benchmark and timed to its '
+        "exit, alternating; each run takes the median of its pairs. Both import with their "
+        "bytecode cached (.pyc), as an installed package does: one untimed import comes first, "
+        "and PYTHONDONTWRITEBYTECODE is not passed on. Seed example: the README's "
+        "first program (`STATE = PersistedState(path, last_id=0)`, then `STATE.last_id = i` for "
+        "every i, no close()) as a fresh process, ru_maxrss at the end of the loop; the line "
+        "below is how far that peak rose above the peak the process had reached before it "
+        "opened the state (Python, the library and json imported): 0 when it never did.",
+        "",
+    ]
+    if "import" in document["results"]:
+        lines += _import_profile(document, engines)
+    return lines
+
+
+def _import_profile(document: dict[str, Any], engines: list[str]) -> list[str]:
+    """The packages ``import persistedstate`` spends most time in, for each engine."""
+    top = 8
+    lines = [
+        "### Where the import spends its time (`python -X importtime`)",
+        "",
+        "Microseconds of each top-level package's own modules, imported by `import "
+        "persistedstate` (not by Python's start-up), median over the runs of one `-X "
+        "importtime` process each. They count the import only, not the process's start and "
+        "exit, and `-X importtime` adds its own overhead: compare the shares, not the sums "
+        "with the rows above.",
+        "",
+    ]
+    for engine in engines:
+        packages = import_packages(document, engine)
+        total = import_total_us(document, engine)
+        if not packages or not total:
+            continue
+        rows = [[name, f"{value:,.0f}", f"{value / total:.0%}"] for name, value in packages[:top]]
+        rest = sum(value for _, value in packages[top:])
+        rows.append([f"{len(packages) - top} others", f"{rest:,.0f}", f"{rest / total:.0%}"])
+        lines += [
+            f"{LABELS[engine]}: {total / 1000:.1f} ms in all",
+            "",
+            *_table(["package", "µs", "share"], rows),
+            "",
+        ]
+    return lines
 
 
 def _durability(document: dict[str, Any]) -> list[str]:
@@ -393,5 +607,8 @@ def _method(document: dict[str, Any]) -> list[str]:
         "an O_APPEND file (with fsync: os.write then os.fsync).",
         "- Peak RSS is ru_maxrss of a fresh process that imported the library and opened the "
         "state; the line below it is the growth over the process after the import.",
+        "- `make bench ROWS=import,memory` runs some rows only (changes, fsync, files, import, "
+        "memory, read, or single cases); the other rows are kept from the earlier run, and the "
+        "top of this report says when each was measured.",
         "",
     ]

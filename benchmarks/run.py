@@ -1,8 +1,14 @@
 """Benchmark persistedstate against the write-syscall floor, persistedstate 26.1 and its peers.
 
-Usage (``make bench`` creates the peers' environments first, then runs this)::
+Usage (``make bench`` creates the peers' environments first, then runs this and readme.py)::
 
-    .venv/bin/python benchmarks/run.py [--quick] [--runs N] [--engines a,b] [--out DIR]
+    .venv/bin/python benchmarks/run.py [--quick] [--runs N] [--rows a,b] [--engines a,b]
+                                       [--out DIR]
+
+``--rows`` (``make bench ROWS=import,memory``) runs some rows only: the names of report.ROWS
+(changes, fsync, files, import, memory, read) or of single cases. Their figures replace those
+rows' figures in an existing results.json, which keeps every other row, and the report says
+when each row was measured. A row's engines always run together, in the same rounds.
 
 Each engine runs in its own worker subprocess (``worker.py``): this project with the
 interpreter running this script (the dev venv, editable install), persistedstate 26.1 from
@@ -16,7 +22,9 @@ three times per round. Every figure is the median of its runs, and each run uses
 directory under ``--tmp-dir`` (on the disk of the checkout by default, not a RAM-backed /tmp).
 Results go to ``--out`` (``benchmarks/results``):
 ``results.json`` (every run), ``results.md`` (the tables) and ``results.png`` (the chart, when
-matplotlib is available in the peers' environment or here).
+matplotlib is available in the peers' environment or here). Interpreters are recorded relative
+to the repository (``.venv/bin/python``), as are the other paths; ``readme.py`` then writes
+README.md's figures from results.json.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Any
 import report
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 WORKER = HERE / "worker.py"
 CHART = HERE / "chart.py"
 DEFAULT_PEERS = HERE / ".peers"
@@ -59,6 +68,9 @@ FULL = {
     "sample_bytes": 1_000_000,
     "entries": 1_000,
     "changes": 2_000,
+    "reads": 100_000,
+    "import_pairs": 10,
+    "seed_n": 100_000,
 }
 QUICK = {
     "n": 200,
@@ -68,7 +80,12 @@ QUICK = {
     "sample_bytes": 20_000,
     "entries": 50,
     "changes": 100,
+    "reads": 1_000,
+    "import_pairs": 2,
+    "seed_n": 1_000,
 }
+
+ROWS = report.ROWS  # what ``--rows`` (``make bench ROWS=...``) may name, besides case keys
 
 
 @dataclass(frozen=True)
@@ -175,7 +192,44 @@ def plan(size: dict[str, int]) -> list[Case]:
             kind="rss",
             source="sample",
         ),
+        Case(
+            "read_settings",
+            f'read: {size["reads"]:,} x state.settings["batch"]',
+            "read",
+            ("ours", "v26", "floor"),
+            {"n": size["reads"], "what": "settings"},
+        ),
+        Case(
+            "read_nested",
+            f'read: {size["reads"]:,} x state.a["b"]["c"]',
+            "read",
+            ("ours", "v26", "floor"),
+            {"n": size["reads"], "what": "nested"},
+        ),
+        Case(
+            "import",
+            'python -c "import persistedstate" less python -c "pass" '
+            f"(median of {size['import_pairs']} pairs a run)",
+            "import_time",
+            ("ours", "v26"),
+            {"pairs": size["import_pairs"]},
+            kind="once",
+        ),
+        Case(
+            "seed_memory",
+            f"peak RSS of the seed example: {size['seed_n']:,} x STATE.last_id = i, no close()",
+            "seed_memory",
+            ("ours", "v26"),
+            {"n": size["seed_n"]},
+            kind="rss",
+        ),
     ]
+
+
+def select(cases: list[Case], rows: list[str]) -> list[Case]:
+    """The cases ``--rows`` names (group names or case keys), in the plan's order."""
+    keys = {key for row in rows for key in ROWS.get(row, (row,))}
+    return [case for case in cases if case.key in keys]
 
 
 # -- workers -------------------------------------------------------------------------------
@@ -233,6 +287,16 @@ def oneshot(engine: str, python: str, request: dict[str, Any]) -> dict[str, Any]
         worker.stop()
 
 
+def repo_relative(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (``.venv/bin/python``), so
+    results.json names no directory of the machine it ran on; other paths as they are."""
+    absolute = Path(os.path.abspath(path))  # not resolve(): a venv's python is a symlink
+    try:
+        return absolute.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
 def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -262,7 +326,7 @@ def start_workers(engines: list[str], peers_dir: Path) -> tuple[dict[str, Worker
                 reply = {"ok": False, "error": str(error)}
             if reply.get("ok") and reply.get("available"):
                 workers[engine] = worker
-                about[engine] = reply
+                about[engine] = {**reply, "executable": repo_relative(reply["executable"])}
                 break
             worker.stop()
     return workers, about
@@ -532,6 +596,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(ALL_ENGINES),
         help=f"comma-separated subset of {','.join(ALL_ENGINES)}",
     )
+    parser.add_argument(
+        "--rows",
+        default="",
+        help=f"run these rows only ({', '.join(ROWS)}, or case keys); the others are kept "
+        "from the existing results.json",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     parser.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS, help="peers' venvs")
     parser.add_argument("--tmp-dir", type=Path, default=DEFAULT_TMP, help="scratch directory")
@@ -544,20 +614,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.runs = 2 if args.quick else 5
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    # Workers run in benchmarks/: a relative path given here must not change meaning there.
+    args.out, args.peers_dir, args.tmp_dir = (
+        path.absolute() for path in (args.out, args.peers_dir, args.tmp_dir)
+    )
+    args.row_list = [name.strip() for name in args.rows.split(",") if name.strip()]
+    known = set(ROWS) | {case.key for case in plan(QUICK)}
+    unknown = set(args.row_list) - known
+    if unknown:
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))} (rows: {', '.join(ROWS)})")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     size = QUICK if args.quick else FULL
-    cases = plan(size)
+    every_case = plan(size)
+    cases = select(every_case, args.row_list) if args.row_list else every_case
+    # Start only the engines the chosen rows use.
+    needed = {engine for case in cases for engine in case.engines}
+    engines = [engine for engine in args.engine_list if engine in needed]
+    extra = 1 if args.quick else EXTRA_RUNS
+    results_json = args.out / "results.json"
+    earlier = None
+    if args.row_list and results_json.exists():  # keep the other rows: can they stand together?
+        earlier = json.loads(results_json.read_text(encoding="utf-8"))
+        shape = {"quick": args.quick, "runs": args.runs, "cheap_runs": args.runs * extra}
+        shape["cheap_seconds"] = CHEAP_SECONDS
+        problem = report.merge_problem(earlier, {**shape, "size": size})
+        if problem:
+            print(f"cannot keep the other rows of {results_json}: {problem}", file=sys.stderr)
+            return 2
     args.tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix="bench-", dir=args.tmp_dir))
     log: list[str] = []
     started = time.perf_counter()
     load_before = _load_average()
-    extra = 1 if args.quick else EXTRA_RUNS
-    workers, about = start_workers(args.engine_list, args.peers_dir)
+    workers, about = start_workers(engines, args.peers_dir)
     for engine, said in about.items():
         where = said.get("executable", said.get("why"))
         print(f"{engine:<11} {said.get('version', '') or '-':<28} {where}", file=sys.stderr)
@@ -568,8 +661,19 @@ def main(argv: list[str] | None = None) -> int:
         for worker in workers.values():
             worker.stop()
         shutil.rmtree(tmp_root, ignore_errors=True)
+    seconds = round(time.perf_counter() - started, 1)
+    load = {"before": load_before, "after": _load_average()}
+    about_machine = machine(args.tmp_dir)
+    measured = {
+        "date": about_machine["date"],
+        "commit": about_machine["commit"],
+        "python": about_machine["python"],
+        "load": load,
+        "seconds": seconds,
+        "rows": args.row_list or ["all"],
+    }
     document = {
-        "machine": machine(args.tmp_dir),
+        "machine": about_machine,
         "quick": args.quick,
         "runs": args.runs,
         "cheap_runs": args.runs * extra,
@@ -577,21 +681,23 @@ def main(argv: list[str] | None = None) -> int:
         "size": size,
         "engines": about,
         "cases": [case.__dict__ for case in cases],
+        "measured": {case.key: measured for case in cases},
         "sources": {name: source["info"] for name, source in sources.items()},
         "results": results,
         "log": log,
-        "seconds": round(time.perf_counter() - started, 1),
-        "load": {"before": load_before, "after": _load_average()},
+        "seconds": seconds,
+        "load": load,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    results_json = args.out / "results.json"
+    if earlier is not None:
+        document = report.merged(earlier, document, [case.key for case in every_case])
     results_json.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
     not_drawn = draw_chart(results_json, args.out / "results.png", args.peers_dir, log)
     document["chart"] = not not_drawn
     document["chart_missing"] = not_drawn
     (args.out / "results.md").write_text(report.markdown(document), encoding="utf-8")
     results_json.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
-    print(f"results in {args.out} ({document['seconds']} s)", file=sys.stderr)
+    print(f"results in {args.out} ({seconds} s)", file=sys.stderr)
     return 0
 
 

@@ -21,8 +21,11 @@ import importlib
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -311,3 +314,186 @@ def _max_rss_bytes() -> int:
 
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage if sys.platform == "darwin" else usage * 1024  # Linux reports KiB
+
+
+# -- reading, importing, the seed example's memory ----------------------------------------
+
+
+@workload
+def read(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``n`` reads of ``state.settings["batch"]`` (params["what"] == "settings") or of
+    ``state.a["b"]["c"]`` ("nested"); the floor engine reads the same expression from plain
+    dicts held as attributes of a plain object."""
+    n, what = params["n"], params["what"]
+    data: dict[str, Any] = {"settings": {"batch": 100}, "a": {"b": {"c": 1}}}
+    expected = 100 if what == "settings" else 1
+    if engine.family == "floor":
+        store: Any = types.SimpleNamespace(**data)
+    else:
+        store = engine.open(directory)
+        for key, value in data.items():
+            store[key] = value
+        engine.close(store)
+        store = engine.open(directory)
+    seen: list[Any] = []
+
+    def read_settings() -> None:
+        value = None
+        for _ in range(n):
+            value = store.settings["batch"]
+        seen.append(value)
+
+    def read_nested() -> None:
+        value = None
+        for _ in range(n):
+            value = store.a["b"]["c"]
+        seen.append(value)
+
+    seconds = _timed(read_settings if what == "settings" else read_nested)
+    close_seconds = 0.0 if engine.family == "floor" else _close_timed(engine, store)
+    _check(f"read {what}", seen, [expected])
+    return {"ops": n, "seconds": seconds, "close_seconds": close_seconds, "info": {}}
+
+
+def _fresh_process_env() -> dict[str, str]:
+    """The environment of a timed ``python`` process: bytecode caching allowed, as it is for
+    any installed package (pip compiles it at install), even where PYTHONDONTWRITEBYTECODE is
+    set, which would make an editable install compile its modules at every import."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _cache_bytecode(module: str, directory: str) -> None:
+    """Import ``module`` once, untimed, so its .pyc files exist before anything is timed."""
+    subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        cwd=directory,
+        env=_fresh_process_env(),
+        check=True,
+        capture_output=True,
+    )
+
+
+def _run_quietly(command: list[str], directory: str) -> tuple[float, float]:
+    """Wall time of one process, from the parent (start, run, exit), and its CPU time."""
+    import resource  # POSIX only, like the measurement
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(
+        command,
+        cwd=directory,
+        env=_fresh_process_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
+
+
+@workload
+def import_time(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What ``import MODULE`` adds to a whole process of this interpreter.
+
+    ``pairs`` times each, alternating which goes first: ``python -c "pass"`` and ``python -c
+    "import MODULE"``, each a fresh process timed from here, from start to exit. ``seconds``
+    is the median of the second less the median of the first (``info`` has the same for the
+    processes' CPU time, user + system, which a busy machine inflates less). Then one
+    ``-X importtime`` run
+    says which packages the import spends its time in (``info["packages"]``: package ->
+    microseconds of the import's own modules, summed per top-level package).
+    """
+    pairs, module = params["pairs"], engine.module
+    bare = [sys.executable, "-c", "pass"]
+    importing = [sys.executable, "-c", f"import {module}"]
+    _cache_bytecode(module, directory)
+    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "import": []}
+    for pair in range(pairs):
+        for command in (bare, importing) if pair % 2 == 0 else (importing, bare):
+            runs["bare" if command is bare else "import"].append(_run_quietly(command, directory))
+    bare_median = statistics.median(wall for wall, _ in runs["bare"])
+    import_median = statistics.median(wall for wall, _ in runs["import"])
+    bare_cpu = statistics.median(cpu for _, cpu in runs["bare"])
+    import_cpu = statistics.median(cpu for _, cpu in runs["import"])
+    profile = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        cwd=directory,
+        env=_fresh_process_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    packages, total_us = importtime_packages(profile, module)
+    info = {
+        "bare_seconds": bare_median,
+        "import_seconds": import_median,
+        "cpu_seconds": import_cpu - bare_cpu,
+        "pairs": pairs,
+        "importtime_total_us": total_us,
+        "packages": packages,
+    }
+    return {"ops": 1, "seconds": import_median - bare_median, "close_seconds": 0.0, "info": info}
+
+
+def importtime_packages(profile: str, module: str) -> tuple[dict[str, int], int]:
+    """From ``-X importtime`` output: the microseconds of the imports ``import MODULE`` made
+    (its own module and everything imported under it, not the interpreter's start-up), summed
+    per top-level package, and their total."""
+    entries = []  # (depth, name, self_us, cumulative_us), in the order printed
+    for line in profile.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative_us, name = line[len("import time:") :].split("|", 2)
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        entries.append((depth, name.strip(), int(self_us), int(cumulative_us)))
+    # A module is printed after everything it imported, so MODULE's subtree is the run of
+    # entries that ends with it at depth 0 and starts after the previous depth-0 entry.
+    end = max(i for i, entry in enumerate(entries) if entry[0] == 0 and entry[1] == module)
+    start = end
+    while start > 0 and entries[start - 1][0] > 0:
+        start -= 1
+    packages: dict[str, int] = {}
+    for _, name, self_us, _ in entries[start : end + 1]:
+        top = name.split(".")[0]
+        packages[top] = packages.get(top, 0) + self_us
+    return packages, entries[end][3]
+
+
+SEED_PROGRAM = """\
+import json, resource, sys
+from persistedstate import PersistedState
+
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+STATE = PersistedState(sys.argv[1], last_id=0)
+for i in range(1, int(sys.argv[2]) + 1):
+    STATE.last_id = i
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"baseline": baseline, "peak": peak}))
+"""
+
+
+@workload
+def seed_memory(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS of a process that runs the README's first example: ``n`` changes of
+    ``STATE.last_id``, no close(). The program is a fresh ``python -c`` of this interpreter;
+    its state is then reopened here and checked."""
+    n = params["n"]
+    path = os.path.join(directory, STATE_FILE)
+    _cache_bytecode(engine.module, directory)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", SEED_PROGRAM, path, str(n)],
+        cwd=directory,
+        env=_fresh_process_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - start
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    unit = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
+    _check("last_id", _reopened(engine, directory, lambda s: s["last_id"]), n)
+    info = {"baseline_bytes": said["baseline"] * unit, "peak_bytes": said["peak"] * unit}
+    return {"ops": n, "seconds": seconds, "close_seconds": 0.0, "info": info}

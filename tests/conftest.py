@@ -1,7 +1,8 @@
 """Shared fixtures, helpers and hypothesis strategies for the persistedstate tests.
 
-The helpers here only use the public API (and plain Python), so the tests check what SPEC.md
-promises, not how the library does it. Test modules import them with ``from conftest import``.
+The helpers here only use the public API (and plain Python), so the tests check what README.md
+and docs/design.md promise, not how the library does it. Test modules import them with
+``from conftest import``.
 """
 
 from __future__ import annotations
@@ -297,7 +298,8 @@ SCALARS = st.one_of(
     AWARE_DATETIMES,
 )
 
-# Dict keys: every key type SPEC allows (float keys without nan, which is never equal to itself).
+# Dict keys: every key type README.md "Values" allows (float keys without nan, which is never
+# equal to itself).
 KEYS = st.one_of(
     st.text(max_size=8),
     st.sampled_from(["k" * 1001, "long key " * 150, 10**1200, -(2**12345)]),
@@ -313,7 +315,7 @@ def values(
     max_leaves: int = 12,
     keys: st.SearchStrategy[Any] = KEYS,
 ) -> Any:
-    """Any value SPEC says a state stores (tuples included)."""
+    """Any value README.md "Values" says a state stores (tuples included)."""
     return st.recursive(
         leaves,
         lambda children: st.one_of(
@@ -325,8 +327,8 @@ def values(
     )
 
 
-# Files written by 26.1. shared/ lies beside the checkout, here and in CI.
-FIXTURES_26_1 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "persistedstate-26.1"
+# Files written by persistedstate 26.1 (tests/fixtures/persistedstate-26.1/README.md says how).
+FIXTURES_26_1 = Path(__file__).resolve().parent / "fixtures" / "persistedstate-26.1"
 
 
 def fixture_26_1(name: str) -> Path:

@@ -1,23 +1,30 @@
-"""Smoke runs of the benchmark (benchmarks/run.py --quick), so it never rots.
+"""Smoke runs of the benchmark (benchmarks/run.py --quick), so it never rots, and README.md's
+benchmark figures, which must be what benchmarks/readme.py renders from the committed results.
 
-They check that a run produces well-formed results, never how fast anything is, with what this
-interpreter can import (this project, shelve, the floor loop); the peers' environments are
-exercised by `make bench` itself.
+The smoke runs check that a run produces well-formed results, never how fast anything is, with
+what this interpreter can import (this project, shelve, the floor loop); the peers'
+environments are exercised by `make bench` itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+RESULTS = BENCHMARKS / "results" / "results.json"
 PER_OP = ("counter", "counter_big", "nested", "append")
 
 
-def run_quick(tmp_path: Path, peers_dir: Path, engines: str) -> dict[str, Any]:
+def run_quick(
+    tmp_path: Path, peers_dir: Path, engines: str, *more: str, returncode: int = 0
+) -> dict[str, Any]:
     out = tmp_path / "results"
     command = [
         sys.executable,
@@ -33,9 +40,12 @@ def run_quick(tmp_path: Path, peers_dir: Path, engines: str) -> dict[str, Any]:
         str(peers_dir),
         "--tmp-dir",
         str(tmp_path / "scratch"),
+        *more,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == returncode, done.stderr
+    if returncode:
+        return {"stderr": done.stderr}
     document: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert markdown.startswith("# persistedstate benchmark")
@@ -67,4 +77,91 @@ def test_quick_run_with_what_is_importable_here(tmp_path: Path) -> None:
     assert_well_formed(document, "ours", ("open_sample", "compact_sample"))
     rss = document["results"]["rss_sample"]["ours"][0]
     assert rss["ok"] and rss["info"]["peak_bytes"] >= rss["info"]["baseline_bytes"] > 0
+    assert_well_formed(document, "ours", ("read_settings", "read_nested"))
+    assert_well_formed(document, "floor", ("read_settings", "read_nested"))
+    imported = document["results"]["import"]["ours"][0]
+    assert imported["ok"], imported.get("error")
+    info = imported["info"]
+    assert info["import_seconds"] > 0 and info["bare_seconds"] > 0
+    assert info["importtime_total_us"] > 0 and info["packages"]["persistedstate"] > 0
+    seed = document["results"]["seed_memory"]["ours"][0]
+    assert seed["ok"], seed.get("error")  # the workload checked last_id after the process
+    assert seed["ops"] == document["size"]["seed_n"]
+    assert seed["info"]["peak_bytes"] >= seed["info"]["baseline_bytes"] > 0
     assert not document["log"], document["log"]
+
+    # Interpreters are named relative to the repository when they are inside it.
+    executable = document["engines"]["ours"]["executable"]
+    inside = Path(os.path.abspath(sys.executable)).is_relative_to(REPO)
+    assert Path(executable).is_absolute() != inside, executable
+    if inside:
+        assert (REPO / executable).exists(), executable
+
+    # Some rows again: they replace their figures, the other rows are kept as they were.
+    earlier = document
+    later = run_quick(tmp_path, tmp_path / "no-peers", "ours,floor", "--rows", "read")
+    assert later["results"]["read_settings"] != earlier["results"]["read_settings"]
+    for case in earlier["results"]:
+        if case not in ("read_settings", "read_nested"):
+            assert later["results"][case] == earlier["results"][case], case
+    assert [case["key"] for case in later["cases"]] == [case["key"] for case in earlier["cases"]]
+    assert later["measured"]["read_nested"]["rows"] == ["read"]
+    assert later["measured"]["counter"] == earlier["measured"]["counter"]
+    # ... and only when the figures are alike: medians of as many runs.
+    refused = run_quick(
+        tmp_path, tmp_path / "no-peers", "ours", "--rows", "read", "--runs", "2", returncode=2
+    )
+    assert "cannot keep the other rows" in refused["stderr"]
+
+
+# -- README.md's figures ---------------------------------------------------------------------
+
+
+def readme_check(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(BENCHMARKS / "readme.py"), "--check", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_readme_figures_are_what_the_committed_results_render() -> None:
+    done = readme_check()
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_readme_check_fails_on_a_hand_edit_and_on_results_it_does_not_show(
+    tmp_path: Path,
+) -> None:
+    readme, results = tmp_path / "README.md", tmp_path / "results.json"
+    shutil.copyfile(REPO / "README.md", readme)
+    shutil.copyfile(RESULTS, results)
+    arguments = ("--readme", str(readme), "--results", str(results))
+    assert readme_check(*arguments).returncode == 0
+
+    # A figure typed by hand into the block.
+    text = readme.read_text("utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `state.counter += 1` |"))
+    cells = row.split(" | ")
+    cells[1] = "0.01" if cells[1] != "0.01" else "0.02"
+    readme.write_text(text.replace(row, " | ".join(cells)), "utf-8")
+    assert readme.read_text("utf-8") != text
+    assert readme_check(*arguments).returncode == 1
+
+    # New results that the README does not show yet; rendering them puts them in.
+    readme.write_text(text, "utf-8")
+    document = json.loads(results.read_text("utf-8"))
+    for reply in document["results"]["counter"]["ours"]:
+        reply["seconds"] = 1234.0 * reply["ops"] / 1e6  # 1,234 µs per change
+    results.write_text(json.dumps(document), "utf-8")
+    stale = readme_check(*arguments)
+    assert stale.returncode == 1
+    assert "| `state.counter += 1` | 1,234 |" in stale.stdout  # the diff shows the new figure
+    rewrite = [sys.executable, str(BENCHMARKS / "readme.py"), *arguments]
+    subprocess.run(rewrite, check=True, capture_output=True, timeout=60)
+    assert "| `state.counter += 1` | 1,234 |" in readme.read_text("utf-8")
+    assert readme_check(*arguments).returncode == 0
+
+
+def test_committed_results_name_interpreters_inside_the_repository() -> None:
+    document = json.loads(RESULTS.read_text("utf-8"))
+    for engine, about in document["engines"].items():
+        if about.get("available"):
+            assert not Path(about["executable"]).is_absolute(), (engine, about["executable"])

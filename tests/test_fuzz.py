@@ -136,8 +136,8 @@ class Fuzzer:
 
     def assert_no_failures(self) -> None:
         assert self.without_position == 0, (
-            f"{self.without_position} CorruptStateErrors without a line number (SPEC: damage "
-            "is reported with the path, line and column)"
+            f"{self.without_position} CorruptStateErrors without a line number (README.md, "
+            "Guarantees, Recovery: damage is reported with file, line and column)"
         )
         if self.failures:
             pytest.fail(
@@ -574,7 +574,8 @@ POSITIONLESS = {
 
 @pytest.mark.parametrize("raw", list(POSITIONLESS.values()), ids=list(POSITIONLESS))
 def test_corrupt_state_error_says_where(tmp_path: Path, raw: bytes) -> None:
-    """SPEC: any damage raises CorruptStateError "with the path, line and column"."""
+    """docs/design.md "Opening: replay and recovery": any damage raises CorruptStateError
+    "with the path, the line and column"."""
     path = tmp_path / "bad.state"
     path.write_bytes(raw)
     with pytest.raises(CorruptStateError) as caught:

@@ -1,12 +1,12 @@
 """Model-based test: random operations on a PersistedState and on plain dicts and lists.
 
-Every operation of SPEC's dict and list API is applied both to the state (through live
-proxies, fresh or kept from earlier) and to a plain Python model. After each step the state in
-memory must equal the model (types compared recursively, key order included); at random points
-the file's bytes, copied as a crash would leave them, must load() as the model; compaction,
-close and reopen must keep it. Transactions (nested too) commit or roll back, and kept proxies
-must follow their element or, once their container is gone, refuse changes without touching
-the file.
+Every operation of the dict and list API (README.md "API") is applied both to the state
+(through live proxies, fresh or kept from earlier) and to a plain Python model. After each step
+the state in memory must equal the model (types compared recursively, key order included); at
+random points the file's bytes, copied as a crash would leave them, must load() as the model;
+compaction, close and reopen must keep it. Transactions (nested too) commit or roll back, and
+kept proxies must follow their element or, once their container is gone, refuse changes without
+touching the file.
 """
 
 from __future__ import annotations
@@ -817,7 +817,8 @@ class StateModel(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.transactions))
     @rule()
     def compact_inside_transaction(self) -> None:
-        """SPEC is silent: refusing is fine, and so is compacting what is committed."""
+        """README.md and docs/design.md are silent: refusing is fine, and so is compacting what is
+        committed."""
         before = file_bytes(self.path)
         try:
             self.opened.compact()

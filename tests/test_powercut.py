@@ -49,6 +49,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
+from conftest import fixture_26_1
 
 import persistedstate.storage
 from persistedstate import PersistedState, load
@@ -60,10 +61,6 @@ pytestmark = [
     ),
     pytest.mark.usefixtures("quiet_recovery_warnings"),
 ]
-
-FIXTURES = Path("/work/shared/fixtures/persistedstate-26.1")
-if not FIXTURES.is_dir():
-    FIXTURES = Path(__file__).parent / "fixtures" / "persistedstate-26.1"
 
 
 # -- the model ---------------------------------------------------------------------------
@@ -460,8 +457,8 @@ def test_every_power_cut_state_is_readable_and_keeps_what_it_must(
             b'--- ["insert", ["seen"], 0, "x"]\n--- ["insert", ["se'
         )
     elif start == "26.1":
-        initial = json.loads((FIXTURES / "unvacuumed-journal.expected.json").read_text())
-        (work / "state.yaml").write_bytes((FIXTURES / "unvacuumed-journal.yaml").read_bytes())
+        initial = json.loads(fixture_26_1("unvacuumed-journal.expected.json").read_text("utf-8"))
+        (work / "state.yaml").write_bytes(fixture_26_1("unvacuumed-journal.yaml").read_bytes())
     recording = _record(work, monkeypatch, fsync=fsync, steps=40, initial=initial)
     explored, distinct, failures = _explore(recording, scratch, fsync=fsync)
     _report(

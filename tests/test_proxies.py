@@ -1,4 +1,4 @@
-"""SPEC "Public API": the semantics of the state and of its live dict and list proxies."""
+"""README.md "API": the semantics of the state and of its live dict and list proxies."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from conftest import assert_same, assert_single_document, crash_copy, file_bytes
 import persistedstate
 from persistedstate import PersistedState, PersistedStateError, StateLockedError
 
-# -- the SPEC example and the basic API -----------------------------------------------------
+# -- the README example and the basic API ---------------------------------------------------
 
 
-def test_spec_example(state_path: str) -> None:
+def test_readme_api_example(state_path: str) -> None:
     state = PersistedState(state_path, last_id=0)
     for current_id in range(state.last_id + 1, 6):
         state.last_id = current_id
@@ -606,7 +606,8 @@ def test_augmented_assignment_through_the_parent_keeps_kept_proxies(
 def test_augmented_assignment_through_the_parent_costs_its_own_size(
     state: PersistedState, state_path: str
 ) -> None:
-    """SPEC "Cost": ``state.big += [1]`` is one small change, not a rewrite of the list."""
+    """docs/design.md "Writing a change": ``state.big += [1]`` is one small change (one
+    ``splice`` record), not a rewrite of the list."""
     state.big = list(range(20_000))
     state.counter = 0
     before = os.path.getsize(state_path)

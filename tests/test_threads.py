@@ -1,4 +1,4 @@
-"""SPEC "Guarantees / Threads": every operation is thread-safe; a transaction is atomic for
+"""README.md "Guarantees", Threads: every operation is thread-safe; a transaction is atomic for
 other threads too."""
 
 from __future__ import annotations

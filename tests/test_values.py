@@ -1,4 +1,4 @@
-"""SPEC "Values": every supported value comes back with the same type and value.
+"""README.md "Values": every supported value comes back with the same type and value.
 
 Three ways back are checked for each value: (a) the journal (the file's bytes copied while the
 state is still open, as a crash would leave them), (b) the snapshot written by close(), also
@@ -401,7 +401,7 @@ def test_key_of_another_type_replacing_an_equal_key(
 
 
 def test_snapshot_keeps_unicode_unescaped(state_path: str) -> None:
-    """SPEC "The file": the snapshot is UTF-8 with Unicode unescaped."""
+    """README.md "The file": the snapshot is UTF-8 with Unicode as is (unescaped)."""
     with PersistedState(state_path) as state:
         state.text = "héllo 日本語"
         state["clé"] = 1
