@@ -15,7 +15,8 @@ every N, in three modes:
 Successful ``fsync`` calls are counted but not passed on (nothing here simulates a power cut,
 and the real calls would dominate the run time). The workload opens a new state, applies the
 steps of ``_workers.apply_step`` (compaction forced every few records, an explicit
-``compact()`` in the middle) and closes it. After every call:
+``compact()`` in the middle; a multi-key ``update()`` outside a transaction among them) and
+closes it. After every call:
 
 - a call that raises raises an OSError with the injected errno, and its change is not applied
   in memory (the state equals the state before the call);
