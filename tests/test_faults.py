@@ -26,7 +26,8 @@ closes it. After every call:
 - one exception: when the cut-back of a failed append fails too (``burst``), the record may
   still be in the file until the next change cuts it back, so the file may then hold the
   failed change (nothing else);
-- at the end the file reopens with everything, and no temporary file is left behind.
+- at the end no temporary file is left behind (looked for before the file is opened again,
+  which would delete one), and the file reopens with everything.
 """
 
 from __future__ import annotations
@@ -240,6 +241,10 @@ def _run_workload(
             if not check_file(state, "failed close()"):
                 return result
     result.calls = faulty.calls
+    # (before the reopen, which would delete a temporary file left behind)
+    left = sorted(entry.name for entry in directory.iterdir() if entry.name != "state.yaml.lock")
+    if left != ["state.yaml"]:
+        problem(f"files left in the directory after close(): {left}")
     try:
         reopened = PersistedState.open(path)
     except Exception as error:
@@ -250,9 +255,6 @@ def _run_workload(
             problem(f"reopened: {reopened.copy()!r}, expected {expected!r}")
     finally:
         reopened.close()
-    left = sorted(entry.name for entry in directory.iterdir() if entry.name != "state.yaml.lock")
-    if left != ["state.yaml"]:
-        problem(f"files left in the directory: {left}")
     return result
 
 

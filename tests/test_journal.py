@@ -230,6 +230,37 @@ def test_json_constants_yaml_reads_as_strings_are_read_as_yaml_does(tmp_path: Pa
     assert_same(load(path), expected)
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'["set", [], "a", 2, 3]',
+        b'["clear", ["l"], 0]',
+        b'["delete", ["l"], 0, 1]',
+        b'["insert", ["l"], -4, "x"]',
+        b'["splice", ["l"], -4, 0, []]',
+        b'["insert", ["l"], 4, "x"]',
+        b'["splice", ["l"], 0, 4, []]',
+    ],
+    ids=[
+        "set-a-field-too-many",
+        "clear-a-field-too-many",
+        "delete-a-field-too-many",
+        "insert-before-the-start",
+        "splice-from-before-the-start",
+        "insert-past-the-end",
+        "splice-past-the-end",
+    ],
+)
+def test_a_record_with_extra_fields_or_an_index_out_of_range_is_corruption(
+    tmp_path: Path, record: bytes
+) -> None:
+    """We never write such a record, and Python would take it in (ignore a field, clamp an
+    index) and read a state no one wrote."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: 1\nl: [1, 2, 3]\n--- " + record + b'\n--- ["set", [], "a", 3]\n')
+    _assert_corrupt_and_untouched(path, line=3, column=5)
+
+
 def test_unknown_operation_is_corruption(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(b'a: 1\n--- ["frobnicate", [], "x"]\n')

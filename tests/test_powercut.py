@@ -42,6 +42,7 @@ The number of crash states explored is printed and recorded as a test property.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -303,6 +304,24 @@ class RecordingOs:
             self._model.log(Op("unlink", name=name))
 
 
+class DirectorySyncFailsOnce(RecordingOs):
+    """A RecordingOs whose ``fail_at``-th sync of the directory fails (EIO) and syncs nothing."""
+
+    def __init__(self, model: FsModel, fail_at: int) -> None:
+        super().__init__(model)
+        self.fail_at = fail_at
+        self.directory_syncs = 0
+        self.failed_after: int | None = None  # operations logged when it failed
+
+    def fsync(self, fd: int) -> None:
+        if self._fds.get(fd, {}).get("dir"):
+            self.directory_syncs += 1
+            if self.directory_syncs == self.fail_at:
+                self.failed_after = len(self._model.ops)
+                raise OSError(errno.EIO, "injected EIO in the directory sync")
+        super().fsync(fd)
+
+
 # -- workloads -----------------------------------------------------------------------------
 
 
@@ -314,6 +333,7 @@ class Recording:
     expected: list[dict[Any, Any]]  # S_0, S_1, ...
     name: str
     created_by_workload: bool
+    io: RecordingOs
 
 
 def _record(
@@ -322,6 +342,7 @@ def _record(
     *,
     sessions: list[tuple[bool, int]],
     initial: dict[Any, Any] | None = None,
+    recording_os: Callable[[FsModel], RecordingOs] = RecordingOs,
 ) -> Recording:
     """Run the workload on ``directory/state.yaml`` under a RecordingOs.
 
@@ -338,8 +359,9 @@ def _record(
         workers.apply_step(data, k)
         expected.append(data)
     acks: list[tuple[int, int, bool]] = []
+    io = recording_os(model)
     with monkeypatch.context() as patch:
-        patch.setattr(persistedstate.storage, "os", RecordingOs(model))
+        patch.setattr(persistedstate.storage, "os", io)
         patch.setattr(PersistedState, "_compact_min_bytes", 200)
         patch.setattr(PersistedState, "_compact_ratio", 0.25)
         done = 0
@@ -363,7 +385,7 @@ def _record(
     modelled = {name: bytes(model.data[inode]) for name, inode in model.names.items()}
     assert modelled == real, "the I/O model does not reproduce the real directory"
     assert workers.same(load(path), expected[-1])
-    return Recording(model, acks, expected, path.name, created)
+    return Recording(model, acks, expected, path.name, created, io)
 
 
 def _open_result(scratch: Path, name: str, content: bytes | None) -> Any:
@@ -513,6 +535,36 @@ def test_a_change_made_with_fsync_in_a_later_session_survives_a_power_cut(
         (explored, distinct, len(recording.model.ops) + 1),
     )
     assert explored > len(recording.model.ops)
+    assert not failures, f"{len(failures)}+ bad crash states:\n" + "\n".join(failures)
+
+
+def test_with_fsync_a_failed_directory_sync_is_made_up_for_before_the_next_change_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
+) -> None:
+    """The directory sync after an automatic compaction's rename fails (EIO): the compaction
+    fails quietly (the rename is done, the change that started it is synced in both files) and
+    the state goes on appending to the renamed file. With ``fsync=True`` the next change must
+    make that rename durable before it returns, or a power cut loses it with the old name."""
+    work = tmp_path / "work"
+    scratch = tmp_path / "scratch"
+    work.mkdir()
+    scratch.mkdir()
+    recording = _record(
+        work,
+        monkeypatch,
+        sessions=[(True, 12)],
+        recording_os=lambda model: DirectorySyncFailsOnce(model, fail_at=2),
+    )
+    failed_after = getattr(recording.io, "failed_after", None)
+    assert failed_after is not None, "no directory sync failed"
+    renames = [op for op in recording.model.ops[:failed_after] if op.kind == "rename"]
+    assert len(renames) == 2, "the failed sync is not the one after a compaction's rename"
+    explored, distinct, failures = _explore(recording, scratch)
+    _report(
+        record_property,
+        "fsync=True, a directory sync fails",
+        (explored, distinct, len(recording.model.ops) + 1),
+    )
     assert not failures, f"{len(failures)}+ bad crash states:\n" + "\n".join(failures)
 
 

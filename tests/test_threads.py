@@ -162,6 +162,7 @@ def test_transaction_is_atomic_for_other_threads(
                 with state.transaction():
                     # True only inside a transaction: no other thread may ever read it.
                     state.dirty = True
+                    assert state.dirty is True  # (its own thread reads its change)
                     state.flags["dirty"] = True
                     state.marks.append("dirty")
                     state.flags["uncommitted"] = True
