@@ -6,8 +6,8 @@ transaction), so each step is one acknowledged change. It works the same on a
 ``PersistedState`` and on a plain dict, so the expected state after any number of steps can be
 recomputed in the test process (:class:`Simulator`). The steps cover counters
 (read-modify-write), list appends/inserts/deletes/slice assignment/reverse, nested dicts,
-unicode text, bytes, datetimes and transactions that move value between ``a`` and ``b`` (their
-sum is always :data:`TOTAL`).
+unicode text, bytes, datetimes, and transactions and multi-key ``update()`` calls that move value
+between ``a`` and ``b`` (their sum is always :data:`TOTAL`).
 
 Run as a script (``python _workers.py MODE ...``), it is the child process of the tests:
 
@@ -19,6 +19,10 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     set ``released`` and close, print ``closed``.
 ``try-open PATH LOCK_TIMEOUT``
     try to open PATH; print ``opened`` or ``locked <holder_pid>``.
+``compact-and-hang PATH``
+    open PATH, set ``compacting`` to true, compact, and stop for good at the rename that would
+    put the new file in place, printing ``renaming <temporary file>`` (killed there, it leaves
+    what a compaction interrupted at its last step leaves).
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ def apply_step(state: Any, k: int, transaction: Callable[[], Any] | None = None)
         state["items"].append(k)
     elif kind == 2:
         amount = k % 7 + 1
+        if k % 20 == 12:  # the same as one multi-key call, outside any transaction
+            state.update({"a": state["a"] - amount, "b": state["b"] + amount, "last_tx": k})
+            return
         with tx():
             state["a"] -= amount
             state["b"] += amount
@@ -228,6 +235,24 @@ def _try_open(path: str, lock_timeout: float) -> None:
     _say("opened")
 
 
+def _compact_and_hang(path: str) -> None:
+    import os
+    import time
+
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path)
+    state["compacting"] = True
+
+    def hang(source: str, target: str) -> None:
+        _say(f"renaming {source}")
+        while True:
+            time.sleep(60)
+
+    os.replace = os.rename = hang  # (the only renames left in this process are compaction's)
+    state.compact()
+
+
 def main(argv: list[str]) -> None:
     mode, path, *rest = argv
     if mode == "steps":
@@ -236,6 +261,8 @@ def main(argv: list[str]) -> None:
         _hold(path)
     elif mode == "try-open":
         _try_open(path, float(rest[0]))
+    elif mode == "compact-and-hang":
+        _compact_and_hang(path)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

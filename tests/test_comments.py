@@ -378,3 +378,24 @@ def test_comments_not_kept_are_reported_plainly(
     assert "could not keep the comments" in message and why in message
     for raw in ("<unicode string>", "<compaction>", "Error", "http", "\n"):
         assert raw not in message
+
+
+def test_a_round_trip_that_reads_back_as_other_data_falls_back_to_exact_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The comparison of the commented output with the state must be able to say no.
+
+    ruamel.yaml writes the key "k\\x85ey" (NEL, a YAML line break) in a form that reads back
+    as another key ("k ey"), and raises nothing. (If a later ruamel.yaml writes it exactly,
+    this test fails on the warning: find another value its writer gets wrong.)
+    """
+    path = tmp_path / "state.yaml"
+    path.write_text("# a comment\na: 1\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="persistedstate"), PersistedState(path) as state:
+        state["k\x85ey"] = 1
+        state["text"] = "line\x85break"
+        expected = state.copy()
+    assert_same(load(path), expected)
+    assert_same(yaml.safe_load(path.read_text(encoding="utf-8")), expected)
+    assert "could not keep the comments" in caplog.text
+    assert "would not read back as the same state" in caplog.text  # the comparison said no

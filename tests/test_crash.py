@@ -11,7 +11,8 @@ random moment (sometimes while it is still starting up or recovering the file), 
 - every acknowledged change is there: the state is exactly ``S_a`` or ``S_a+1``, where ``a``
   is the last acknowledged step count and ``S_n`` is recomputed in this process;
 - no transaction is half-applied (``a + b`` is constant, and the exact comparison above);
-- no conflict file appeared.
+- no conflict file appeared;
+- when the parent opens the file, the temporary files of killed compactions are gone.
 
 The next child resumes from the state found, on the file as the kill left it (torn tail
 included), or, every third trial, after the parent opened and closed it.
@@ -59,6 +60,18 @@ class ChainStats:
     reopened_by_parent: int = 0
     temp_files_left: int = 0
     failures: list[str] = field(default_factory=list)
+
+
+def _temp_files(path: Path) -> list[str]:
+    """The temporary files of compactions of ``path`` (``.<name>.<pid>.tmp``, docs/design.md)."""
+    prefix = f".{path.name}."
+    return sorted(
+        entry.name
+        for entry in path.parent.iterdir()
+        if entry.name.startswith(prefix)
+        and entry.name.endswith(".tmp")
+        and entry.name[len(prefix) : -len(".tmp")].isdigit()
+    )
 
 
 def _complete_lines(path: Path) -> list[str]:
@@ -124,13 +137,13 @@ def _run_chain(directory: Path, trials: int, fsync: bool, seed: int) -> ChainSta
             stats.failures.append(f"trial {trial}: acknowledgements out of order: {acked[:5]}")
             return stats
         stats.steps_acknowledged += len(acked)
+        stats.temp_files_left += len(_temp_files(path))
         last = acked[-1] if acked else start
         problem = _check_after_kill(path, sim, start, last, trial, stats)
         if isinstance(problem, str):
             stats.failures.append(problem)
             return stats
         start = problem
-        stats.temp_files_left = len(list(directory.glob(".kill.state.*.tmp")))
         ack.unlink()
         err.unlink()
     return stats
@@ -181,6 +194,9 @@ def _check_after_kill(
         try:
             if not workers.same(state.copy(), data):
                 return f"{where}: open() and load() disagree: {state.copy()!r} vs {data!r}"
+            left = _temp_files(path)
+            if left:
+                return f"{where}: opening left the temporary files of a killed compaction: {left}"
         finally:
             state.close()
         after = load(path)
@@ -236,3 +252,58 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
     assert not failures, "\n\n".join(failures)
     assert total == TRIALS
     assert sum(r.steps_acknowledged for r in stats) > TRIALS  # the kills hit running workloads
+
+
+def test_the_temporary_file_of_a_killed_compaction_is_removed_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    """A child is SIGKILLed inside compact(), its new file written but not yet renamed into
+    place. The state file is the old one, journal included; ``load()`` (no lock: a writer may
+    be compacting) leaves the temporary file alone, the next writer to open the state deletes
+    it, and files of other names (another state's compaction among them) stay as they were."""
+    path = tmp_path / "kill.state"
+    with PersistedState(path) as state:
+        state["n"] = 1
+    others = {
+        ".other.state.4242.tmp": b"another state's compaction, perhaps running now\n",
+        "kill.state.4242.tmp": b"no leading dot\n",
+        ".kill.state.backup.tmp": b"not a pid\n",
+        ".kill.state.42a.tmp": b"not a pid either\n",
+        ".kill.state.4242.tmp.keep": b"another suffix\n",
+    }
+    for name, content in others.items():
+        (tmp_path / name).write_bytes(content)
+    ack, err = tmp_path / "ack.txt", tmp_path / "stderr.txt"
+    with open(ack, "wb") as out, open(err, "wb") as errout:
+        proc = subprocess.Popen(
+            [sys.executable, str(workers.SCRIPT), "compact-and-hang", str(path)],
+            stdout=out,
+            stderr=errout,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not ack.read_bytes().endswith(b"\n") and proc.poll() is None:
+                assert time.monotonic() < deadline, "the child did not reach the rename in time"
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, err.read_text(errors="replace")
+    said = ack.read_text()
+    assert said.startswith("renaming "), said
+    leftover = Path(said.split(" ", 1)[1].strip())
+    assert leftover.parent == tmp_path
+    assert _temp_files(path) == [leftover.name] == [f".kill.state.{proc.pid}.tmp"]
+
+    expected = {"n": 1, "compacting": True}  # the old file and its journal: nothing lost
+    assert load(path) == expected
+    assert leftover.exists()  # load() takes no lock, so it never deletes a temporary file
+    with PersistedState(path) as state:
+        assert not leftover.exists()  # gone at open
+        assert state == expected
+    assert load(path) == expected
+    for name, content in others.items():
+        assert (tmp_path / name).read_bytes() == content, name
+    left = {entry.name for entry in tmp_path.iterdir()}
+    assert left == {"kill.state", "kill.state.lock", "ack.txt", "stderr.txt", *others}

@@ -15,7 +15,8 @@ every N, in three modes:
 Successful ``fsync`` calls are counted but not passed on (nothing here simulates a power cut,
 and the real calls would dominate the run time). The workload opens a new state, applies the
 steps of ``_workers.apply_step`` (compaction forced every few records, an explicit
-``compact()`` in the middle) and closes it. After every call:
+``compact()`` in the middle; a multi-key ``update()`` outside a transaction among them) and
+closes it. After every call:
 
 - a call that raises raises an OSError with the injected errno, and its change is not applied
   in memory (the state equals the state before the call);
@@ -25,7 +26,8 @@ steps of ``_workers.apply_step`` (compaction forced every few records, an explic
 - one exception: when the cut-back of a failed append fails too (``burst``), the record may
   still be in the file until the next change cuts it back, so the file may then hold the
   failed change (nothing else);
-- at the end the file reopens with everything, and no temporary file is left behind.
+- at the end no temporary file is left behind (looked for before the file is opened again,
+  which would delete one), and the file reopens with everything.
 """
 
 from __future__ import annotations
@@ -239,6 +241,10 @@ def _run_workload(
             if not check_file(state, "failed close()"):
                 return result
     result.calls = faulty.calls
+    # (before the reopen, which would delete a temporary file left behind)
+    left = sorted(entry.name for entry in directory.iterdir() if entry.name != "state.yaml.lock")
+    if left != ["state.yaml"]:
+        problem(f"files left in the directory after close(): {left}")
     try:
         reopened = PersistedState.open(path)
     except Exception as error:
@@ -249,9 +255,6 @@ def _run_workload(
             problem(f"reopened: {reopened.copy()!r}, expected {expected!r}")
     finally:
         reopened.close()
-    left = sorted(entry.name for entry in directory.iterdir() if entry.name != "state.yaml.lock")
-    if left != ["state.yaml"]:
-        problem(f"files left in the directory: {left}")
     return result
 
 

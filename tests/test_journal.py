@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -229,6 +230,37 @@ def test_json_constants_yaml_reads_as_strings_are_read_as_yaml_does(tmp_path: Pa
     assert_same(load(path), expected)
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'["set", [], "a", 2, 3]',
+        b'["clear", ["l"], 0]',
+        b'["delete", ["l"], 0, 1]',
+        b'["insert", ["l"], -4, "x"]',
+        b'["splice", ["l"], -4, 0, []]',
+        b'["insert", ["l"], 4, "x"]',
+        b'["splice", ["l"], 0, 4, []]',
+    ],
+    ids=[
+        "set-a-field-too-many",
+        "clear-a-field-too-many",
+        "delete-a-field-too-many",
+        "insert-before-the-start",
+        "splice-from-before-the-start",
+        "insert-past-the-end",
+        "splice-past-the-end",
+    ],
+)
+def test_a_record_with_extra_fields_or_an_index_out_of_range_is_corruption(
+    tmp_path: Path, record: bytes
+) -> None:
+    """We never write such a record, and Python would take it in (ignore a field, clamp an
+    index) and read a state no one wrote."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: 1\nl: [1, 2, 3]\n--- " + record + b'\n--- ["set", [], "a", 3]\n')
+    _assert_corrupt_and_untouched(path, line=3, column=5)
+
+
 def test_unknown_operation_is_corruption(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(b'a: 1\n--- ["frobnicate", [], "x"]\n')
@@ -292,3 +324,124 @@ def test_a_complete_last_record_that_does_not_fit_is_corruption_not_a_torn_write
     path = tmp_path / "s.yaml"
     path.write_bytes(b'a: 1\n--- ["tx", [["set", [], "b", 2], ["delete", [], "zz"]]]')
     _assert_corrupt_and_untouched(path, line=2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "column"),
+    [
+        pytest.param(
+            b'a: 1\n--- ["set", [], "a", 2]\n--- ["set", [], "a", oops}\n', 3, 26, id="our-layout"
+        ),
+        pytest.param(
+            b'\n---\n["set", [], "a", 1]\n---\n["set", [], "a", 2]\n---\n["set", [], "a", oops}\n',
+            7,
+            22,
+            id="26.1-layout",
+        ),
+    ],
+)
+def test_a_damaged_last_record_that_ends_with_its_newline_is_corruption_not_a_torn_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, raw: bytes, line: int, column: int
+) -> None:
+    """An interrupted append never writes the newline without the bytes before it: a last
+    record that does not parse but ends with its newline was damaged after it was written.
+    It is reported, not dropped, and no writer cuts it off."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(raw)
+    with caplog.at_level(logging.WARNING, logger="persistedstate"):
+        _assert_corrupt_and_untouched(path, line=line, column=column)
+    assert "incomplete last journal record" not in caplog.text
+    assert path.read_bytes() == raw
+
+
+def _nested(depth: int, opening: bytes, closing: bytes, inner: bytes = b"") -> bytes:
+    return opening * depth + inner + closing * depth
+
+
+def _chain_of_60_dicts() -> bytes:
+    """A record making state["k"]["k"]... (60 keys) a dict: the state is then 61 levels deep."""
+    return b'{}\n--- ["set", [], "k", ' + _nested(59, b'{"k": ', b"}", b"{}") + b"]\n"
+
+
+_PATH_OF_60 = b"[" + b", ".join([b'"k"'] * 60) + b"]"
+
+
+@pytest.mark.parametrize(
+    ("make", "last_line"),
+    [
+        # make(n) gives a file whose last record makes the state n levels deep.
+        pytest.param(
+            lambda n: b'{}\n--- ["set", [], "x", ' + _nested(n - 1, b"[", b"]") + b"]\n",
+            2,
+            id="value",
+        ),
+        # A long path and a short value (few brackets in the record): the path decides.
+        pytest.param(
+            lambda n: (
+                _chain_of_60_dicts()
+                + b'--- ["set", '
+                + _PATH_OF_60
+                + b', "k", '
+                + _nested(n - 61, b"[", b"]")
+                + b"]\n"
+            ),
+            3,
+            id="path",
+        ),
+        pytest.param(
+            lambda n: (
+                _chain_of_60_dicts()
+                + b'--- ["tx", [["set", [], "y", 1], ["set", '
+                + _PATH_OF_60
+                + b', "k", '
+                + _nested(n - 61, b"[", b"]")
+                + b"]]]\n"
+            ),
+            3,
+            id="path-in-a-tx",
+        ),
+    ],
+)
+def test_a_record_that_nests_the_state_too_deep_is_corruption(
+    tmp_path: Path, make: Any, last_line: int
+) -> None:
+    """Dicts and lists nest at most 100 levels, the top mapping included (docs/design.md,
+    Limits): a record that makes the state 101 levels deep is damage; 100 levels open."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(make(100))
+    data = load(path)
+    with PersistedState(path) as state:
+        assert state == data
+    assert load(path) == data
+
+    path.write_bytes(make(101))
+    message = _assert_corrupt_and_untouched(path, line=last_line)
+    assert "more than 100 levels deep" in message
+
+
+def test_aliases_read_by_pyyaml_s_own_constructor_load_as_independent_copies(
+    tmp_path: Path,
+) -> None:
+    """A merge key sends the snapshot through PyYAML's constructor, which shares aliased
+    containers; a journal record with anchors is read by PyYAML too. Each container must still
+    sit in one place only: a change to one copy leaves the others as they were."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(
+        b"base: &b {x: 1, l: [1]}\n"
+        b"other: *b\n"
+        b"merged: {<<: *b, y: 2}\n"
+        b'--- ["set", [], "pair", [&p {"n": [1]}, *p]]\n'
+    )
+    expected = {
+        "base": {"x": 1, "l": [1]},
+        "other": {"x": 2, "l": [1, 3]},
+        "merged": {"x": 1, "l": [1], "y": 2},
+        "pair": [{"n": [1, 4]}, {"n": [1]}],
+    }
+    with PersistedState(path) as state:
+        state["other"]["x"] = 2
+        state["other"]["l"].append(3)
+        state["pair"][0]["n"].append(4)
+        assert_same(state.copy(), expected)
+        assert_same(load(path), expected)  # the records replay onto independent copies
+    assert_same(load(path), expected)

@@ -32,12 +32,17 @@ step ``a`` is known, and:
   (a prefix of the changes);
 - before the file's creation was acknowledged, no file is also acceptable.
 
+A workload may run in several sessions (open, changes, ``close()``; open again, ...), each with
+its own ``fsync`` setting: then what a call acknowledged with ``fsync=True`` must survive, and
+the rest must be a prefix.
+
 The number of crash states explored is printed and recorded as a test property.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -296,48 +301,79 @@ class RecordingOs:
             self._model.log(Op("unlink", name=name))
 
 
+class DirectorySyncFailsOnce(RecordingOs):
+    """A RecordingOs whose ``fail_at``-th sync of the directory fails (EIO) and syncs nothing."""
+
+    def __init__(self, model: FsModel, fail_at: int) -> None:
+        super().__init__(model)
+        self.fail_at = fail_at
+        self.directory_syncs = 0
+        self.failed_after: int | None = None  # operations logged when it failed
+
+    def fsync(self, fd: int) -> None:
+        if self._fds.get(fd, {}).get("dir"):
+            self.directory_syncs += 1
+            if self.directory_syncs == self.fail_at:
+                self.failed_after = len(self._model.ops)
+                raise OSError(errno.EIO, "injected EIO in the directory sync")
+        super().fsync(fd)
+
+
 # -- workloads -----------------------------------------------------------------------------
 
 
 @dataclass
 class Recording:
     model: FsModel
-    acks: list[tuple[int, int]]  # (operations logged when the call returned, steps done)
+    # (operations logged when the call returned, steps done, made with fsync=True)
+    acks: list[tuple[int, int, bool]]
     expected: list[dict[Any, Any]]  # S_0, S_1, ...
     name: str
     created_by_workload: bool
+    io: RecordingOs
 
 
 def _record(
     directory: Path,
     monkeypatch: pytest.MonkeyPatch,
     *,
-    fsync: bool,
-    steps: int,
+    sessions: list[tuple[bool, int]],
     initial: dict[Any, Any] | None = None,
+    recording_os: Callable[[FsModel], RecordingOs] = RecordingOs,
 ) -> Recording:
-    """Run the workload on ``directory/state.yaml`` under a RecordingOs."""
+    """Run the workload on ``directory/state.yaml`` under a RecordingOs.
+
+    Each session, given as (fsync, steps), opens the file, makes its steps (with a
+    ``compact()`` half-way) and closes it; the steps go on from one session to the next.
+    """
     path = directory / "state.yaml"
     model = FsModel.of_directory(directory)
     created = not path.exists()
+    total = sum(count for _, count in sessions)
     expected = [copy.deepcopy(initial or {})]
-    for k in range(steps):
+    for k in range(total):
         data = copy.deepcopy(expected[-1])
         workers.apply_step(data, k)
         expected.append(data)
-    acks: list[tuple[int, int]] = []
+    acks: list[tuple[int, int, bool]] = []
+    io = recording_os(model)
     with monkeypatch.context() as patch:
-        patch.setattr(persistedstate.storage, "os", RecordingOs(model))
-        state = PersistedState.open(path, fsync=fsync, compact_min_bytes=200, compact_ratio=0.25)
-        acks.append((len(model.ops), 0))
-        for k in range(steps):
-            workers.apply_step(state, k, state.transaction)
-            acks.append((len(model.ops), k + 1))
-            if k == steps // 2:
-                state.compact()
-                acks.append((len(model.ops), k + 1))
-        state.close()
-        acks.append((len(model.ops), steps))
+        patch.setattr(persistedstate.storage, "os", io)
+        done = 0
+        for synced, count in sessions:
+            state = PersistedState.open(
+                path, fsync=synced, compact_min_bytes=200, compact_ratio=0.25
+            )
+            acks.append((len(model.ops), done, False))  # (opening changes nothing)
+            for k in range(done, done + count):
+                workers.apply_step(state, k, state.transaction)
+                acks.append((len(model.ops), k + 1, synced))
+                if k - done == count // 2:
+                    state.compact()
+                    acks.append((len(model.ops), k + 1, synced))
+            done += count
+            state.close()
+            acks.append((len(model.ops), done, synced))
     real = {
         entry.name: entry.read_bytes()
         for entry in directory.iterdir()
@@ -346,7 +382,7 @@ def _record(
     modelled = {name: bytes(model.data[inode]) for name, inode in model.names.items()}
     assert modelled == real, "the I/O model does not reproduce the real directory"
     assert workers.same(load(path), expected[-1])
-    return Recording(model, acks, expected, path.name, created)
+    return Recording(model, acks, expected, path.name, created, io)
 
 
 def _open_result(scratch: Path, name: str, content: bytes | None) -> Any:
@@ -378,7 +414,7 @@ def _open_result(scratch: Path, name: str, content: bytes | None) -> Any:
     return ("ok", data)
 
 
-def _explore(recording: Recording, scratch: Path, *, fsync: bool) -> tuple[int, int, list[str]]:
+def _explore(recording: Recording, scratch: Path) -> tuple[int, int, list[str]]:
     """Check every crash state; (states explored, distinct files, failures)."""
     cache: dict[bytes, Any] = {}
     failures: list[str] = []
@@ -397,7 +433,11 @@ def _explore(recording: Recording, scratch: Path, *, fsync: bool) -> tuple[int, 
                 )
             cache[key] = (result, index)
         result, index = cache[key]
-        acked = max((steps for done, steps in recording.acks if done <= cut), default=None)
+        acked = max((steps for done, steps, _ in recording.acks if done <= cut), default=None)
+        synced = max(
+            (steps for done, steps, fsync in recording.acks if done <= cut and fsync),
+            default=None,
+        )
         problem = None
         if result[0] == "error":
             problem = result[1]
@@ -408,8 +448,11 @@ def _explore(recording: Recording, scratch: Path, *, fsync: bool) -> tuple[int, 
             problem = f"the file holds a state that no prefix of the changes gives: {result[1]!r}"
         elif acked is not None and index > acked + 1:
             problem = f"the file holds S_{index}, but only {acked} steps were acknowledged"
-        elif fsync and acked is not None and index < acked:
-            problem = f"acknowledged changes lost: S_{acked} acknowledged, file holds S_{index}"
+        elif synced is not None and index < synced:
+            problem = (
+                f"acknowledged changes lost: S_{synced} acknowledged with fsync, "
+                f"file holds S_{index}"
+            )
         if problem is not None and len(failures) < 10:
             shown = content if content is None or len(content) < 600 else content[-600:]
             failures.append(f"{description} (acknowledged: {acked}): {problem}\n  file: {shown!r}")
@@ -459,8 +502,8 @@ def test_every_power_cut_state_is_readable_and_keeps_what_it_must(
     elif start == "26.1":
         initial = json.loads(fixture_26_1("unvacuumed-journal.expected.json").read_text("utf-8"))
         (work / "state.yaml").write_bytes(fixture_26_1("unvacuumed-journal.yaml").read_bytes())
-    recording = _record(work, monkeypatch, fsync=fsync, steps=40, initial=initial)
-    explored, distinct, failures = _explore(recording, scratch, fsync=fsync)
+    recording = _record(work, monkeypatch, sessions=[(fsync, 40)], initial=initial)
+    explored, distinct, failures = _explore(recording, scratch)
     _report(
         record_property,
         f"fsync={fsync}, start={start or 'new'}",
@@ -470,13 +513,65 @@ def test_every_power_cut_state_is_readable_and_keeps_what_it_must(
     assert not failures, f"{len(failures)}+ bad crash states:\n" + "\n".join(failures)
 
 
+def test_a_change_made_with_fsync_in_a_later_session_survives_a_power_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
+) -> None:
+    """Two sessions: open, change, ``close()``; open with ``fsync=True``, change. The second
+    session's changes are synced into the file the first one's last compaction renamed into
+    place, so they survive only if that rename is durable too (a power cut must not bring the
+    old name back)."""
+    work = tmp_path / "work"
+    scratch = tmp_path / "scratch"
+    work.mkdir()
+    scratch.mkdir()
+    recording = _record(work, monkeypatch, sessions=[(False, 12), (True, 12)])
+    explored, distinct, failures = _explore(recording, scratch)
+    _report(
+        record_property,
+        "two sessions, then fsync=True",
+        (explored, distinct, len(recording.model.ops) + 1),
+    )
+    assert explored > len(recording.model.ops)
+    assert not failures, f"{len(failures)}+ bad crash states:\n" + "\n".join(failures)
+
+
+def test_with_fsync_a_failed_directory_sync_is_made_up_for_before_the_next_change_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
+) -> None:
+    """The directory sync after an automatic compaction's rename fails (EIO): the compaction
+    fails quietly (the rename is done, the change that started it is synced in both files) and
+    the state goes on appending to the renamed file. With ``fsync=True`` the next change must
+    make that rename durable before it returns, or a power cut loses it with the old name."""
+    work = tmp_path / "work"
+    scratch = tmp_path / "scratch"
+    work.mkdir()
+    scratch.mkdir()
+    recording = _record(
+        work,
+        monkeypatch,
+        sessions=[(True, 12)],
+        recording_os=lambda model: DirectorySyncFailsOnce(model, fail_at=2),
+    )
+    failed_after = getattr(recording.io, "failed_after", None)
+    assert failed_after is not None, "no directory sync failed"
+    renames = [op for op in recording.model.ops[:failed_after] if op.kind == "rename"]
+    assert len(renames) == 2, "the failed sync is not the one after a compaction's rename"
+    explored, distinct, failures = _explore(recording, scratch)
+    _report(
+        record_property,
+        "fsync=True, a directory sync fails",
+        (explored, distinct, len(recording.model.ops) + 1),
+    )
+    assert not failures, f"{len(failures)}+ bad crash states:\n" + "\n".join(failures)
+
+
 def test_the_model_sees_unsynced_appends_as_losable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sanity check of the model: without fsync, a crash state that lost the last change exists."""
     work = tmp_path / "work"
     work.mkdir()
-    recording = _record(work, monkeypatch, fsync=False, steps=3)
+    recording = _record(work, monkeypatch, sessions=[(False, 3)])
     cut = recording.acks[-2][0]  # after the last change returned, before close()
     states = {
         files.get(recording.name)

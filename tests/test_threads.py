@@ -19,11 +19,8 @@ THREADS = 100
 ITEMS = 100
 
 
-class SmallCompactionState(PersistedState):
-    """Compacts after a few kilobytes of journal, so compactions run between the appends."""
-
-    _compact_min_bytes = 4096
-    _compact_ratio = 0.5
+# Compacts after a few kilobytes of journal, so compactions run between the appends.
+SMALL_COMPACTION = {"compact_min_bytes": 4096, "compact_ratio": 0.5}
 
 
 def run_threads(count: int, target: Callable[[int], None]) -> None:
@@ -48,11 +45,11 @@ def run_threads(count: int, target: Callable[[int], None]) -> None:
         raise errors[0]
 
 
-@pytest.mark.parametrize(
-    "kind", [PersistedState, SmallCompactionState], ids=["default", "compacting"]
-)
-def test_concurrent_appends_lose_nothing(state_path: str, kind: type[PersistedState]) -> None:
-    state = kind(state_path, appended=[], counter=0, per_thread={})
+@pytest.mark.parametrize("options", [{}, SMALL_COMPACTION], ids=["default", "compacting"])
+def test_concurrent_appends_lose_nothing(state_path: str, options: dict[str, Any]) -> None:
+    state = PersistedState.open(
+        state_path, {"appended": [], "counter": 0, "per_thread": {}}, **options
+    )
 
     def work(number: int) -> None:
         for index in range(ITEMS):
@@ -89,12 +86,10 @@ def test_concurrent_appends_lose_nothing(state_path: str, kind: type[PersistedSt
         assert order == list(range(ITEMS)), f"thread {number} appended in this order: {order}"
 
 
-@pytest.mark.parametrize(
-    "kind", [PersistedState, SmallCompactionState], ids=["default", "compacting"]
-)
-def test_concurrent_mixed_operations(state_path: str, kind: type[PersistedState]) -> None:
+@pytest.mark.parametrize("options", [{}, SMALL_COMPACTION], ids=["default", "compacting"])
+def test_concurrent_mixed_operations(state_path: str, options: dict[str, Any]) -> None:
     """Threads work on their own parts of one state with every kind of change."""
-    state = kind(state_path, shared={})
+    state = PersistedState.open(state_path, {"shared": {}}, **options)
     count = 20
 
     def mixed_operations(mine: Any, transaction: Callable[[], Any]) -> None:
@@ -133,23 +128,19 @@ def test_concurrent_mixed_operations(state_path: str, kind: type[PersistedState]
     assert_same(persistedstate.load(state_path), memory)
 
 
-@pytest.mark.parametrize(
-    "kind", [PersistedState, SmallCompactionState], ids=["default", "compacting"]
-)
-def test_transaction_is_atomic_for_other_threads(
-    state_path: str, kind: type[PersistedState]
-) -> None:
+@pytest.mark.parametrize("options", [{}, SMALL_COMPACTION], ids=["default", "compacting"])
+def test_transaction_is_atomic_for_other_threads(state_path: str, options: dict[str, Any]) -> None:
     total = 1_000_000
-    state = kind(
-        state_path,
-        a=total,
-        b=0,
-        log=[],
-        accounts={"x": total, "y": 0},
-        dirty=False,
-        flags={"dirty": False},
-        marks=[],
-    )
+    defaults = {
+        "a": total,
+        "b": 0,
+        "log": [],
+        "accounts": {"x": total, "y": 0},
+        "dirty": False,
+        "flags": {"dirty": False},
+        "marks": [],
+    }
+    state = PersistedState.open(state_path, defaults, **options)
     stop = threading.Event()
     seen: list[tuple[str, Any]] = []
     committed = [0] * 8
@@ -162,6 +153,7 @@ def test_transaction_is_atomic_for_other_threads(
                 with state.transaction():
                     # True only inside a transaction: no other thread may ever read it.
                     state.dirty = True
+                    assert state.dirty is True  # (its own thread reads its change)
                     state.flags["dirty"] = True
                     state.marks.append("dirty")
                     state.flags["uncommitted"] = True
