@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import yaml
 from yaml.constructor import SafeConstructor
 
-from . import mistakes, values
+from . import values
 from .errors import CorruptStateError
 from .textpos import line_and_column
 
@@ -433,6 +433,8 @@ def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> C
     if isinstance(error, _DuplicateKey):
         return CorruptStateError(path, error.problem, error.line, error.column, text=text)
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        from . import mistakes  # (only for a damaged file: an open need not pay for it)
+
         problem, line, column, hint = mistakes.explain(text, error)
         return CorruptStateError(path, problem, line, column, text=text, hint=hint)
     if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
