@@ -469,6 +469,56 @@ def test_check_a_file_with_a_duplicate_key(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
+def test_the_command_shows_what_the_exception_says(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text("a: 1\nb 2\nc: 3\n", encoding="utf-8")
+    with pytest.raises(CorruptStateError) as raised:
+        load(path)
+    said = str(raised.value).split("\n")[:-1]  # (the last line: how to re-check the file)
+    assert len(said) >= 3  # where and what, the line, the caret, ...
+    result = run("check", path)
+    assert result.returncode == 1
+    assert "\n".join(said) in result.stderr
+
+
+def test_check_lists_plain_values_yaml_reads_otherwise(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(
+        "answer: yes\n"
+        "country: NO\n"
+        "on: 1\n"
+        "duration: 1:30\n"
+        "zip: 01234\n"
+        "big: 1e16\n"
+        "fine: true\n"
+        "quoted: 'yes'\n"
+        "number: 1.0e+16\n"
+        "hex: 0x1F\n"
+        "nested:\n"
+        "  - off\n",
+        encoding="utf-8",
+    )
+    result = run("check", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}: OK, 11 keys, 0 journal records\n"
+    warnings = [line for line in result.stderr.splitlines() if ", line " in line]
+    expected = {  # line: (what is written, what YAML reads, the quoted text)
+        1: ("yes", "true", "'yes'"),
+        2: ("NO", "false", "'NO'"),
+        3: ("on", "true", "'on'"),
+        4: ("1:30", "90", "'1:30'"),
+        5: ("01234", "668", "'01234'"),
+        6: ("1e16", "text", "1.0e+16"),
+        12: ("off", "false", "'off'"),
+    }
+    assert len(warnings) == len(expected), result.stderr
+    for warning, (line, (written, reads_as, advice)) in zip(
+        warnings, expected.items(), strict=True
+    ):
+        assert f"{path}, line {line}, column " in warning
+        assert written in warning and reads_as in warning and advice in warning
+
+
 def test_check_reports_a_torn_last_record_without_touching_it(tmp_path: Path) -> None:
     path = write_state(tmp_path / "torn.state", 'a: 1\n--- ["set", [], "b", 2]\n--- ["set", [')
     before = path.read_bytes()

@@ -6,7 +6,8 @@ Commands (``persistedstate COMMAND --help`` tells more about each)::
     get FILE PATH           one value: a string as it is, anything else as YAML
     set FILE PATH VALUE     store VALUE (read as YAML) at PATH
     del FILE PATH           delete the key or list item at PATH
-    check FILE              say whether the file reads; where it is damaged if not
+    check FILE              say whether the file reads; where it is damaged if not, and which
+                            values YAML reads otherwise than they look
     compact FILE            rewrite the file as one clean YAML document
     edit FILE               edit the file in $VISUAL or $EDITOR, saved only if it is valid
 
@@ -43,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from . import journal, snapshot, storage, values
+from . import journal, mistakes, snapshot, storage, values
 from .errors import CorruptStateError, PersistedStateError, StateLockedError
 from .state import PersistedState
 from .textpos import line_and_column
@@ -259,27 +260,6 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _describe(error: CorruptStateError, raw: bytes, label: str | None = None) -> str:
-    """Where and what the damage is, with the line it is on and a caret under the column."""
-    where = label or error.path
-    if error.line is not None:
-        where += f", line {error.line}"
-        if error.column is not None:
-            where += f", column {error.column}"
-    text = f"{where}: {error.problem}"
-    lines = raw.split(b"\n")
-    line = ""
-    if error.line is not None and 0 < error.line <= len(lines):
-        line = lines[error.line - 1].rstrip(b"\r").decode("utf-8", "replace")
-    if line.strip():
-        column = min(max((error.column or 1) - 1, 0), len(line))
-        start = max(0, column - 60)
-        shown = line[start : start + 120]
-        marker = "".join("\t" if char == "\t" else " " for char in shown[: column - start])
-        text += f"\n    {shown}\n    {marker}^"
-    return text
-
-
 @contextlib.contextmanager
 def _library_quiet() -> Iterator[None]:
     """Silence the library's warnings where this command reports the same thing itself."""
@@ -324,12 +304,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         with _library_quiet():
             result = journal.read_state(args.file, raw)
     except CorruptStateError as error:
-        _say(_describe(error, raw))
+        _say(error.describe())
         _say(
             f"{PROG}: {args.file} is damaged; it was not changed. Repair it by hand or with "
             f"`{PROG} edit {shlex.quote(args.file)}`, or restore a backup."
         )
         return 1
+    _warn_of_values_read_otherwise(args.file, raw[: result.snapshot_size])
     keys = _count(len(result.data), "key")
     records = _count(result.records, "journal record")
     note = ""
@@ -341,6 +322,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     print(f"{args.file}: OK, {keys}, {records}{note}")
     return 0
+
+
+def _warn_of_values_read_otherwise(path: str, snapshot_text: bytes) -> None:
+    """List the plain values of the snapshot that YAML 1.1 reads otherwise than they look."""
+    text = snapshot_text.decode("utf-8")  # (it was just read: it is UTF-8)
+    for surprise in mistakes.read_otherwise(text, snapshot.compose(text)):
+        _say(
+            f"{PROG}: warning: {path}, line {surprise.line}, column {surprise.column}: "
+            f"{surprise.written} (unquoted) reads as {surprise.reads_as}; {surprise.advice}"
+        )
 
 
 def _count(number: int, noun: str) -> str:
@@ -513,7 +504,7 @@ def _editable_text(file: storage.StateFile, raw: bytes) -> bytes:
     try:
         result = journal.read_state(file.path, raw)
     except CorruptStateError as error:
-        _say(_describe(error, raw))
+        _say(error.describe())
         _say(f"{PROG}: {file.path} is damaged; opening it as it is so that you can repair it")
         return raw
     if result.records or result.good_size < len(raw):
@@ -536,7 +527,7 @@ def _check_edit(path: str, edited: bytes) -> str | None:
         with _library_quiet():
             result = journal.read_state(path, edited)
     except CorruptStateError as error:
-        return _describe(error, edited, label)
+        return error.describe(label)
     if result.good_size < len(edited):
         line = line_and_column(edited, result.good_size)[0]
         return f"{label}, line {line}: this last line looks like an unfinished journal record"
@@ -714,7 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         "check that the file reads",
         "Exit 0 and print a summary if FILE reads as a state; otherwise print where it is "
-        "damaged (line and column) and exit 1. Takes no lock and never changes the file.",
+        "damaged (line and column, with a hint for common mistakes) and exit 1. Plain values "
+        "that YAML 1.1 reads otherwise than they look (yes, off, 1:30, 010, 1e16) are listed "
+        "as warnings. Takes no lock and never changes the file.",
         takes_path=False,
     )
     check.set_defaults(run=cmd_check)

@@ -13,7 +13,9 @@ class CorruptStateError(PersistedStateError):
     """The state file cannot be read; it has been left exactly as it was.
 
     ``path``, ``line`` and ``column`` (1-based, ``None`` when unknown) say where, ``problem``
-    says what.
+    says what, ``hint`` (``None`` when there is none) how a person would likely fix it, and
+    ``source_line`` is that line of the file (``None`` when unknown). The message shows them all,
+    the line with a caret under the column: :meth:`describe`.
     """
 
     def __init__(
@@ -22,20 +24,52 @@ class CorruptStateError(PersistedStateError):
         problem: str,
         line: int | None = None,
         column: int | None = None,
+        *,
+        text: str | bytes | None = None,
+        hint: str | None = None,
     ) -> None:
+        """``text`` is the file's text (or its start, up to the line), for the line shown."""
         self.path = os.fspath(path)
         self.problem = problem
         self.line = line
         self.column = column
-        where = self.path
-        if line is not None:
-            where += f", line {line}"
-            if column is not None:
-                where += f", column {column}"
+        self.hint = hint
+        self.source_line = _line_of(text, line) if text is not None and line is not None else None
         super().__init__(
-            f"{where}: {problem}. The file was not changed; fix it by hand "
+            f"{self.describe()}\nThe file was not changed; fix it by hand "
             f"(`persistedstate check {self.path}` re-checks it) or restore a backup."
         )
+
+    def describe(self, label: str | None = None) -> str:
+        """Where and what, the line with a caret under the column, and the hint, if any.
+
+        ``label`` names the file in place of its path (the command line's "FILE (your edit)").
+        """
+        where = label or self.path
+        if self.line is not None:
+            where += f", line {self.line}"
+            if self.column is not None:
+                where += f", column {self.column}"
+        text = f"{where}: {self.problem}"
+        line = self.source_line
+        if line is not None and line.strip():
+            column = min(max((self.column or 1) - 1, 0), len(line))
+            start = max(0, column - 60)  # (a long line: the part around the column)
+            shown = line[start : start + 120]
+            # The caret lines up under the column as the terminal lays out the line's tabs.
+            marker = "".join("\t" if char == "\t" else " " for char in shown[: column - start])
+            text += f"\n    {shown}\n    {marker}^"
+        if self.hint is not None:
+            text += f"\nhint: {self.hint}"
+        return text
+
+
+def _line_of(text: str | bytes, line: int) -> str | None:
+    """Line ``line`` (1-based) of ``text``, without its line break; None past the end."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")  # (a file that is not UTF-8: shown as it can be)
+    lines = text.split("\n", line)
+    return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else None
 
 
 class StateLockedError(PersistedStateError):

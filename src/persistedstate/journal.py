@@ -368,7 +368,8 @@ def _corrupt_record(
     """The error for the record between ``start`` and ``end``, pointing at its text."""
     first = end - len(body[start + 3 : end].lstrip()) if body[start + 3 : end].strip() else start
     line, column = line_and_column(body, first)
-    return CorruptStateError(path, error.problem, line, column + (error.column or 1) - 1)
+    column += (error.column or 1) - 1
+    return CorruptStateError(path, error.problem, line, column, text=body)
 
 
 def _warn_torn(path: str, line_no: int, problem: str) -> None:

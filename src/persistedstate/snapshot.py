@@ -241,7 +241,9 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line, column = line_and_column(raw, error.start)
-        raise CorruptStateError(path, "the file is not valid UTF-8", line, column) from None
+        raise CorruptStateError(
+            path, "the file is not valid UTF-8", line, column, text=raw
+        ) from None
     try:
         with _collector_paused():
             data = load_document(text, refuse_duplicate_keys=True)
@@ -255,13 +257,14 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
             f"the state must be a YAML mapping (key: value lines), found a {type(data).__name__}",
             1,
             1,
+            text=text,
         )
     try:
         checked: dict[Any, Any] = values.check_loaded(data)
     except values.UnsupportedValue as error:
         where = _position_of(text, error.key_path)
         problem = f"{error.message} at key path {error.key_path}"
-        raise CorruptStateError(path, problem, *(where or (None, None))) from None
+        raise CorruptStateError(path, problem, *(where or (None, None)), text=text) from None
     return checked
 
 
@@ -348,6 +351,11 @@ def _duplicate(first_key: Any, first_node: Any, key: Any, node: Any) -> _Duplica
     return _DuplicateKey(problem, line, column)
 
 
+def compose(text: str) -> Any:
+    """The node tree of a snapshot, its tags resolved as the state reads them (None if empty)."""
+    return yaml.compose(text, Loader=_SnapshotLoader)
+
+
 class _SafeTags(yaml.resolver.Resolver):
     """PyYAML's safe tag resolution, from tables a program cannot have added to."""
 
@@ -423,23 +431,19 @@ def _build(loader: Any, node: Any) -> Any:
 
 def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> CorruptStateError:
     if isinstance(error, _DuplicateKey):
-        return CorruptStateError(path, error.problem, error.line, error.column)
-    mark = getattr(error, "problem_mark", None)
-    if isinstance(error, yaml.MarkedYAMLError) and mark is not None:
-        start = error.context_mark
-        problem = f"invalid YAML: {error.problem}"
-        if error.context and start is not None:  # e.g. where an unclosed "[" opened
-            problem += f" ({error.context} that starts at line {start.line + 1}, "
-            problem += f"column {start.column + 1})"
-        elif error.context:
-            problem += f" ({error.context})"
-        return CorruptStateError(path, problem, mark.line + 1, mark.column + 1)
+        return CorruptStateError(path, error.problem, error.line, error.column, text=text)
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        from . import mistakes  # (only for a damaged file: an open need not pay for it)
+
+        problem, line, column, hint = mistakes.explain(text, error)
+        return CorruptStateError(path, problem, line, column, text=text, hint=hint)
     if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
         code = error.character if isinstance(error.character, int) else ord(error.character)
         problem = f"invalid YAML: character {code:#x} is not allowed"
-        return CorruptStateError(path, problem, *line_and_column(text, error.position))
+        line, column = line_and_column(text, error.position)
+        return CorruptStateError(path, problem, line, column, text=text)
     where = _position_of(text, None)
-    return CorruptStateError(path, f"invalid value: {error!r}", *(where or (None, None)))
+    return CorruptStateError(path, f"invalid value: {error!r}", *(where or (None, None)), text=text)
 
 
 def _position_of(text: str, key_path: list[Any] | None) -> tuple[int, int] | None:
@@ -449,7 +453,7 @@ def _position_of(text: str, key_path: list[Any] | None) -> tuple[int, int] | Non
     document is parsed again, without building values, to find one.
     """
     try:
-        node = yaml.compose(text, Loader=_SnapshotLoader)
+        node = compose(text)
     except _LOAD_ERRORS:
         return None
     builder = SafeConstructor()
