@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint types pytest bench readme clean
+.PHONY: demo test lint types pytest bench readme mutants clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,8 @@ demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples tools
+	$(PY) -m ruff format --check src tests benchmarks examples tools
 
 types: $(VENV)/.installed
 	$(PY) -m mypy
@@ -25,6 +25,11 @@ pytest: $(VENV)/.installed
 	$(PY) -m pytest
 
 test: lint types pytest
+
+# Mutation testing (not part of `make test`: it takes a while). Arguments go through
+# MUTANTS_ARGS, e.g. make mutants MUTANTS_ARGS="-j 2" or MUTANTS_ARGS="torn-if-unparsable".
+mutants: $(VENV)/.installed
+	$(PY) tools/mutants.py $(MUTANTS_ARGS)
 
 # The peers run in their own venvs: 26.1 shares our import name, the others are not our deps.
 PEERS := benchmarks/.peers
