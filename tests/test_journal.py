@@ -261,6 +261,39 @@ def test_a_record_with_extra_fields_or_an_index_out_of_range_is_corruption(
     _assert_corrupt_and_untouched(path, line=3, column=5)
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'["tx", [["clear"]]]',
+        b'["tx", [["set", [], "a"]]]',
+        b'["tx", [["set", [], "a", 2, 3]]]',
+        b'["tx", [["set", [], "a", 2], ["delete", ["l"], 0, 1]]]',
+        b'["tx", [["insert", ["l"], 0]]]',
+        b'[["set"], [], "a", 2]',
+        b'[{"set": 1}, [], "a", 2]',
+        b'["tx", [[["set"], [], "a", 2]]]',
+    ],
+    ids=[
+        "tx-clear-without-its-path",
+        "tx-set-a-field-short",
+        "tx-set-a-field-too-many",
+        "tx-second-record-a-field-too-many",
+        "tx-insert-a-field-short",
+        "operation-a-list",
+        "operation-a-mapping",
+        "tx-operation-a-list",
+    ],
+)
+def test_a_record_of_the_wrong_shape_inside_a_tx_or_with_an_odd_operation_is_corruption(
+    tmp_path: Path, record: bytes
+) -> None:
+    """The records inside a tx are checked as a record on its own line is (no IndexError,
+    no extra field taken in), and an operation that is not a string is no TypeError."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: 1\nl: [1, 2, 3]\n--- " + record + b'\n--- ["set", [], "a", 3]\n')
+    _assert_corrupt_and_untouched(path, line=3, column=5)
+
+
 def test_unknown_operation_is_corruption(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_bytes(b'a: 1\n--- ["frobnicate", [], "x"]\n')
