@@ -145,7 +145,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
             object.__setattr__(self, name, value)
         elif name not in self._attribute_names:
             encode = _SCALAR_TEXT.get(type(value))
-            if encode is not None:
+            if encode is not None and type(name) is str:  # (setattr passes a str subclass on)
                 self._core.set_scalar(self, self._raw, name, value, encode)
             else:
                 self[name] = value
