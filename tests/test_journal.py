@@ -190,6 +190,9 @@ def test_a_lone_surrogate_escape_in_a_record_is_corruption(tmp_path: Path) -> No
     # After a valid pair: the column is the lone one's.
     path.write_bytes(b'a: 1\n--- ["set", [], "x", "\\ud83d\\ude00 x \\udcff"]\n')
     _assert_corrupt_and_untouched(path, line=2, column=38)
+    # Columns count characters, as everywhere else, not the bytes of the text before.
+    path.write_bytes('a: 1\n--- ["set", [], "ключ", "\\udcff"]\n'.encode())
+    _assert_corrupt_and_untouched(path, line=2, column=26)
 
 
 @pytest.mark.parametrize(

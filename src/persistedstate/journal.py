@@ -481,9 +481,9 @@ def _refuse_lone_surrogates(content: bytes, record: list[Any]) -> None:
     try:  # (the escape may be text after an escaped backslash: the decoded strings decide)
         values.check_loaded(record)
     except values.UnsupportedValue:
+        column = len(content[: escape.start()].decode()) + 1  # (characters, not bytes)
         raise _BadRecord(
-            "a lone surrogate escape (\\ud800-\\udfff): no UTF-8 text holds one",
-            escape.start() + 1,
+            "a lone surrogate escape (\\ud800-\\udfff): no UTF-8 text holds one", column
         ) from None
 
 
