@@ -190,6 +190,9 @@ def test_a_lone_surrogate_escape_in_a_record_is_corruption(tmp_path: Path) -> No
     # After a valid pair: the column is the lone one's.
     path.write_bytes(b'a: 1\n--- ["set", [], "x", "\\ud83d\\ude00 x \\udcff"]\n')
     _assert_corrupt_and_untouched(path, line=2, column=38)
+    # Columns count characters, as everywhere else, not the bytes of the text before.
+    path.write_bytes('a: 1\n--- ["set", [], "ключ", "\\udcff"]\n'.encode())
+    _assert_corrupt_and_untouched(path, line=2, column=26)
 
 
 @pytest.mark.parametrize(
@@ -256,6 +259,39 @@ def test_a_record_with_extra_fields_or_an_index_out_of_range_is_corruption(
 ) -> None:
     """We never write such a record, and Python would take it in (ignore a field, clamp an
     index) and read a state no one wrote."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"a: 1\nl: [1, 2, 3]\n--- " + record + b'\n--- ["set", [], "a", 3]\n')
+    _assert_corrupt_and_untouched(path, line=3, column=5)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'["tx", [["clear"]]]',
+        b'["tx", [["set", [], "a"]]]',
+        b'["tx", [["set", [], "a", 2, 3]]]',
+        b'["tx", [["set", [], "a", 2], ["delete", ["l"], 0, 1]]]',
+        b'["tx", [["insert", ["l"], 0]]]',
+        b'[["set"], [], "a", 2]',
+        b'[{"set": 1}, [], "a", 2]',
+        b'["tx", [[["set"], [], "a", 2]]]',
+    ],
+    ids=[
+        "tx-clear-without-its-path",
+        "tx-set-a-field-short",
+        "tx-set-a-field-too-many",
+        "tx-second-record-a-field-too-many",
+        "tx-insert-a-field-short",
+        "operation-a-list",
+        "operation-a-mapping",
+        "tx-operation-a-list",
+    ],
+)
+def test_a_record_of_the_wrong_shape_inside_a_tx_or_with_an_odd_operation_is_corruption(
+    tmp_path: Path, record: bytes
+) -> None:
+    """The records inside a tx are checked as a record on its own line is (no IndexError,
+    no extra field taken in), and an operation that is not a string is no TypeError."""
     path = tmp_path / "s.yaml"
     path.write_bytes(b"a: 1\nl: [1, 2, 3]\n--- " + record + b'\n--- ["set", [], "a", 3]\n')
     _assert_corrupt_and_untouched(path, line=3, column=5)

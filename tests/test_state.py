@@ -297,6 +297,37 @@ def test_the_compaction_options_of_open_take_effect(tmp_path: Path) -> None:
     assert load(path) == {"x": 99}
 
 
+def test_an_infinite_compaction_option_turns_automatic_compaction_off(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    for options in ({"compact_ratio": float("inf")}, {"compact_min_bytes": float("inf")}):
+        state = PersistedState.open(path, {"x": 0}, **options)
+        for value in range(100):
+            state.x = value
+        assert path.read_bytes().count(b"\n") >= 100  # every record still there
+        state.close()
+        assert load(path) == {"x": 99} and path.read_bytes() == b"x: 99\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"compact_ratio": float("nan")}, ValueError),
+        ({"compact_min_bytes": float("nan")}, ValueError),
+        ({"compact_ratio": -1.0}, ValueError),
+        ({"compact_min_bytes": -1}, ValueError),
+        ({"compact_min_bytes": "1"}, TypeError),
+        ({"compact_ratio": None}, TypeError),
+    ],
+)
+def test_a_bad_compaction_option_is_refused_before_the_file_is_created(
+    tmp_path: Path, options: dict[str, object], error: type[Exception]
+) -> None:
+    path = tmp_path / "s.yaml"
+    with pytest.raises(error, match="compact_"):
+        PersistedState.open(path, {"x": 0}, **options)  # type: ignore[arg-type]
+    assert sorted(os.listdir(tmp_path)) == []
+
+
 def test_init_again_inside_a_transaction_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     with PersistedState(path, x=0) as state:

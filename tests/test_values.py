@@ -651,6 +651,25 @@ def test_subclasses_are_stored_as_their_base_type(state_path: str) -> None:
     assert_same(persistedstate.load(state_path), expected)
 
 
+def test_a_str_subclass_attribute_name_is_stored_as_a_str_key(state_path: str) -> None:
+    """setattr() passes a str subclass name on as it is; the key stored is a plain str."""
+
+    class Name(str):
+        pass
+
+    with PersistedState(state_path) as state:
+        setattr(state, Name("count"), 1)
+        setattr(state, Name("nested"), {})
+        state.nested[Name("inner")] = 2
+        assert [type(key) for key in state] == [str, str]
+        assert [type(key) for key in state.nested] == [str]
+        assert_same(state.copy(), {"count": 1, "nested": {"inner": 2}})
+        assert state.count == 1
+        state.count += 1
+        assert state.count == 2
+    assert_same(persistedstate.load(state_path), {"count": 2, "nested": {"inner": 2}})
+
+
 def test_unsupported_key_at_top_level(state: PersistedState, state_path: str) -> None:
     state["a"] = 1
     before = file_bytes(state_path)

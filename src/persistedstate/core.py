@@ -71,7 +71,7 @@ class Core(Top):
         file: Storage,
         path: str,
         *,
-        compact_min_bytes: int = COMPACT_MIN_BYTES,
+        compact_min_bytes: float = COMPACT_MIN_BYTES,
         compact_ratio: float = COMPACT_RATIO,
     ) -> None:
         """Read ``file`` (an open, locked state file; created if it does not exist).
@@ -86,7 +86,7 @@ class Core(Top):
         self.tx: Transaction | None = None
         # _epoch is odd while a transaction or a change of several parts is being applied.
         self._epoch = 0
-        self._compact_at = 0
+        self._compact_at: float = 0  # (inf when an option is: never automatically)
         self._mirror: dict[str, Any] | None = None
         self._mirrorable: Callable[[str], bool] = _never
         self._top_lines: dict[str, tuple[bytes, bool]] = {}  # key -> (set line start, mirrored?)
@@ -402,7 +402,7 @@ class Core(Top):
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
 
     def _plan_compaction(self, snapshot_size: int) -> None:
-        journal_allowance = max(self._compact_min_bytes, int(self._compact_ratio * snapshot_size))
+        journal_allowance = max(self._compact_min_bytes, self._compact_ratio * snapshot_size)
         self._compact_at = snapshot_size + journal_allowance
 
     def _compact_automatically(self) -> None:

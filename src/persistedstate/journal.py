@@ -279,8 +279,10 @@ def _replay_tx(root: Any, record: list[Any]) -> None:
     if not isinstance(record[1], list):
         raise _BadRecord("a tx record must hold a list of records")
     for inner in record[1]:
-        if not isinstance(inner, list) or not inner or inner[0] not in OPERATIONS:
+        operation = _operation(inner) if isinstance(inner, list) else None
+        if operation is None or operation is TX:
             raise _BadRecord("a tx record holds something that is not a record")
+        _check_fields(inner)
         apply_record(root, inner)
 
 
@@ -449,16 +451,27 @@ def decode_record(content: bytes) -> list[Any]:
             record = values.check_loaded(record)
         except values.UnsupportedValue as error:
             raise _BadRecord(f"journal record holds {error.message}") from None
-    if not isinstance(record, list) or not record:
+    if not isinstance(record, list) or _operation(record) is None:
         raise _BadRecord("not a journal record (expected [operation, path, ...])")
-    operation = TX if record[0] == TX.name else OPERATIONS.get(record[0])
-    if operation is None:
-        raise _BadRecord("not a journal record (expected [operation, path, ...])")
+    _check_fields(record)
+    return record
+
+
+def _operation(record: list[Any]) -> Operation | None:
+    """The operation a decoded record names (None: it names none, or is empty)."""
+    if not record or type(record[0]) is not str:
+        return None
+    return TX if record[0] == TX.name else OPERATIONS.get(record[0])
+
+
+def _check_fields(record: list[Any]) -> None:
+    """Raise _BadRecord unless the record has its operation's number of fields."""
+    operation = _operation(record)
+    assert operation is not None
     if len(record) != operation.fields:
         raise _BadRecord(
             f"a {record[0]!r} record has {len(record)} fields, expected {operation.fields}"
         )
-    return record
 
 
 def _refuse_lone_surrogates(content: bytes, record: list[Any]) -> None:
@@ -468,9 +481,9 @@ def _refuse_lone_surrogates(content: bytes, record: list[Any]) -> None:
     try:  # (the escape may be text after an escaped backslash: the decoded strings decide)
         values.check_loaded(record)
     except values.UnsupportedValue:
+        column = len(content[: escape.start()].decode()) + 1  # (characters, not bytes)
         raise _BadRecord(
-            "a lone surrogate escape (\\ud800-\\udfff): no UTF-8 text holds one",
-            escape.start() + 1,
+            "a lone surrogate escape (\\ud800-\\udfff): no UTF-8 text holds one", column
         ) from None
 
 

@@ -47,7 +47,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
-        compact_min_bytes: int = core.COMPACT_MIN_BYTES,
+        compact_min_bytes: float = core.COMPACT_MIN_BYTES,
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> PersistedState:
         """Open or create a state; ``defaults`` (a mapping) are set where the key is absent.
@@ -56,13 +56,16 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         survives a power cut, not only a crash). ``lock_timeout`` is how long to wait for
         another writer to close the file before raising StateLockedError. The file is
         compacted when its journal is larger than both ``compact_min_bytes`` and
-        ``compact_ratio`` times the snapshot.
+        ``compact_ratio`` times the snapshot (numbers >= 0; ``math.inf``: only on
+        ``compact()`` and ``close()``).
         """
         if defaults is not None and not isinstance(defaults, Mapping):
             raise TypeError(
                 f"defaults must be a mapping of keys to values (a dict), not "
                 f"{type(defaults).__name__}"
             )
+        _check_compaction_option("compact_min_bytes", compact_min_bytes)
+        _check_compaction_option("compact_ratio", compact_ratio)
         state = cls.__new__(cls)
         state._setup(
             path,
@@ -81,7 +84,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
-        compact_min_bytes: int = core.COMPACT_MIN_BYTES,
+        compact_min_bytes: float = core.COMPACT_MIN_BYTES,
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> None:
         name = storage.path_text(path)  # (a bad path is refused before anything changes)
@@ -145,7 +148,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
             object.__setattr__(self, name, value)
         elif name not in self._attribute_names:
             encode = _SCALAR_TEXT.get(type(value))
-            if encode is not None:
+            if encode is not None and type(name) is str:  # (setattr passes a str subclass on)
                 self._core.set_scalar(self, self._raw, name, value, encode)
             else:
                 self[name] = value
@@ -209,6 +212,14 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
 
 
 PersistedState._attribute_names = frozenset(dir(PersistedState))
+
+
+def _check_compaction_option(name: str, value: object) -> None:
+    """Refuse a compaction option that is not a number >= 0 (``inf``: never automatically)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not value >= 0:  # (nan too)
+        raise ValueError(f"{name} must be 0 or more (inf: no automatic compaction), not {value}")
 
 
 def load(path: storage.PathArg) -> dict[Any, Any]:
