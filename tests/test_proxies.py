@@ -182,6 +182,69 @@ def test_sort_with_key_on_nested_containers(state: PersistedState, state_path: s
     assert_same(crash_copy(state_path, state_path + ".copy"), {"l": [{"n": 1}, {"n": 2}, {"n": 3}]})
 
 
+GROWING_KEYS: dict[str, Callable[[Any], None]] = {
+    "append": lambda target: target.append({"n": 0}),
+    "insert": lambda target: target.insert(0, {"n": 0}),
+    "extend": lambda target: target.extend([{"n": 0}, {"n": 4}]),
+}
+
+
+def _changing_key(target: Any, change: Callable[[Any], None]) -> Callable[[Any], Any]:
+    def key(item: Any) -> Any:
+        item["seen"] = True
+        change(target)
+        return item["n"]
+
+    return key
+
+
+@pytest.mark.parametrize("change", list(GROWING_KEYS))
+def test_a_sort_key_that_grows_the_list_fails_as_in_python(
+    state: PersistedState, state_path: str, change: str
+) -> None:
+    """Plain Python raises ValueError, keeps the changes the key made inside the items, and
+    leaves the list's own items sorted: what the key added to the list is dropped."""
+    model: list[Any] = [{"n": 3}, {"n": 1}, {"n": 2}]
+    state.l = model
+    with pytest.raises(ValueError, match="list modified during sort"):
+        model.sort(key=_changing_key(model, GROWING_KEYS[change]))
+    with pytest.raises(ValueError, match="list modified during sort"):
+        state.l.sort(key=_changing_key(state.l, GROWING_KEYS[change]))
+    assert_same(state.l.copy(), model)
+    assert_same(crash_copy(state_path, state_path + ".copy"), {"l": model})
+    state.close()
+    assert_same(persistedstate.load(state_path), {"l": model})
+
+
+def _delete_the_first_once(target: Any) -> None:
+    if len(target) == 3:
+        del target[0]
+
+
+def _replace_the_first(target: Any) -> None:
+    target[0] = {"n": -1}
+
+
+@pytest.mark.parametrize("change", [_delete_the_first_once, _replace_the_first])
+def test_a_sort_key_that_removes_or_replaces_items_fails_and_keeps_the_items(
+    state: PersistedState, state_path: str, change: Callable[[Any], None]
+) -> None:
+    """(Inside a plain list's sort the key sees an empty list; here it sees the items.) The
+    same outcome as a key that adds: ValueError, the original items sorted, file and memory
+    alike."""
+    state.l = [{"n": 3}, {"n": 1}, {"n": 2}]
+    kept = state.l[0]
+    with pytest.raises(ValueError, match="list modified during sort"):
+        state.l.sort(key=_changing_key(state.l, change))
+    expected = [{"n": 1, "seen": True}, {"n": 2, "seen": True}, {"n": 3, "seen": True}]
+    assert_same(state.l.copy(), expected)
+    kept["after"] = 1  # the very item is back in the list, where a kept reference reaches it
+    expected[2]["after"] = 1
+    assert_same(crash_copy(state_path, state_path + ".copy"), {"l": expected})
+    state.close()
+    assert_same(persistedstate.load(state_path), {"l": expected})
+
+
 def test_proxies_compare_equal_to_plain_data(state: PersistedState) -> None:
     state.update(d={"a": [1, {"b": 2}]}, l=[1, [2, 3], {"c": None}])
     assert state.d == {"a": [1, {"b": 2}]}

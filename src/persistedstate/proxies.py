@@ -548,15 +548,32 @@ class ListProxy(Proxy, MutableSequence[Any]):
             self._reorder(list(range(len(self._raw) - 1, -1, -1)))
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        """Sort in place. A key (or a comparison) that changes the list itself raises
+        ValueError, as with a plain list: the list then holds its own items, sorted, and the
+        changes the key made inside them."""
         with self._core.lock:
-            raw = self._raw
+            items = list(self._raw)
             if key is None:
-                order = sorted(range(len(raw)), key=raw.__getitem__, reverse=reverse)
+                order = sorted(range(len(items)), key=items.__getitem__, reverse=reverse)
             else:
                 order = sorted(
-                    range(len(raw)), key=lambda i: key(self._view(i, raw[i])), reverse=reverse
+                    range(len(items)), key=lambda i: key(self._view(i, items[i])), reverse=reverse
                 )
-            self._reorder(order)
+            if len(items) == len(self._raw) and all(map(operator.is_, items, self._raw)):
+                self._reorder(order)
+                return
+            self._put_back([items[i] for i in order])
+            raise ValueError("list modified during sort")
+
+    def _put_back(self, items: list[Any]) -> None:
+        """Make the list hold ``items``, the very objects (some of them taken out of it)."""
+        core = self._core
+        path = core.path_for_change(self, self._raw)
+        texts = [self._prepared(item, index)[1] for index, item in enumerate(items)]
+        end = len(self._raw)
+        core.commit(
+            [journal.splice_record(path, 0, end, texts)], [Splice((self._raw, 0, end, items))]
+        )
 
     def _reorder(self, order: list[int]) -> None:
         """Move the existing items (the same objects: kept proxies follow them)."""
