@@ -249,3 +249,43 @@ def test_transaction_is_atomic_for_other_threads(state_path: str, options: dict[
     assert_same(crash_copy(state_path, state_path + ".copy"), final)
     state.close()
     assert_same(persistedstate.load(state_path), final)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="storing another state's live dict or list copies its data without that state's "
+    "lock, so it can copy (and persist) a change another thread's transaction rolls back",
+)
+def test_copying_another_states_live_dict_never_sees_its_open_transaction(
+    tmp_path: Any,
+) -> None:
+    source = PersistedState(tmp_path / "source.yaml", d={"a": 1})
+    target = PersistedState(tmp_path / "target.yaml")
+    live = source.d  # kept from before the transaction
+    inside, finish = threading.Event(), threading.Event()
+
+    def transaction_that_rolls_back() -> None:
+        with contextlib.suppress(RuntimeError), source.transaction():
+            source.d["a"] = -1
+            inside.set()
+            finish.wait(10)
+            raise RuntimeError("roll back")
+
+    thread = threading.Thread(target=transaction_that_rolls_back)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        copier = threading.Thread(target=lambda: target.__setitem__("copy", live))
+        copier.start()
+        copier.join(0.5)  # it should wait for the transaction to end
+        finish.set()
+        copier.join(10)
+    finally:
+        finish.set()
+        thread.join(10)
+    assert_same(source.copy(), {"d": {"a": 1}})
+    try:
+        assert_same(target.copy(), {"copy": {"a": 1}})  # never the rolled-back -1
+    finally:
+        source.close()
+        target.close()
