@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import pickle
 import threading
@@ -178,6 +179,27 @@ def test_a_bad_default_is_refused_before_the_file_is_created_or_locked(tmp_path:
     with PersistedState(path) as state:
         assert state == {}
     del kept
+
+
+def test_an_option_of_open_given_to_the_constructor_is_refused_not_stored(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    options = [
+        name
+        for name, parameter in inspect.signature(PersistedState.open).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    assert {"fsync", "lock_timeout"} <= set(options)
+    for option in options:
+        with pytest.raises(TypeError, match=rf"^{option} is an option of PersistedState\.open\(\)"):
+            PersistedState(path, **{option: 1})
+    with pytest.raises(TypeError, match="fsync and lock_timeout are options") as caught:
+        PersistedState(path, a=1, fsync=True, lock_timeout=5)
+    assert "PersistedState.open(path, {'fsync': ..., 'lock_timeout': ...})" in str(caught.value)
+    assert not path.exists()
+    # What the message says: a key of such a name goes in open()'s defaults, or is set after.
+    with PersistedState.open(path, {"fsync": True}) as state:
+        state["lock_timeout"] = 5
+    assert load(path) == {"fsync": True, "lock_timeout": 5}
 
 
 def test_an_object_that_invents_attributes_is_refused_with_type_error(tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         cls._attribute_names = frozenset(dir(cls))
 
     def __init__(self, path: storage.PathArg, /, **defaults: Any) -> None:
+        options = [name for name in defaults if name in _OPTIONS]
+        if options:
+            raise TypeError(_options_are_not_defaults(options))
         self._setup(path, defaults)
 
     @classmethod
@@ -212,6 +215,23 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
 
 
 PersistedState._attribute_names = frozenset(dir(PersistedState))
+# The options of open(): given to the constructor, they would be stored as keys.
+_OPTIONS = frozenset(PersistedState.open.__kwdefaults__ or ())
+
+
+def _options_are_not_defaults(options: list[str]) -> str:
+    names = " and ".join(options)
+    plural = len(options) > 1
+    given = ", ".join(f"{name}=..." for name in options)
+    keys = ", ".join(f"{name!r}: ..." for name in options)
+    return (
+        f"{names} {'are options' if plural else 'is an option'} of PersistedState.open(), "
+        f"not {'defaults' if plural else 'a default'}: open the state with "
+        f"PersistedState.open(path, defaults, {given}). To store {'keys' if plural else 'a key'} "
+        f"named {' and '.join(map(repr, options))}, give {'them' if plural else 'it'} in "
+        f"open()'s defaults, "
+        f"PersistedState.open(path, {{{keys}}}), or set state[{options[0]!r}] after opening"
+    )
 
 
 def _check_compaction_option(name: str, value: object) -> None:
