@@ -25,7 +25,7 @@ import pytest
 import yaml
 from conftest import file_bytes
 
-from persistedstate import PersistedState, load
+from persistedstate import CorruptStateError, PersistedState, load
 
 HEADING = "# The lines below are changes made after the document above was written"
 
@@ -298,6 +298,9 @@ def test_the_heading_is_never_kept_as_a_person_s_comment(tmp_path: Path) -> None
     assert path.read_text("utf-8") == "# my job\nlast_id: 6  # where to resume\n"
 
 
+# -- a person's edit -------------------------------------------------------------------------
+
+
 def _killed_mid_run(path: Path) -> bytes:
     """A file as a killed program leaves it: document, heading, records; returns its bytes."""
     state = PersistedState(path, last_id=0, note="nightly")
@@ -305,6 +308,80 @@ def _killed_mid_run(path: Path) -> bytes:
         state.last_id = current_id
     state.close(compact=False)
     return file_bytes(path)
+
+
+def _edited(path: Path, old: str, new: str) -> bytes:
+    text = path.read_text("utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return file_bytes(path)
+
+
+def _assert_refused(path: Path) -> CorruptStateError:
+    before = file_bytes(path)
+    with pytest.raises(CorruptStateError) as caught:
+        PersistedState(path)
+    with pytest.raises(CorruptStateError):
+        load(path)
+    assert file_bytes(path) == before  # untouched
+    error = caught.value
+    assert error.line == 3  # the heading, just below the document
+    assert "was edited after the 100 changes below it were made" in error.problem
+    assert "could undo the edit without a word" in error.problem
+    assert f"persistedstate compact {path}" in error.problem
+    assert "delete line 3" in error.problem
+    assert error.hint is not None
+    return error
+
+
+def test_an_edit_of_a_value_the_records_change_is_refused_not_undone(tmp_path: Path) -> None:
+    path = tmp_path / "job.state"
+    original = _killed_mid_run(path)
+    _edited(path, "last_id: 0\n", "last_id: 0  # restart\n")
+    error = _assert_refused(path)
+    assert "(they change 'last_id')" in error.problem
+    check = subprocess.run(
+        [sys.executable, "-m", "persistedstate", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 1 and "was edited after" in check.stderr
+    # What the message says, to keep both: undo the edit, compact, edit again.
+    path.write_bytes(original)
+    compact = subprocess.run(
+        [sys.executable, "-m", "persistedstate", "compact", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert compact.returncode == 0, compact.stderr
+    _edited(path, "last_id: 100\n", "last_id: 0  # restart\n")
+    with PersistedState(path) as state:
+        assert state.last_id == 0
+
+
+def test_an_edit_of_a_value_no_record_changes_is_refused_too(tmp_path: Path) -> None:
+    """The library cannot tell which values a person changed (it keeps a checksum of the
+    document, not the document), so every edit is refused alike; the message names what the
+    changes below touch, so the person can tell that applying them keeps their edit."""
+    path = tmp_path / "job.state"
+    _killed_mid_run(path)
+    edited = _edited(path, "note: nightly\n", "note: weekly\n")
+    error = _assert_refused(path)
+    assert "(they change 'last_id')" in error.problem  # not 'note'
+    # Delete the heading: the changes apply on top of the edit.
+    path.write_bytes(b"\n".join(line for line in edited.split(b"\n") if b"# The lines" not in line))
+    assert load(path) == {"last_id": 100, "note": "weekly"}
+    # Or delete the heading and every line below it: the document as edited.
+    path.write_bytes(edited[: edited.index(HEADING.encode())])
+    assert load(path) == {"last_id": 0, "note": "weekly"}
+    # (Deleting the records alone does that too: nothing is left below that could undo it.)
+    path.write_bytes(edited[: edited.index(b"\n---") + 1])
+    with PersistedState(path) as state:
+        assert state == {"last_id": 0, "note": "weekly"}
+        state.last_id = 1
+    assert path.read_text("utf-8") == "last_id: 1\nnote: weekly\n"
 
 
 def test_the_heading_records_the_checksum_of_the_document_above_it(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -366,7 +367,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
 
     ends = [*markers[1:], len(body)] if markers else []
     good_end = len(body)
-    for number, (start, end) in enumerate(zip(markers, ends, strict=True)):  # noqa: B007
+    for number, (start, end) in enumerate(zip(markers, ends, strict=True)):
         content = body[start + 3 : end].strip()
         try:
             if not content:
@@ -380,6 +381,8 @@ def read_state(path: str, raw: bytes) -> ReadResult:
                 good_end = start
                 break
             raise _corrupt_record(path, body, start, end, error) from None
+        if number == 0 and recorded_checksum is not None:
+            _refuse_an_edited_document(path, body, document_end, recorded_checksum, markers)
         try:
             apply_record(data, record)
             deep = len(content) > _HALF_MAX_DEPTH and _may_deepen(content, record)
@@ -411,6 +414,57 @@ def _find_header(body: bytes, snapshot_end: int) -> tuple[int, int | None]:
     if header is None:
         return snapshot_end, None
     return start, int(header.group(1), 16)
+
+
+def _refuse_an_edited_document(
+    path: str, body: bytes, document_end: int, recorded: int, markers: list[int]
+) -> None:
+    """Raise CorruptStateError if the document is not the one the records were written after.
+
+    The records were made to the document as it was; applied to an edited one, they could
+    undo the edit without a word. A person chooses instead: the message says how.
+    """
+    if zlib.crc32(body[:document_end]) == recorded:
+        return
+    line = line_and_column(body, document_end)[0]
+    count = f"{len(markers)} change" + ("" if len(markers) == 1 else "s")
+    keys = _top_keys_changed(body, markers)
+    problem = (
+        f"the document above line {line} was edited after the {count} below it were made"
+        f"{f' (they change {keys})' if keys else ''}: applied to the edited document, they "
+        f"could undo the edit without a word, so the file is not read. To keep both, undo "
+        f"the edit, run `persistedstate compact {path}`, then edit again; to apply the "
+        f"changes on top of the edit (where they change a value, theirs wins), delete line "
+        f"{line}; to drop the changes and keep the document as edited, delete line {line} and "
+        f"every line after it"
+    )
+    hint = (
+        f"undo the edit and run `persistedstate compact {path}` first, or delete line {line} "
+        "to apply the changes on top of it"
+    )
+    raise CorruptStateError(path, problem, line, 1, text=body, hint=hint)
+
+
+def _top_keys_changed(body: bytes, markers: list[int]) -> str:
+    """The top-level keys that the records change, for a person ("every key" for a clear)."""
+    keys: list[Any] = []
+    ends = [*markers[1:], len(body)]
+    for start, end in zip(markers, ends, strict=True):
+        try:
+            record = decode_record(body[start + 3 : end].strip())
+        except _BadRecord:
+            continue
+        for inner in record[1] if record[0] == TX.name else [record]:
+            if not isinstance(inner, list) or len(inner) < 2 or not isinstance(inner[1], list):
+                continue
+            if inner[1]:
+                keys.append(inner[1][0])
+            elif inner[0] == "clear":
+                return "every key"
+            elif len(inner) > 2:
+                keys.append(inner[2])
+    unique = list(dict.fromkeys(map(repr, keys)))
+    return ", ".join(unique[:10]) + (f" and {len(unique) - 10} more" if len(unique) > 10 else "")
 
 
 def _corrupt_record(
