@@ -64,11 +64,12 @@ def test_records_are_one_line_each_and_the_file_is_a_yaml_stream(tmp_path: Path)
         state.a = 10
         state.b = [1, 2]
     lines = path.read_bytes().decode("utf-8").splitlines()
-    assert lines[0] == "{}"
-    assert all(line.startswith("--- [") for line in lines[1:])
-    assert len(lines) == 5  # snapshot, default, +=, text, one transaction
+    assert lines[0] == "a: 1"  # the snapshot of a new file holds its defaults
+    assert lines[1].startswith("# The lines below are changes")  # (a YAML comment)
+    assert all(line.startswith("--- [") for line in lines[2:])
+    assert len(lines) == 5  # snapshot, the line heading the records, +=, text, transaction
     documents = list(yaml.safe_load_all(path.read_text("utf-8")))
-    assert documents[0] == {}
+    assert documents[0] == {"a": 1}
     assert documents[-1] == ["tx", [["set", [], "a", 10], ["set", [], "b", [1, 2]]]]
     state.close()
     assert path.read_text("utf-8") == "a: 10\ntext: |-\n  two\n  lines\nb:\n- 1\n- 2\n"

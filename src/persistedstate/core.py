@@ -17,11 +17,14 @@ it does not refer to the public object, only to its attribute dict (the *mirror*
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
 import operator
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
@@ -51,6 +54,8 @@ class Storage(Protocol):
 
     def append(self, data: bytes) -> None: ...
 
+    def prefix_next_append(self, make: Callable[[int], bytes]) -> None: ...
+
     def replace(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
@@ -71,12 +76,15 @@ class Core(Top):
         file: Storage,
         path: str,
         *,
+        initial: dict[Any, Any] | None = None,
         compact_min_bytes: float = COMPACT_MIN_BYTES,
         compact_ratio: float = COMPACT_RATIO,
     ) -> None:
         """Read ``file`` (an open, locked state file; created if it does not exist).
 
-        ``path`` names the file in messages. On any error the file is closed.
+        ``path`` names the file in messages. A file that does not exist is created with
+        ``initial`` (checked and copied values) as its first snapshot. On any error the file
+        is closed.
         """
         self._storage: Storage | None = None  # first, so __del__ always finds it
         self._path = path
@@ -97,9 +105,10 @@ class Core(Top):
         try:
             raw = file.read()
             if raw is None:
-                self._raw: dict[Any, Any] = {}
-                snapshot = dump_snapshot(self._raw)
+                self._raw: dict[Any, Any] = initial if initial is not None else {}
+                snapshot = self._snapshot_entries.render(self._raw, set())
                 file.replace(snapshot)
+                file.prefix_next_append(journal.header_line)
                 snapshot_size = len(snapshot)
             else:
                 result = journal.read_state(path, raw)
@@ -111,12 +120,15 @@ class Core(Top):
                     self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
                     self._changed_top_keys = result.touched
                 file.keep_only(raw[: result.good_size], newline_owed=result.needs_newline)
+                if not result.records:  # (after records, a header has its place already)
+                    file.prefix_next_append(journal.header_line)
                 log.debug("%s: opened, %d journal records replayed", path, result.records)
         except BaseException:
             file.close()
             raise
         self._storage = file
         self._plan_compaction(snapshot_size)
+        _OPEN[id(self)] = self
 
     # -- what proxies and the state use ----------------------------------------------------
 
@@ -396,14 +408,43 @@ class Core(Top):
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
             self._keep_both_versions(error)
+        self._storage.prefix_next_append(journal.header_line)
         if self._commented_snapshot is not None:
             self._commented_snapshot = snapshot if has_comments(snapshot) else None
         self._plan_compaction(len(snapshot))
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
 
+    def compact_at_exit(self) -> None:
+        """Fold the journal in at interpreter exit, if it holds records; log, never raise.
+
+        The state stays open: a change made later (a daemon thread, a later exit handler)
+        still goes to the journal, and is not refused.
+        """
+        if not self.lock.acquire(timeout=_EXIT_LOCK_WAIT):
+            log.warning(
+                "%s: not compacted at exit: another thread held the state for %g s; the "
+                "journal keeps every change, and the next open replays it",
+                self._path,
+                _EXIT_LOCK_WAIT,
+            )
+            return
+        try:
+            if self._storage is not None and self._storage.size != self._snapshot_size:
+                self.compact()
+        except Exception as error:  # (no one can catch it at exit: say it instead)
+            log.warning(
+                "%s: not compacted at exit: %s; the journal keeps every change, and the next "
+                "open replays it",
+                self._path,
+                error,
+            )
+        finally:
+            self.lock.release()
+
     def _plan_compaction(self, snapshot_size: int) -> None:
+        self._snapshot_size = snapshot_size  # (the file's size until the next change)
         journal_allowance = max(self._compact_min_bytes, self._compact_ratio * snapshot_size)
-        self._compact_at = snapshot_size + journal_allowance
+        self._compact_at = snapshot_size + journal.HEADER_SIZE + journal_allowance
 
     def _compact_automatically(self) -> None:
         try:
@@ -454,6 +495,24 @@ class Core(Top):
 
 def _never(key: str) -> bool:
     return False
+
+
+# Every core that opened its file, weakly: a state dropped unclosed is not kept alive for
+# exit. At a normal interpreter exit (the end of the program, sys.exit(), an unhandled
+# exception; not a kill, nor os._exit()) each one still open is compacted. A child made by
+# fork starts with none: the states it inherited are its parent's.
+_OPEN: weakref.WeakValueDictionary[int, Core] = weakref.WeakValueDictionary()  # (unhashable)
+_EXIT_LOCK_WAIT = 1.0  # seconds to wait for another thread's change to finish, at exit
+
+
+def _compact_open_states_at_exit() -> None:
+    for state_core in list(_OPEN.values()):
+        state_core.compact_at_exit()
+
+
+atexit.register(_compact_open_states_at_exit)
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_OPEN.clear)
 
 
 _LINE_END = journal.LINE_END

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -202,6 +203,34 @@ def set_line_start(path: str, key: str) -> bytes:
 
 LINE_END = b"]\n"
 
+# The line written before the first record after each compaction, once per cycle (with that
+# record, in the same write). It tells a person what the lines below are, and holds the CRC-32
+# of the document above it, so that an edit of the document made while records follow it is
+# noticed (read_state). A YAML comment: the file stays a YAML stream, and 26.1 files (which
+# have no such line) read as they always did.
+_HEADER_START = (
+    b"# The lines below are changes made after the document above was written; they apply on "
+    b"top of it, in order. To edit the document, first run: persistedstate compact FILE "
+    b"(document crc32 "
+)
+_HEADER = re.compile(re.escape(_HEADER_START) + rb"([0-9a-f]{8})\)\r?\n")
+
+
+def header_line(checksum: int) -> bytes:
+    """The line that heads the records, for a document whose CRC-32 is ``checksum``."""
+    return _HEADER_START + b"%08x)\n" % checksum
+
+
+_ANY_HEADER = header_line(0)  # (a template: the digits of a torn header's checksum vary)
+HEADER_SIZE = len(_ANY_HEADER)
+
+
+def _is_torn_header(tail: bytes) -> bool:
+    """Whether ``tail``, a last line without its newline, is the start of a header line (then
+    perhaps zero bytes: a file system that extended the file but never wrote all the data)."""
+    start = tail.rstrip(b"\0")
+    return _HEADER.fullmatch(start + _ANY_HEADER[len(start) :]) is not None
+
 
 def _replay_set(container: Any, record: list[Any]) -> None:
     key = record[2]
@@ -295,9 +324,11 @@ class ReadResult(NamedTuple):
 
     data: dict[Any, Any]
     records: int  # journal records replayed
-    snapshot_size: int  # bytes of the first document
-    good_size: int  # bytes up to the end of the last good record (the file minus a torn tail)
-    needs_newline: bool  # the last good record has no final newline (26.1 writes none)
+    snapshot_size: int  # bytes of the first document (without the line heading the records)
+    # Bytes up to the end of the last good record: the file minus a torn tail; with no good
+    # record, the document alone (a line heading no record is dropped too).
+    good_size: int
+    needs_newline: bool  # the good part has no final newline (26.1 writes none)
     snapshot_top: dict[Any, Any]  # the top-level values as the snapshot held them
     touched: set[Any]  # top-level keys that records changed inside
 
@@ -320,7 +351,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     body = raw
     tail_start = raw.rfind(b"\n") + 1
     tail = raw[tail_start:]
-    if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0")):
+    if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0") or _is_torn_header(tail)):
         _warn_torn(path, line_and_column(raw, tail_start)[0], "a partial record marker")
         body = raw[:tail_start]
     markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body)]
@@ -330,10 +361,12 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     if markers and _snapshot_owns_first_marker(body[: markers[0]], body, markers[0]):
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
         markers = markers[1:]
-    data = snapshot.load_snapshot(path, body[:snapshot_end])
+    document_end, recorded_checksum = _find_header(body, snapshot_end)
+    data = snapshot.load_snapshot(path, body[:document_end])
     snapshot_top, touched = dict(data), set[Any]()
 
     ends = [*markers[1:], len(body)] if markers else []
+    good_end = len(body)
     for number, (start, end) in enumerate(zip(markers, ends, strict=True)):
         content = body[start + 3 : end].strip()
         try:
@@ -345,8 +378,11 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             cut_short = not content or not body.endswith(b"\n")
             if end == len(body) and error.unreadable and cut_short:
                 _warn_torn(path, line_and_column(body, start)[0], error.problem)
-                return ReadResult(data, number, snapshot_end, start, False, snapshot_top, touched)
+                good_end = start
+                break
             raise _corrupt_record(path, body, start, end, error) from None
+        if number == 0 and recorded_checksum is not None:
+            _refuse_an_edited_document(path, body, document_end, recorded_checksum, markers)
         try:
             apply_record(data, record)
             deep = len(content) > _HALF_MAX_DEPTH and _may_deepen(content, record)
@@ -358,10 +394,77 @@ def read_state(path: str, raw: bytes) -> ReadResult:
             touched.update(path[0] for path in _paths(record) if path)
         elif record[1]:
             touched.add(record[1][0])
-    needs_newline = bool(body) and not body.endswith(b"\n")
-    return ReadResult(
-        data, len(markers), snapshot_end, len(body), needs_newline, snapshot_top, touched
+    else:
+        number = len(markers)  # (every record is good)
+    if number == 0:  # the document alone: a header with no record after it was torn from it
+        if recorded_checksum is not None and not markers:
+            _warn_torn(path, line_and_column(body, document_end)[0], "a line heading no record")
+        good_end = document_end
+    needs_newline = good_end > 0 and body[good_end - 1 : good_end] != b"\n"
+    return ReadResult(data, number, document_end, good_end, needs_newline, snapshot_top, touched)
+
+
+def _find_header(body: bytes, snapshot_end: int) -> tuple[int, int | None]:
+    """Where the document ends, and the checksum its header line records (None if none).
+
+    The header is the last line before the first record (or, torn from it, of the file).
+    """
+    start = body.rfind(b"\n", 0, max(snapshot_end - 1, 0)) + 1
+    header = _HEADER.fullmatch(body, start, snapshot_end)
+    if header is None:
+        return snapshot_end, None
+    return start, int(header.group(1), 16)
+
+
+def _refuse_an_edited_document(
+    path: str, body: bytes, document_end: int, recorded: int, markers: list[int]
+) -> None:
+    """Raise CorruptStateError if the document is not the one the records were written after.
+
+    The records were made to the document as it was; applied to an edited one, they could
+    undo the edit without a word. A person chooses instead: the message says how.
+    """
+    if zlib.crc32(body[:document_end]) == recorded:
+        return
+    line = line_and_column(body, document_end)[0]
+    count = f"{len(markers)} change" + ("" if len(markers) == 1 else "s")
+    keys = _top_keys_changed(body, markers)
+    problem = (
+        f"the document above line {line} was edited after the {count} below it were made"
+        f"{f' (they change {keys})' if keys else ''}: applied to the edited document, they "
+        f"could undo the edit without a word, so the file is not read. To keep both, undo "
+        f"the edit, run `persistedstate compact {path}`, then edit again; to apply the "
+        f"changes on top of the edit (where they change a value, theirs wins), delete line "
+        f"{line}; to drop the changes and keep the document as edited, delete line {line} and "
+        f"every line after it"
     )
+    hint = (
+        f"undo the edit and run `persistedstate compact {path}` first, or delete line {line} "
+        "to apply the changes on top of it"
+    )
+    raise CorruptStateError(path, problem, line, 1, text=body, hint=hint)
+
+
+def _top_keys_changed(body: bytes, markers: list[int]) -> str:
+    """The top-level keys that the records change, for a person ("every key" for a clear)."""
+    keys: list[Any] = []
+    ends = [*markers[1:], len(body)]
+    for start, end in zip(markers, ends, strict=True):
+        try:
+            record = decode_record(body[start + 3 : end].strip())
+        except _BadRecord:
+            continue
+        for inner in record[1] if record[0] == TX.name else [record]:
+            if not isinstance(inner, list) or len(inner) < 2 or not isinstance(inner[1], list):
+                continue
+            if inner[1]:
+                keys.append(inner[1][0])
+            elif inner[0] == "clear":
+                return "every key"
+            elif len(inner) > 2:
+                keys.append(inner[2])
+    unique = list(dict.fromkeys(map(repr, keys)))
+    return ", ".join(unique[:10]) + (f" and {len(unique) - 10} more" if len(unique) > 10 else "")
 
 
 def _corrupt_record(

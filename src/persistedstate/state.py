@@ -97,15 +97,19 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
                 raise PersistedStateError("cannot run __init__ again inside a transaction")
             previous.detach_mirror()
             previous.close(compact=False)
-        for key, value in defaults.items():  # refuse bad defaults before touching the file
+        initial = {}  # (bad defaults are refused before the file is touched)
+        for key, value in defaults.items():
             try:
-                values.key_text(key)
-                values.prepare(value)
+                initial[values.key_text(key)[0]] = values.prepare(value)[0]
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
         file = storage.StateFile(name, fsync=fsync, lock_timeout=lock_timeout)
-        state_core = core.Core(
-            file, name, compact_min_bytes=compact_min_bytes, compact_ratio=compact_ratio
+        state_core = core.Core(  # (a new file's first snapshot holds the defaults)
+            file,
+            name,
+            initial=initial,
+            compact_min_bytes=compact_min_bytes,
+            compact_ratio=compact_ratio,
         )
         self._core = state_core
         self._raw = state_core.data

@@ -32,6 +32,7 @@ import sys
 import time
 import weakref
 import zlib
+from collections.abc import Callable
 from typing import TypeAlias
 
 import filelock
@@ -92,10 +93,13 @@ class StateFile:
         self._status: os.stat_result | None = None  # the file's, when last opened
         # Work owed before the next write: cut bytes after self.size (a torn tail found at
         # open, a failed append), add the final newline a 26.1 file lacks, reopen the file,
-        # refuse to write a file inherited across fork. append() checks this flag first.
+        # refuse to write a file inherited across fork, put a prefix in front of the next
+        # append's data. append() checks this flag first.
         self._repair_needed = False
+        self._cut_owed = False
         self._newline_owed = False
         self._inherited = False  # this process is a fork of the one that opened the file
+        self._prefix: Callable[[int], bytes] | None = None  # see prefix_next_append
         self._directory_unsynced = False  # a rename whose directory sync failed
         self._lock = filelock.FileLock(self.path + ".lock", thread_local=False)
         try:
@@ -126,7 +130,8 @@ class StateFile:
         Opening writes nothing: a torn tail after it is cut off, and a missing final newline
         added, just before the next write.
         """
-        if len(kept) < self.size or newline_owed:
+        self._cut_owed = len(kept) < self.size
+        if self._cut_owed or newline_owed:
             self._repair_needed = True
         self._newline_owed = newline_owed
         self.size = len(kept)
@@ -134,10 +139,21 @@ class StateFile:
 
     # -- appending -----------------------------------------------------------------------
 
+    def prefix_next_append(self, make: Callable[[int], bytes]) -> None:
+        """Write ``make(checksum)`` in front of the next append's data, in the same write.
+
+        ``checksum`` is the CRC-32 of the file as it is then (after any repair).
+        """
+        self._prefix = make
+        self._repair_needed = True  # (the flag append() tests first: no cost until then)
+
     def append(self, data: bytes) -> None:
         """Write ``data`` at the end of the file before returning; all or nothing."""
         if self._repair_needed:
             self._repair()
+            if self._prefix is not None:
+                self._append_prefixed(data)
+                return
         if os.lseek(self._fd, 0, os.SEEK_END) != self.size:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
         try:
@@ -149,12 +165,21 @@ class StateFile:
                 if self._directory_unsynced:
                     self._sync_directory()
         except BaseException:  # an OSError, or Ctrl-C after the write: take it back
-            self._repair_needed = True
+            self._repair_needed = self._cut_owed = True
             with contextlib.suppress(OSError):
                 self._repair()
             raise
         self.size += len(data)
         self._checksum = zlib.crc32(data, self._checksum)
+
+    def _append_prefixed(self, data: bytes) -> None:
+        make, self._prefix = self._prefix, None
+        assert make is not None
+        try:
+            self.append(make(self._checksum) + data)
+        except BaseException:
+            self.prefix_next_append(make)  # (the write was taken back: owed again)
+            raise
 
     def _repair(self) -> None:
         if self._inherited:
@@ -166,13 +191,15 @@ class StateFile:
             )
         if self._fd < 0:
             self._reopen()
-        os.ftruncate(self._fd, self.size)
+        if self._cut_owed:  # (only then: never cut what someone else appended)
+            os.ftruncate(self._fd, self.size)
+            self._cut_owed = False
         if self._newline_owed:
             _write_all(self._fd, b"\n")
             self.size += 1
             self._checksum = zlib.crc32(b"\n", self._checksum)
             self._newline_owed = False
-        self._repair_needed = False
+        self._repair_needed = self._prefix is not None
 
     # -- replacing -----------------------------------------------------------------------
 
