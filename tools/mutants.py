@@ -6,7 +6,9 @@ and what replaces it. The tool applies one mutant at a time to a temporary copy 
 repository (src/, tests/, pyproject.toml; the working tree is never touched), runs there the
 test files the README names for the mutant's promise (``pytest -x -q``, with a timeout) and
 reports whether they caught it. A mutant whose snippet is not found exactly once is reported as
-an error (the code moved on: update the snippet; ``--check`` lists them all in a second).
+an error (the code moved on: update the snippet; ``--check`` lists them all in a second, with
+each one's first line and the promise it breaks). Snippets are kept as short as they can be
+while still found once, so that a change nearby rarely breaks them.
 
     .venv/bin/python tools/mutants.py                 # every mutant (make mutants)
     .venv/bin/python tools/mutants.py -j 2            # two at a time
@@ -93,8 +95,8 @@ MUTANTS = [
       "if False:",
       "ints of more than 4300 digits written in decimal (Python refuses to)"),
     M("datetime-offset-dropped", EXACT, "values.py",
-      'return value.isoformat(" ")',
-      'return value.replace(tzinfo=None).isoformat(" ")',
+      'value.isoformat(" ")',
+      'value.replace(tzinfo=None).isoformat(" ")',
       "aware datetimes lose their UTC offset in records"),
     M("str-subclass-kept", EXACT, "values.py",
       "return str.__str__(value)",
@@ -104,7 +106,7 @@ MUTANTS = [
       'return copy, "[" + ", ".join(parts) + "]"',
       'return (tuple(copy) if type(value) is tuple else copy), "[" + ", ".join(parts) + "]"',
       "a tuple stays a tuple in memory, and reads back as a list"),
-    M("astral-escaped-in-snapshot", EXACT, "yamlio.py",
+    M("astral-escaped-in-snapshot", EXACT, "snapshot.py",
       "if _ESCAPED_ASTRAL.search(text):",
       "if False:",
       "characters beyond the BMP are written as \\U escapes in the snapshot"),
@@ -117,7 +119,7 @@ MUTANTS = [
       "    elif kind is bool:\n        text = int_text(int(key))",
       "a bool key is written as 1/0 in records, reads back as an int"),
     # -- consistency ------------------------------------------------------------------------
-    M("multi-change-first-record-only", CONSISTENCY, "state.py",
+    M("multi-change-first-record-only", CONSISTENCY, "core.py",
       "record = records[0] if len(records) == 1 else journal.tx_record(records)",
       "record = records[0]",
       "update() of several keys writes only the first key's record"),
@@ -133,60 +135,59 @@ MUTANTS = [
       "positions = sorted(range(start, stop, step), reverse=True)",
       "positions = sorted(range(start, stop, step))",
       "del l[::2] deletes in index order, so indexes shift under it"),
-    M("path-cache-trusted-blindly", CONSISTENCY, "state.py",
-      "            if found is raw:",
-      "            if found is not None:",
+    M("path-cache-trusted-blindly", CONSISTENCY, "core.py",
+      "if found is raw:",
+      "if found is not None:",
       "a change through a kept proxy goes to the path it had last time"),
-    M("undo-delete-appends-key", CONSISTENCY, "state.py",
-      "    return (_RESTORE, container, _contents(container), None)",
-      "    return (SET, container, key, container[key])",
+    M("undo-delete-appends-key", CONSISTENCY, "journal.py",
+      "undo.append(Restore((container, list(container.items()))))",
+      "undo.append(Set((container, key, container[key])))",
       "a rolled-back delete puts the key back at the end, not in its place"),
-    M("nested-change-keeps-stale-entry", CONSISTENCY, "yamlio.py",
-      "            if changed_keys:\n",
-      "            if False:\n",
+    M("nested-change-keeps-stale-entry", CONSISTENCY, "snapshot.py",
+      "if changed_keys:",
+      "if False:",
       "compaction reuses the text of a top-level entry a nested change went into"),
-    M("attribute-kept-after-change", CONSISTENCY, "state.py",
-      "        if name in attributes and state._may_mirror(name):\n"
-      "            del attributes[name]",
-      "        pass",
+    M("attribute-kept-after-change", CONSISTENCY, "core.py",
+      "del self._mirror[name]",
+      "pass",
       "state.x keeps returning the value from before a change"),
     # -- crash safety -----------------------------------------------------------------------
     M("compaction-in-place", CRASH, "storage.py",
       "temp_path = _temp_path(self.path)",
       "temp_path = self.path",
-      "compaction truncates and rewrites the file itself, no temporary file"),
-    M("transaction-record-by-record", CRASH, "state.py",
+      "compaction writes the new file at the file's own path (deleting the old one first), "
+      "no temporary file"),
+    M("transaction-record-by-record", CRASH, "core.py",
       "self._storage.append(journal.line(journal.tx_record(tx.records)))",
       "for one in tx.records:\n"
       "                        self._storage.append(journal.line(one))",
       "a transaction is written as separate records: a kill can leave half of it"),
     M("stale-temp-files-kept", CRASH, "storage.py",
-      "        _remove_stale_temp_files(self.path)\n",
-      "",
+      "_remove_stale_temp_files(self.path)",
+      "pass",
       "the temporary file of a killed compaction is never removed"),
-    M("multi-change-record-by-record", CRASH, "state.py",
+    M("multi-change-record-by-record", CRASH, "core.py",
       "            file.append(journal.line(record))",
       "            for one in records:\n"
       "                file.append(journal.line(one))",
       "update() of several keys is written key by key: a kill can leave part of it"),
     # -- power-cut safety -------------------------------------------------------------------
     M("no-fsync-on-append", POWER, "storage.py",
-      "            if self.fsync:\n                _sync_file(self._fd)",
-      "            if False:\n                _sync_file(self._fd)",
+      "if self.fsync:",
+      "if False:",
       "fsync=True does not sync the appended record"),
     M("temp-file-not-synced", POWER, "storage.py",
-      "        _write_all(fd, data)\n        _sync_file(fd)",
-      "        _write_all(fd, data)",
+      "_sync_file(fd)\n",
+      "pass  # (not synced)\n",
       "compaction renames a new file whose data may not be on disk yet"),
     M("dirsync-only-at-creation", POWER, "storage.py",
-      "        self._directory_unsynced = True\n        self._repair()\n"
-      "        self._sync_directory()",
-      "        self._directory_unsynced = True\n        created = self._identity is None\n"
+      "        self._repair()\n        self._sync_directory()",
+      "        created = self._identity is None\n"
       "        self._repair()\n        if created:\n            self._sync_directory()",
       "a compaction's rename is not made durable (a power cut brings the old name back)"),
     M("failed-dirsync-not-retried", POWER, "storage.py",
-      "                if self._directory_unsynced:\n                    self._sync_directory()",
-      "                pass",
+      "if self._directory_unsynced:",
+      "if False:",
       "a directory sync that failed is not retried by the next fsync'd append"),
     # -- recovery ---------------------------------------------------------------------------
     M("torn-if-unparsable", RECOVERY, "journal.py",
@@ -198,15 +199,13 @@ MUTANTS = [
       'if tail and b"--- ".startswith(tail):',
       "a tail of zero bytes (an extended, unwritten file) is reported as damage"),
     M("torn-tail-not-cut", RECOVERY, "storage.py",
-      "        if self._repair_needed:\n            self._repair()\n"
-      "        if os.lseek(self._fd, 0, os.SEEK_END) != self.size:",
-      "        if os.lseek(self._fd, 0, os.SEEK_END) != self.size:",
+      "self._repair()\n        if os.lseek(",
+      "pass\n        if os.lseek(",
       "the next record is appended after a torn tail instead of replacing it"),
     M("open-writes-at-once", RECOVERY, "storage.py",
-      "        if len(kept) < self.size or newline_owed:\n"
-      "            self._repair_needed = True",
-      "        if len(kept) < self.size or newline_owed:\n"
-      "            self._repair_needed = True\n            self._repair()",
+      "        self._checksum = zlib.crc32(kept)\n",
+      "        self._checksum = zlib.crc32(kept)\n"
+      "        if self._repair_needed:\n            self._repair()\n",
       "opening cuts a torn tail at once (load() and a failed open must write nothing)"),
     M("no-depth-check-on-replay", RECOVERY, "journal.py",
       "if deep and values.deeper_than(data, values.MAX_DEPTH):",
@@ -229,12 +228,12 @@ MUTANTS = [
       "_JSON = json.JSONDecoder()",
       "NaN and Infinity in a record read as floats, where YAML reads strings"),
     M("error-line-off-by-one", RECOVERY, "journal.py",
-      "    line = body.count(b\"\\n\", 0, first) + 1\n",
-      "    line = body.count(b\"\\n\", 0, first)\n",
+      "error.problem, line, column",
+      "error.problem, line - 1, column",
       "a damaged record is reported one line too early"),
     M("extra-fields-accepted", RECOVERY, "journal.py",
-      "    if len(record) != _RECORD_ARITY[record[0]]:",
-      "    if len(record) < _RECORD_ARITY[record[0]]:",
+      "if len(record) != operation.fields:",
+      "if len(record) < operation.fields:",
       "a record with too many fields is applied, its extra fields ignored"),
     M("negative-index-unchecked", RECOVERY, "journal.py",
       "    if not -len(node) <= index <= limit:",
@@ -246,31 +245,29 @@ MUTANTS = [
       "                self._repair()\n            raise",
       "            raise",
       "the bytes of a failed append stay in the file"),
-    M("multi-change-applied-before-write", FAILED_WRITES, "state.py",
+    M("multi-change-applied-before-write", FAILED_WRITES, "core.py",
       "        record = records[0] if len(records) == 1 else journal.tx_record(records)\n",
       "        record = records[0] if len(records) == 1 else journal.tx_record(records)\n"
       "        if len(changes) > 1:\n            for change in changes:\n"
-      "                _apply(change, None)\n            changes = []\n",
+      "                change.apply(None)\n            changes = []\n",
       "update() of several keys changes memory even when its write fails"),
-    M("failed-transaction-kept-in-memory", FAILED_WRITES, "state.py",
+    M("failed-transaction-kept-in-memory", FAILED_WRITES, "core.py",
       "                conflict = error\n            except BaseException:\n",
       "                conflict = error\n            except OSError:\n                raise\n"
       "            except BaseException:\n",
       "a transaction whose write fails keeps its changes in memory"),
-    M("failed-auto-compaction-raises", FAILED_WRITES, "state.py",
-      "        except OSError as error:\n"
-      "            # The change itself is safely in the journal",
-      "        except ZeroDivisionError as error:\n"
-      "            # The change itself is safely in the journal",
+    M("failed-auto-compaction-raises", FAILED_WRITES, "core.py",
+      "except OSError as error:",
+      "except ZeroDivisionError as error:",
       "a change whose automatic compaction fails raises, though it was written and applied"),
     M("failed-compaction-leaves-temp-file", FAILED_WRITES, "storage.py",
-      "            with contextlib.suppress(OSError):\n                os.unlink(temp_path)\n",
-      "",
+      "os.unlink(temp_path)\n",
+      "pass\n",
       "a compaction that fails leaves its temporary file behind"),
     M("size-counted-before-write", FAILED_WRITES, "storage.py",
-      "        try:\n            written = os.write(self._fd, data)",
-      "        self.size += len(data)\n        self._checksum = zlib.crc32(data, self._checksum)\n"
-      "        try:\n            written = os.write(self._fd, data)",
+      "written = os.write(self._fd, data)",
+      "self.size += len(data)\n            self._checksum = zlib.crc32(data, self._checksum)\n"
+      "            written = os.write(self._fd, data)",
       "the file's length is counted before the write, so a failure is not cut back"),
     # -- one writer -------------------------------------------------------------------------
     M("lock-timeout-ignored", ONE_WRITER, "storage.py",
@@ -278,17 +275,18 @@ MUTANTS = [
       "self._lock.acquire(timeout=0.0)",
       "lock_timeout does not wait for the holder"),
     M("holder-pid-unknown", ONE_WRITER, "storage.py",
-      "                    return int(fields[4])",
-      "                    return None",
+      "return int(fields[4])",
+      "return None",
       "StateLockedError does not name the holder's PID"),
     M("lock-shared-within-process", ONE_WRITER, "storage.py",
       'filelock.FileLock(self.path + ".lock", thread_local=False)',
       'filelock.FileLock(self.path + ".lock", thread_local=False, is_singleton=True)',
       "one lock object per file in a process: a second open there takes it again"),
     M("core-refers-to-state-strongly", ONE_WRITER, "state.py",
-      "self._owner = weakref.ref(owner)",
-      "self._owner = lambda: owner",
-      "a reference cycle: a dropped state frees its lock only when the collector runs"),
+      "key not in names",
+      "key not in type(self)._attribute_names",
+      "the core refers to the state (its mirror's key test does): a reference cycle, so a "
+      "dropped state frees its lock only when the collector runs"),
     M("compaction-copies-in-place", ONE_WRITER, "storage.py",
       "    os.replace(source, target)",
       "    if not os.path.exists(target):\n        os.replace(source, target)\n        return\n"
@@ -296,62 +294,59 @@ MUTANTS = [
       "        old.truncate(0)\n        old.write(new.read())\n    os.unlink(source)",
       "compaction copies the new file over the old one: load() can see it half-written"),
     # -- threads ----------------------------------------------------------------------------
-    M("transaction-not-marked-for-readers", THREADS, "state.py",
+    M("transaction-not-marked-for-readers", THREADS, "core.py",
       "                self._epoch += 1  # odd: lock-free readers take the lock until the end",
       "                pass",
       "lock-free reads go on during a transaction and see it half done"),
-    M("attribute-kept-inside-transaction", THREADS, "state.py",
-      "if core._tx is None and core._raw.get(name, core) is value:",
-      "if core._raw.get(name, core) is value:",
+    M("attribute-kept-inside-transaction", THREADS, "core.py",
+      "self.tx is None and self._raw.get(name",
+      "self._raw.get(name",
       "state.x keeps a value a transaction then rolls back"),
     M("len-without-lock", THREADS, "proxies.py",
-      "        with self._state._thread_lock:  # not while another thread's transaction is open\n"
-      "            return len(self._raw)",
-      "        return len(self._raw)",
+      "with self._core.lock:  # not while another thread's transaction is open",
+      "if True:  # (no lock)",
       "len() of a dict or list sees inside another thread's transaction"),
-    M("multi-change-not-marked-for-readers", THREADS, "state.py",
+    M("multi-change-not-marked-for-readers", THREADS, "core.py",
       "            self._epoch += 1  # odd: readers wait until every part is applied",
       "            pass",
       "lock-free reads see update() of several keys half applied"),
     M("append-end-read-unlocked", THREADS, "proxies.py",
-      "        with self._state._thread_lock:  # the end must not move before the insert\n"
-      "            self.insert(len(self._raw), value)",
-      "        end = len(self._raw)\n        self.insert(end, value)",
+      "with self._core.lock:  # the end must not move before the insert",
+      "if True:  # (no lock: insert() takes it after the end is read)",
       "append() reads the end before taking the lock: another thread's item may follow"),
     # -- someone else's edit ----------------------------------------------------------------
     M("no-length-check-before-append", EDITS, "storage.py",
-      "        if os.lseek(self._fd, 0, os.SEEK_END) != self.size:\n"
-      "            raise FileChangedError",
-      "        if False:\n            raise FileChangedError",
+      "if os.lseek(self._fd, 0, os.SEEK_END) != self.size:",
+      "if False:",
       "a change is appended to a file someone rewrote in place"),
     M("no-checksum-before-compaction", EDITS, "storage.py",
       "if len(current) != self.size or zlib.crc32(current) != self._checksum:",
       "if len(current) != self.size:",
       "an edit that keeps the file's length is overwritten by the next compaction"),
     M("no-check-before-compaction", EDITS, "storage.py",
-      "        self.check_unchanged()\n        temp_path",
-      "        temp_path",
+      "current = self.check_unchanged()",
+      "current = self._status",
       "compaction replaces someone else's file with ours"),
     # -- comments ---------------------------------------------------------------------------
-    M("round-trip-not-compared", COMMENTS, "yamlio.py",
-      'if values.exactly_equal(load_snapshot("<compaction>", result), data):',
+    M("round-trip-not-compared", COMMENTS, "comments.py",
+      "if values.exactly_equal(snapshot.load_snapshot(path, result), data):",
       "if True:",
       "the commented output is written without checking that it reads back as the state"),
-    M("comment-lines-leave-with-their-key", COMMENTS, "yamlio.py",
+    M("comment-lines-leave-with-their-key", COMMENTS, "comments.py",
       "    lines = _take_tail_lines(node, key)\n    if not lines.strip():\n        return\n",
       "    return\n",
       "the comment lines after a deleted or moved entry go with it"),
-    M("ruamel-own-resolver", COMMENTS, "yamlio.py",
-      "    round_trip.Resolver = _pyyaml_resolver()\n",
+    M("ruamel-own-resolver", COMMENTS, "comments.py",
+      "    round_trip.Resolver = _PyYAMLTags\n",
       "",
       "ruamel.yaml reads y/n as booleans: those keys seem replaced and lose their comments"),
-    M("comments-at-line-start-only", COMMENTS, "yamlio.py",
+    M("comments-at-line-start-only", COMMENTS, "snapshot.py",
       '_COMMENT = re.compile(rb"(?:^|[ \\t])#", re.MULTILINE)',
       '_COMMENT = re.compile(rb"^#", re.MULTILINE)',
       "a file whose comments all follow a value is compacted by the plain writer"),
-    M("written-values-rewritten", COMMENTS, "yamlio.py",
-      "    if node is not None and _same_scalar(node, data):",
-      "    if False:",
+    M("written-values-rewritten", COMMENTS, "comments.py",
+      "if node is not None and _same_scalar(node, data):",
+      "if False:",
       "unchanged values are rewritten: 'yes' quotes, hex and dates as the person wrote them go"),
 ]
 # fmt: on
@@ -538,8 +533,18 @@ def main(argv: list[str]) -> int:
                 apply(mutant, (ROOT / PACKAGE / mutant.file).read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
                 errors += 1
+                lines = mutant.snippet.strip().splitlines()
+                more = " ..." if len(lines) > 1 else ""
                 print(f"error    {mutant.name}: {error}")
+                print(f"         snippet: {lines[0]!r}{more}")
+                print(f"         breaks {mutant.promise}: {mutant.bug}")
         print(f"{len(chosen) - errors} of {len(chosen)} snippets found exactly once")
+        if errors:
+            print(
+                "Find where that code lives now (git log -S'<snippet>' names the commit that "
+                "moved or changed it) and give the mutant a snippet there that breaks the "
+                "same promise the same way."
+            )
         return 1 if errors else 0
 
     if not args.no_baseline:
