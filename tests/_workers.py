@@ -19,6 +19,8 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     set ``released`` and close, print ``closed``.
 ``try-open PATH LOCK_TIMEOUT``
     try to open PATH; print ``opened`` or ``locked <holder_pid>``.
+``cycle PATH TIMES``
+    TIMES times: open PATH (waiting for it), add one to ``count``, close; print ``done``.
 ``compact-and-hang PATH``
     open PATH, set ``compacting`` to true, compact, and stop for good at the rename that would
     put the new file in place, printing ``renaming <temporary file>`` (killed there, it leaves
@@ -235,6 +237,15 @@ def _try_open(path: str, lock_timeout: float) -> None:
     _say("opened")
 
 
+def _cycle(path: str, times: int) -> None:
+    from persistedstate import PersistedState
+
+    for _ in range(times):
+        with PersistedState.open(path, lock_timeout=60) as state:
+            state["count"] = state.get("count", 0) + 1
+    _say("done")
+
+
 def _compact_and_hang(path: str) -> None:
     import os
     import time
@@ -261,6 +272,8 @@ def main(argv: list[str]) -> None:
         _hold(path)
     elif mode == "try-open":
         _try_open(path, float(rest[0]))
+    elif mode == "cycle":
+        _cycle(path, int(rest[0]))
     elif mode == "compact-and-hang":
         _compact_and_hang(path)
     else:
