@@ -19,6 +19,13 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     set ``released`` and close, print ``closed``.
 ``try-open PATH LOCK_TIMEOUT``
     try to open PATH; print ``opened`` or ``locked <holder_pid>``.
+``loop PATH``
+    open PATH (default mode) with ``settings: {batch: 100}`` and ``counter: 0``, print
+    ``ready``; then per line from stdin: ``step`` reads ``state.settings["batch"]``, adds one
+    to ``state.counter`` and prints both as JSON; ``close`` closes and prints ``closed``.
+``hold-transaction PATH``
+    open PATH, open a transaction that sets ``in_transaction``, print ``in transaction``; on a
+    line from stdin end it and print ``committed``; on another, close and print ``closed``.
 ``cycle PATH TIMES``
     TIMES times: open PATH (waiting for it), add one to ``count``, close; print ``done``.
 ``compact-and-hang PATH``
@@ -237,6 +244,38 @@ def _try_open(path: str, lock_timeout: float) -> None:
     _say("opened")
 
 
+def _loop(path: str) -> None:
+    import json
+
+    from persistedstate import PersistedState
+
+    state = PersistedState(path, settings={"batch": 100}, counter=0)
+    _say("ready")
+    for line in sys.stdin:
+        if line.strip() == "step":
+            batch = state.settings["batch"]
+            state.counter += 1
+            _say(json.dumps({"batch": batch, "counter": state.counter}))
+        elif line.strip() == "close":
+            state.close()
+            _say("closed")
+            return
+
+
+def _hold_transaction(path: str) -> None:
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path)
+    with state.transaction():
+        state["in_transaction"] = True
+        _say("in transaction")
+        sys.stdin.readline()
+    _say("committed")
+    sys.stdin.readline()
+    state.close()
+    _say("closed")
+
+
 def _cycle(path: str, times: int) -> None:
     from persistedstate import PersistedState
 
@@ -272,6 +311,10 @@ def main(argv: list[str]) -> None:
         _hold(path)
     elif mode == "try-open":
         _try_open(path, float(rest[0]))
+    elif mode == "loop":
+        _loop(path)
+    elif mode == "hold-transaction":
+        _hold_transaction(path)
     elif mode == "cycle":
         _cycle(path, int(rest[0]))
     elif mode == "compact-and-hang":

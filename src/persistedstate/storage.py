@@ -829,13 +829,14 @@ class _Handover:
 
     def stop(self) -> None:
         """Before fork: no thread may hold a lock in the child, and the child is not a fork
-        of a multi-threaded process."""
-        self.guard.acquire()
+        of a multi-threaded process. (The thread may take ``guard`` on its way out: it is
+        taken only once the thread has ended.)"""
         thread = self.thread
         if thread is not None:
             self.stopping.set()
             thread.join()
-            self.thread = None
+        self.guard.acquire()
+        self.thread = None
 
     def resume(self) -> None:
         try:
