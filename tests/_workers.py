@@ -26,6 +26,13 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
 ``hold-transaction PATH``
     open PATH, open a transaction that sets ``in_transaction``, print ``in transaction``; on a
     line from stdin end it and print ``committed``; on another, close and print ``closed``.
+``count PATH TIMES``
+    open PATH in shared mode, then TIMES times ``with state.transaction(): state.counter += 1``;
+    close, print ``done``.
+``drive PATH SHARED``
+    open PATH (in shared mode if SHARED is 1), print ``ready``; then evaluate each line from
+    stdin as a Python expression with ``state`` bound, and print the ``repr`` of its value
+    (``error <name>: <message>`` if it raised). ``close`` closes and exits.
 ``cycle PATH TIMES``
     TIMES times: open PATH (waiting for it), add one to ``count``, close; print ``done``.
 ``compact-and-hang PATH``
@@ -276,6 +283,33 @@ def _hold_transaction(path: str) -> None:
     _say("closed")
 
 
+def _count(path: str, times: int) -> None:
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path, {"counter": 0}, shared=True, lock_timeout=60)
+    for _ in range(times):
+        with state.transaction():
+            state.counter += 1
+    state.close()
+    _say("done")
+
+
+def _drive(path: str, shared: bool) -> None:
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path, shared=shared, lock_timeout=60)
+    _say("ready")
+    for line in sys.stdin:
+        if line.strip() == "close":
+            state.close()
+            _say("closed")
+            return
+        try:
+            _say(repr(eval(line, {"state": state})))
+        except Exception as error:
+            _say(f"error {type(error).__name__}: {error}")
+
+
 def _cycle(path: str, times: int) -> None:
     from persistedstate import PersistedState
 
@@ -315,6 +349,10 @@ def main(argv: list[str]) -> None:
         _loop(path)
     elif mode == "hold-transaction":
         _hold_transaction(path)
+    elif mode == "count":
+        _count(path, int(rest[0]))
+    elif mode == "drive":
+        _drive(path, rest[0] == "1")
     elif mode == "cycle":
         _cycle(path, int(rest[0]))
     elif mode == "compact-and-hang":

@@ -567,10 +567,12 @@ class OperationLock:
     operation (the file's write lock, and catching up with others' changes); its last release
     ends it."""
 
-    __slots__ = ("_core", "_depth", "_lock")
+    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock")
 
-    def __init__(self, core: SharedCore) -> None:
+    def __init__(self, core: SharedCore, file: SharedStorage) -> None:
         self._lock = threading.RLock()
+        self._begin = file.begin_operation
+        self._end = file.end_operation
         self._core = weakref.ref(core)  # (no cycle: a dropped state lets go of its file)
         self._depth = 0  # (changed only by the thread holding the lock)
 
@@ -579,12 +581,14 @@ class OperationLock:
             return False
         self._depth += 1
         if self._depth == 1:
-            core = self._core()
             try:
-                if core is not None:
-                    core._begin_operation()
+                if self._begin():  # (others wrote since this process last looked)
+                    core = self._core()
+                    if core is not None:
+                        core._catch_up_shared()
             except BaseException:
                 self._depth = 0
+                self._end()
                 self._lock.release()
                 raise
         return True
@@ -592,14 +596,13 @@ class OperationLock:
     __enter__ = acquire
 
     def release(self) -> None:
-        if self._depth != 1:
-            self._depth -= 1
+        depth = self._depth - 1
+        if depth:
+            self._depth = depth
             self._lock.release()
             return
         try:
-            core = self._core()
-            if core is not None:
-                core._end_operation()
+            self._end()
         finally:
             self._depth = 0
             self._lock.release()
@@ -614,12 +617,11 @@ class SharedCore(Core):
     is no attribute mirror (a read must go through the lock)."""
 
     def __init__(self, file: SharedStorage, path: str, **options: Any) -> None:
-        self._operations = file
         try:
             super().__init__(file, path, **options)
         finally:
             file.end_operation()  # (the open held the write lock)
-        self.lock = OperationLock(self)
+        self.lock = OperationLock(self, file)
 
     def read(self, container: Any, key: Any) -> Any:
         with self.lock:
@@ -628,13 +630,9 @@ class SharedCore(Core):
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         super().attach_mirror(mirror, _never)
 
-    def _begin_operation(self) -> None:
-        if self._storage is not None and self._operations.begin_operation():
-            self._catch_up()
-
-    def _end_operation(self) -> None:
+    def _catch_up_shared(self) -> None:
         if self._storage is not None:
-            self._operations.end_operation()
+            self._catch_up()
 
 
 class _RefusingLock:

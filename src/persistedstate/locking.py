@@ -20,10 +20,12 @@ bytes, an exclusive one all of them).
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import sys
 import time
+from collections.abc import Callable
 
 HOLDER, WRITER, QUEUE = 0, 1, 2
 NAMES = ("holder", "write", "queue")
@@ -79,6 +81,10 @@ class LockFile:
         self.identity = (status.st_dev, status.st_ino)
         self.header = memoryview(self._map).cast("Q")
         self.held: dict[int, bool] = {}  # lock -> shared?
+        # The write lock without the bookkeeping of ``held``: for a caller that keeps its own
+        # (a shared-mode operation), as cheap as the platform allows.
+        self.take_writer: Callable[[], object] = self.write_lock
+        self.drop_writer: Callable[[], object] = self.write_unlock
 
     # -- locks -------------------------------------------------------------------------
 
@@ -304,6 +310,11 @@ else:
             between two opens in one process and survive closing other descriptors), and a
             ``flock`` for the write lock, the cheapest lock to take and let go per operation
             (its holder is listed with its process id in /proc/locks)."""
+
+            def __init__(self, path: str) -> None:
+                super().__init__(path)
+                self.take_writer = functools.partial(fcntl.flock, self.fd, fcntl.LOCK_EX)
+                self.drop_writer = functools.partial(fcntl.flock, self.fd, fcntl.LOCK_UN)
 
             def _try(self, lock: int, shared: bool) -> bool:
                 try:

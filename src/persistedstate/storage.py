@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -604,6 +605,16 @@ class SharedStateFile(StateFile):
     """A state file held in shared mode: the holder lock shared, the write lock per operation
     (``begin_operation`` and ``end_operation``), and every write announced in the header."""
 
+    def _before_locking(self) -> None:
+        kind = network_file_system(self.path)
+        if kind is not None:
+            raise PersistedStateError(
+                f"{self.shown_path} is on a network file system ({kind}): shared mode needs "
+                "the locks and the lock file's counters of one machine, which a network file "
+                "system does not share between machines. Keep the state on a local disk"
+            )
+        super()._before_locking()
+
     def _after_locking(self) -> None:
         _OWNERS[self.path] = weakref.ref(self)  # (no handover: the write lock is not kept)
 
@@ -616,7 +627,8 @@ class SharedStateFile(StateFile):
             lock = self._open_holding(HOLDER, shared=True, timeout=timeout, grace=SHARED_OPEN_GRACE)
             alone = False
         try:
-            lock.write_lock()
+            lock.take_writer()  # (the open is an operation: SharedCore ends it)
+            self._in_operation = True
             if alone:
                 _reset_header(lock.header)
                 lock.header[HOLDER_PID] = os.getpid()
@@ -624,6 +636,8 @@ class SharedStateFile(StateFile):
             elif lock.header[MAGIC] != MAGIC_VALUE:
                 _reset_header(lock.header)
         except BaseException:
+            lock.held[WRITER] = False
+            self._in_operation = False
             lock.close()
             raise
         return lock
@@ -632,18 +646,28 @@ class SharedStateFile(StateFile):
         assert self._lock is not None
         return not self._lock.alone(HOLDER)
 
+    _in_operation = False
+
     def begin_operation(self) -> bool:
         """Take the write lock; whether others wrote since we last looked (``catch_up``)."""
         lock = self._lock
         if lock is None:
             return False
-        lock.write_lock()
+        lock.take_writer()
+        self._in_operation = True
         return lock.header[CHANGES] != self._seen_changes
 
     def end_operation(self) -> None:
-        lock = self._lock
-        if lock is not None:
-            lock.write_unlock()
+        if self._in_operation:
+            self._in_operation = False
+            if self._lock is not None:
+                self._lock.drop_writer()
+
+    def close(self) -> None:
+        if self._in_operation and self._lock is not None:
+            self._lock.held[WRITER] = False  # (taken without bookkeeping: let close see it)
+        self._in_operation = False
+        super().close()
 
     def append(self, data: bytes) -> None:
         assert self._lock is not None
@@ -700,6 +724,59 @@ class CommandStateFile(SharedStateFile):
 
     def end_operation(self) -> None:
         pass
+
+
+# Where Linux lists the mounted file systems, and the types that are network file systems.
+MOUNTINFO = "/proc/self/mountinfo"
+NETWORK_FILE_SYSTEMS = frozenset(
+    [
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "ceph",
+        "glusterfs",
+        "afs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+    ]
+)
+
+
+def network_file_system(path: str) -> str | None:
+    """The type of the network file system holding ``path`` (nfs, cifs, sshfs, ...), or None
+    when it is local or the platform does not say (only Linux does: ``MOUNTINFO``)."""
+    try:
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as mounts:
+            entries = mounts.read().splitlines()
+    except OSError:
+        return None
+    directory = os.path.dirname(os.path.realpath(path))
+    best, kind = "", ""
+    for entry in entries:
+        # "36 35 98:0 /root /mnt/point rw,noatime master:1 - nfs4 server:/export rw,..."
+        fields = entry.split(" ")
+        if "-" not in fields[6:] or len(fields) < 5:
+            continue
+        point = _unescape_mount(fields[4])
+        inside = directory == point or directory.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[fields.index("-", 6) + 1]
+    base = kind.split(".", 1)[1] if kind.startswith("fuse.") else kind
+    if kind in NETWORK_FILE_SYSTEMS or base in NETWORK_FILE_SYSTEMS or base in _NETWORK_FUSE:
+        return kind
+    return None
+
+
+_NETWORK_FUSE = frozenset(["sshfs", "s3fs", "rclone", "gcsfuse", "glusterfs", "cephfs"])
+
+
+def _unescape_mount(text: str) -> str:
+    """A mount point as mountinfo writes it: a space is ``\\040``."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
 
 
 def _left(deadline: float) -> float:
