@@ -33,6 +33,12 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     open PATH (in shared mode if SHARED is 1), print ``ready``; then evaluate each line from
     stdin as a Python expression with ``state`` bound, and print the ``repr`` of its value
     (``error <name>: <message>`` if it raised). ``close`` closes and exits.
+``chaos PATH NAME SEED OUT``
+    open PATH in shared mode (compacting often) and make random operations forever: a counter
+    incremented in a transaction (its new value read back), the counter read, a unique item
+    ``[NAME, n]`` appended to the list ``items``, the list read. After each returns, one JSON
+    line goes to OUT: ``[op, start_ns, end_ns, result]`` (``time.monotonic_ns``, the same
+    clock in every process); a list read gives its length and a digest of its items.
 ``cycle PATH TIMES``
     TIMES times: open PATH (waiting for it), add one to ``count``, close; print ``done``.
 ``compact-and-hang PATH``
@@ -310,6 +316,63 @@ def _drive(path: str, shared: bool) -> None:
             _say(f"error {type(error).__name__}: {error}")
 
 
+def list_digest(items: list[Any]) -> str:
+    """What ``chaos`` writes for a list it read (the checker compares it with the file's)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+def _chaos(path: str, name: str, seed: int, out: str) -> None:
+    import json
+    import os
+    import random
+    import time
+
+    from persistedstate import PersistedState
+
+    rng = random.Random(seed)
+    clock = time.monotonic_ns
+    with open(out, "w", encoding="utf-8") as log:
+
+        def done(op: str, start: int, result: Any) -> None:
+            log.write(json.dumps([op, start, clock(), result]) + "\n")
+            log.flush()  # (one write: in the file when the process is killed afterwards)
+
+        start = clock()
+        state = PersistedState.open(
+            path,
+            {"counter": 0, "items": []},
+            shared=True,
+            lock_timeout=60,
+            compact_min_bytes=1024,
+            compact_ratio=0.5,
+        )
+        done("open", start, os.getpid())
+        number = 0
+        while True:
+            choice = rng.random()
+            start = clock()
+            if choice < 0.3:
+                with state.transaction():
+                    state.counter += 1
+                    value = state.counter
+                done("increment", start, value)
+            elif choice < 0.5:
+                done("read", start, state.counter)
+            elif choice < 0.8:
+                state["items"].append([name, number])
+                done("append", start, [name, number])
+                number += 1
+            elif choice < 0.95:
+                items = state["items"].copy()
+                done("read_list", start, [len(items), list_digest(items)])
+            else:
+                state.compact()
+                done("compact", start, None)
+
+
 def _cycle(path: str, times: int) -> None:
     from persistedstate import PersistedState
 
@@ -353,6 +416,8 @@ def main(argv: list[str]) -> None:
         _count(path, int(rest[0]))
     elif mode == "drive":
         _drive(path, rest[0] == "1")
+    elif mode == "chaos":
+        _chaos(path, rest[0], int(rest[1]), rest[2])
     elif mode == "cycle":
         _cycle(path, int(rest[0]))
     elif mode == "compact-and-hang":

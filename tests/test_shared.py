@@ -8,12 +8,17 @@ so "an operation that began after another completed" is exact; nothing is timed.
 from __future__ import annotations
 
 import ast
+import itertools
+import json
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +246,134 @@ def test_shared_mode_refuses_a_network_file_system(
     assert not path.exists()
     with PersistedState.open(path, {"alone": True}) as state:  # one program: as before
         assert state.alone
+
+
+# -- kills -------------------------------------------------------------------------------------
+
+KILLS = int(os.environ.get("PERSISTEDSTATE_SHARED_KILLS", "40"))
+WRITERS = 4
+
+
+@dataclass
+class Chaos:
+    """What ``_workers.py chaos`` processes did while they were being SIGKILLed at random."""
+
+    final: dict[str, Any]  # the file's state at the end
+    logs: dict[str, list[list[Any]]]  # process name -> acknowledged operations, in order
+    kills: int
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Chaos:
+    """WRITERS processes make random operations on one shared state (compacting often) while
+    one of them, chosen at random, is SIGKILLed every 0.1 to 0.6 s and replaced, KILLS times:
+    killed while opening, appending, in a transaction, holding the write lock, compacting."""
+    directory = tmp_path_factory.mktemp("chaos")
+    path = directory / "chaos.state"
+    rng = random.Random(20261202)
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    names = (f"w{number}" for number in itertools.count())
+
+    def start() -> None:
+        name = next(names)
+        seed, out = str(rng.randrange(1 << 30)), str(directory / f"{name}.jsonl")
+        with open(directory / f"{name}.err", "wb") as errors:
+            running[name] = subprocess.Popen(
+                [sys.executable, str(workers.SCRIPT), "chaos", str(path), name, seed, out],
+                stderr=errors,
+            )
+
+    def kill(name: str) -> None:
+        process = running.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        assert process.returncode == -signal.SIGKILL, (directory / f"{name}.err").read_text()
+
+    for _ in range(WRITERS):
+        start()
+    try:
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(0.1, 0.6))
+            kill(rng.choice(sorted(running)))
+            start()
+        time.sleep(1.0)
+    finally:
+        kills = KILLS + len(running)
+        for name in list(running):
+            kill(name)
+    final = load(path)
+    with PersistedState.open(path, shared=True) as state:  # the file opens, as load() says
+        assert state.copy() == final
+    logs = {}
+    for log in sorted(directory.glob("*.jsonl")):
+        lines = log.read_text().split("\n")[:-1]  # (a line cut short was never written whole)
+        logs[log.stem] = [json.loads(line) for line in lines]
+    return Chaos(final, logs, kills)
+
+
+def test_every_acknowledged_change_of_processes_killed_at_random_is_kept_in_order(
+    chaos: Chaos,
+) -> None:
+    """Every append a process saw return is in the file once, the appends of each process in
+    its own order; the only others are appends a kill interrupted (one per process at most)."""
+    items = [tuple(item) for item in chaos.final["items"]]
+    position = {item: index for index, item in enumerate(items)}
+    assert len(position) == len(items), "an item is in the list twice"
+    acknowledged = 0
+    for name, log in chaos.logs.items():
+        appended = [tuple(result) for op, _, _, result in log if op == "append"]
+        acknowledged += len(appended)
+        missing = [item for item in appended if item not in position]
+        assert not missing, f"{name}: acknowledged appends lost: {missing[:5]}"
+        places = [position[item] for item in appended]
+        assert places == sorted(places), f"{name}: its appends are out of its order"
+        unacknowledged = [item for item in items if item[0] == name][len(appended) :]
+        assert unacknowledged in ([], [(name, len(appended))]), (name, unacknowledged)
+    print(f"\n{chaos.kills} kills, {len(chaos.logs)} processes, {acknowledged} appends kept")
+    assert chaos.kills >= KILLS
+    assert acknowledged > 100
+
+
+def _check_real_time_order(operations: list[tuple[int, int, int, bool]]) -> None:
+    """(start, end, value, strict): for any two with a.end < b.start, a.value <= b.value, and
+    a.value < b.value when b is strict (a change: it comes after a)."""
+    by_end = sorted(operations, key=lambda op: op[1])
+    highest, taken = -1, 0
+    for start, _, value, strict in sorted(operations):
+        while taken < len(by_end) and by_end[taken][1] < start:
+            highest = max(highest, by_end[taken][2])
+            taken += 1
+        assert value > highest if strict else value >= highest, (start, value, highest)
+
+
+def test_a_shared_counter_and_list_are_linearizable_under_kills(chaos: Chaos) -> None:
+    """Whatever was killed, each acknowledged operation takes effect at one moment between its
+    call and its return: values never go back in real time, each increment returns a number
+    no other did, every list read is a prefix of the final list, and no acknowledged
+    change is lost (at most one unacknowledged increment per kill)."""
+    final_counter, items = chaos.final["counter"], chaos.final["items"]
+    position = {tuple(item): index for index, item in enumerate(items)}
+    counter_ops: list[tuple[int, int, int, bool]] = []
+    list_ops: list[tuple[int, int, int, bool]] = []
+    increments = []
+    for log in chaos.logs.values():
+        for op, start, end, result in log:
+            if op == "increment":
+                increments.append(result)
+                counter_ops.append((start, end, result, True))
+            elif op == "read":
+                counter_ops.append((start, end, result, False))
+            elif op == "append":
+                list_ops.append((start, end, position[tuple(result)] + 1, True))
+            elif op == "read_list":
+                length, digest = result
+                assert digest == workers.list_digest(items[:length]), "not a prefix of the list"
+                list_ops.append((start, end, length, False))
+    assert len(set(increments)) == len(increments), "two increments returned one value"
+    assert all(0 < value <= final_counter for value in increments)
+    assert all(op[2] <= final_counter for op in counter_ops)
+    assert final_counter - len(increments) <= chaos.kills  # (in flight when killed)
+    _check_real_time_order(counter_ops)
+    _check_real_time_order(list_ops)
+    print(f"\n{len(counter_ops)} counter and {len(list_ops)} list operations checked")
+    assert len(increments) > 100

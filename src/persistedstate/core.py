@@ -78,6 +78,8 @@ class SharedStorage(Storage, Protocol):
 
     def end_operation(self) -> None: ...
 
+    def unchanged(self) -> bool: ...
+
 
 class Core(Top):
     """The machinery behind a state: its data, lock, file, journal and transactions.
@@ -567,14 +569,25 @@ class OperationLock:
     operation (the file's write lock, and catching up with others' changes); its last release
     ends it."""
 
-    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock")
+    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock", "_unchanged")
 
     def __init__(self, core: SharedCore, file: SharedStorage) -> None:
         self._lock = threading.RLock()
         self._begin = file.begin_operation
         self._end = file.end_operation
+        self._unchanged = file.unchanged
         self._core = weakref.ref(core)  # (no cycle: a dropped state lets go of its file)
         self._depth = 0  # (changed only by the thread holding the lock)
+
+    def read(self, container: Any, key: Any) -> Any:
+        """``container[key]`` as an operation: without the file's write lock when no other
+        process has begun a write since this one last looked (docs/design.md, "Shared
+        mode": such a read sees every change that completed before it began)."""
+        with self._lock:  # (other threads of this process: never half a transaction)
+            if self._depth or self._unchanged():
+                return container[key]
+        with self:
+            return container[key]
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self._lock.acquire(blocking, timeout):
@@ -624,11 +637,14 @@ class SharedCore(Core):
         self.lock = OperationLock(self, file)
 
     def read(self, container: Any, key: Any) -> Any:
-        with self.lock:
+        lock = self.lock
+        if type(lock) is OperationLock:
+            return lock.read(container, key)
+        with lock:  # (a state taken over: it raises)
             return container[key]
 
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
-        super().attach_mirror(mirror, _never)
+        pass  # (no mirror: every read must look at the file's counter)
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:

@@ -669,15 +669,20 @@ class SharedStateFile(StateFile):
         self._in_operation = False
         super().close()
 
+    def unchanged(self) -> bool:
+        """Whether no other process has begun a write since we last looked (one memory read:
+        a read that finds this may go on without the write lock, see docs/design.md)."""
+        lock = self._lock
+        return lock is None or lock.header[CHANGES] == self._seen_changes
+
     def append(self, data: bytes) -> None:
         assert self._lock is not None
         header = self._lock.header
-        add(header, CHANGES)  # (before: a writer killed half-way has moved it too)
-        try:
-            super().append(data)
+        header[CHANGES] = (header[CHANGES] + 1) & _MASK  # (before: a writer killed half-way
+        try:  # has moved it too)
+            StateFile.append(self, data)
         finally:
-            add(header, CHANGES)
-            self._seen_changes = header[CHANGES]
+            header[CHANGES] = self._seen_changes = (header[CHANGES] + 1) & _MASK
 
 
 class CommandStateFile(SharedStateFile):
@@ -721,6 +726,9 @@ class CommandStateFile(SharedStateFile):
 
     def begin_operation(self) -> bool:
         return False  # (the write lock is held from open to close)
+
+    def unchanged(self) -> bool:
+        return True
 
     def end_operation(self) -> None:
         pass
