@@ -256,7 +256,9 @@ class StateFile:
         header = self._lock.header
         _finish_replacement(header, self.path)
         known = (header[DEVICE], header[INODE])
-        if known == (0, 0) or known == _masked(self._identity):
+        if known == _masked(self._identity):
+            return  # (the sizes there are for processes yet to adopt it: leave them)
+        if known == (0, 0):
             _set_identity(header, self._identity, self.size, self.size)
             return
         if self._others_hold_the_file():
