@@ -19,6 +19,28 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     set ``released`` and close, print ``closed``.
 ``try-open PATH LOCK_TIMEOUT``
     try to open PATH; print ``opened`` or ``locked <holder_pid>``.
+``loop PATH``
+    open PATH (default mode) with ``settings: {batch: 100}`` and ``counter: 0``, print
+    ``ready``; then per line from stdin: ``step`` reads ``state.settings["batch"]``, adds one
+    to ``state.counter`` and prints both as JSON; ``close`` closes and prints ``closed``.
+``hold-transaction PATH``
+    open PATH, open a transaction that sets ``in_transaction``, print ``in transaction``; on a
+    line from stdin end it and print ``committed``; on another, close and print ``closed``.
+``count PATH TIMES``
+    open PATH in shared mode, then TIMES times ``with state.transaction(): state.counter += 1``;
+    close, print ``done``.
+``drive PATH SHARED``
+    open PATH (in shared mode if SHARED is 1), print ``ready``; then evaluate each line from
+    stdin as a Python expression with ``state`` bound, and print the ``repr`` of its value
+    (``error <name>: <message>`` if it raised). ``close`` closes and exits.
+``chaos PATH NAME SEED OUT``
+    open PATH in shared mode (compacting often) and make random operations forever: a counter
+    incremented in a transaction (its new value read back), the counter read, a unique item
+    ``[NAME, n]`` appended to the list ``items``, the list read. After each returns, one JSON
+    line goes to OUT: ``[op, start_ns, end_ns, result]`` (``time.monotonic_ns``, the same
+    clock in every process); a list read gives its length and a digest of its items.
+``cycle PATH TIMES``
+    TIMES times: open PATH (waiting for it), add one to ``count``, close; print ``done``.
 ``compact-and-hang PATH``
     open PATH, set ``compacting`` to true, compact, and stop for good at the rename that would
     put the new file in place, printing ``renaming <temporary file>`` (killed there, it leaves
@@ -235,6 +257,131 @@ def _try_open(path: str, lock_timeout: float) -> None:
     _say("opened")
 
 
+def _loop(path: str) -> None:
+    import json
+
+    from persistedstate import PersistedState
+
+    state = PersistedState(path, settings={"batch": 100}, counter=0)
+    _say("ready")
+    for line in sys.stdin:
+        if line.strip() == "step":
+            batch = state.settings["batch"]
+            state.counter += 1
+            _say(json.dumps({"batch": batch, "counter": state.counter}))
+        elif line.strip() == "close":
+            state.close()
+            _say("closed")
+            return
+
+
+def _hold_transaction(path: str) -> None:
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path)
+    with state.transaction():
+        state["in_transaction"] = True
+        _say("in transaction")
+        sys.stdin.readline()
+    _say("committed")
+    sys.stdin.readline()
+    state.close()
+    _say("closed")
+
+
+def _count(path: str, times: int) -> None:
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path, {"counter": 0}, shared=True, lock_timeout=60)
+    for _ in range(times):
+        with state.transaction():
+            state.counter += 1
+    state.close()
+    _say("done")
+
+
+def _drive(path: str, shared: bool) -> None:
+    from persistedstate import PersistedState
+
+    state = PersistedState.open(path, shared=shared, lock_timeout=60)
+    _say("ready")
+    for line in sys.stdin:
+        if line.strip() == "close":
+            state.close()
+            _say("closed")
+            return
+        try:
+            _say(repr(eval(line, {"state": state})))
+        except Exception as error:
+            _say(f"error {type(error).__name__}: {error}")
+
+
+def list_digest(items: list[Any]) -> str:
+    """What ``chaos`` writes for a list it read (the checker compares it with the file's)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+def _chaos(path: str, name: str, seed: int, out: str) -> None:
+    import json
+    import os
+    import random
+    import time
+
+    from persistedstate import PersistedState
+
+    rng = random.Random(seed)
+    clock = time.monotonic_ns
+    with open(out, "w", encoding="utf-8") as log:
+
+        def done(op: str, start: int, result: Any) -> None:
+            log.write(json.dumps([op, start, clock(), result]) + "\n")
+            log.flush()  # (one write: in the file when the process is killed afterwards)
+
+        start = clock()
+        state = PersistedState.open(
+            path,
+            {"counter": 0, "items": []},
+            shared=True,
+            lock_timeout=60,
+            compact_min_bytes=1024,
+            compact_ratio=0.5,
+        )
+        done("open", start, os.getpid())
+        number = 0
+        while True:
+            choice = rng.random()
+            start = clock()
+            if choice < 0.3:
+                with state.transaction():
+                    state.counter += 1
+                    value = state.counter
+                done("increment", start, value)
+            elif choice < 0.5:
+                done("read", start, state.counter)
+            elif choice < 0.8:
+                state["items"].append([name, number])
+                done("append", start, [name, number])
+                number += 1
+            elif choice < 0.95:
+                items = state["items"].copy()
+                done("read_list", start, [len(items), list_digest(items)])
+            else:
+                state.compact()
+                done("compact", start, None)
+
+
+def _cycle(path: str, times: int) -> None:
+    from persistedstate import PersistedState
+
+    for _ in range(times):
+        with PersistedState.open(path, lock_timeout=60) as state:
+            state["count"] = state.get("count", 0) + 1
+    _say("done")
+
+
 def _compact_and_hang(path: str) -> None:
     import os
     import time
@@ -261,6 +408,18 @@ def main(argv: list[str]) -> None:
         _hold(path)
     elif mode == "try-open":
         _try_open(path, float(rest[0]))
+    elif mode == "loop":
+        _loop(path)
+    elif mode == "hold-transaction":
+        _hold_transaction(path)
+    elif mode == "count":
+        _count(path, int(rest[0]))
+    elif mode == "drive":
+        _drive(path, rest[0] == "1")
+    elif mode == "chaos":
+        _chaos(path, rest[0], int(rest[1]), rest[2])
+    elif mode == "cycle":
+        _cycle(path, int(rest[0]))
     elif mode == "compact-and-hang":
         _compact_and_hang(path)
     else:

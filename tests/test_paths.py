@@ -157,7 +157,7 @@ def test_a_bytes_path_names_the_same_file_as_its_text(tmp_path: Path) -> None:
     assert load(path) == {"a": 1, "b": 2}
     with PersistedState.open(os.fsencode(path)) as state:
         assert state == {"a": 1, "b": 2}
-    assert sorted(os.listdir(tmp_path)) == ["s.state", "s.state.lock"]
+    assert sorted(os.listdir(tmp_path)) == ["s.state"]  # (the lock file goes with the last user)
 
 
 @pytest.mark.parametrize("empty", ["", b""], ids=["str", "bytes"])
@@ -260,14 +260,14 @@ def test_after_root_ran_persistedstate_set_the_users_program_still_opens_its_sta
     users_directory: Path,
 ) -> None:
     """A cron job or sudo running ``persistedstate set`` on a user's state (a file the user
-    wrote by hand: no lock file yet) leaves file and lock file to the user."""
+    wrote by hand: no lock file yet) leaves the file to the user, and no lock file."""
     path = users_directory / "job.state"
     path.write_text("last_id: 40\n", encoding="utf-8")
     os.chown(path, *USER)
     os.chmod(path, 0o640)
     assert cli_main(["set", str(path), "last_id", "41"]) == 0  # (as root)
     assert (_owner(path), _mode(path)) == (USER, 0o640)
-    assert _owner(Path(f"{path}.lock")) == USER
+    assert not Path(f"{path}.lock").exists()
 
     def users_program() -> object:
         with PersistedState(path) as state:
@@ -289,8 +289,6 @@ def test_a_user_who_may_not_keep_the_group_still_compacts(users_directory: Path)
         pass
     os.chown(path, USER[0], 0)  # the group is root's, which USER is not a member of
     os.chmod(path, 0o640)
-    lock = Path(f"{path}.lock")
-    os.chown(lock, *USER)
 
     def users_program() -> object:
         with PersistedState(path) as state:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from collections.abc import Callable, MutableMapping, MutableSequence
 from typing import Any
 
+import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 from conftest import assert_same, assert_single_document, crash_copy, file_bytes, normalized
 
 import persistedstate
-from persistedstate import PersistedState, PersistedStateError, StateLockedError
+from persistedstate import PersistedState, PersistedStateError
 
 # -- the README example and the basic API ---------------------------------------------------
 
@@ -925,14 +928,20 @@ def test_open_with_defaults_and_fsync(state_path: str) -> None:
         assert_same(third.copy(), {**expected, "z": 0})
 
 
-def test_second_writer_gets_state_locked_error(state_path: str) -> None:
+def test_a_second_program_gets_state_locked_error(state_path: str) -> None:
+    """Another process is refused (this process opening the file again takes it over:
+    tests/test_locks.py)."""
     with PersistedState(state_path, a=1):
         before = file_bytes(state_path)
-        with pytest.raises(StateLockedError) as error:
-            PersistedState(state_path)
-        assert os.path.basename(state_path) in str(error.value)
-        with pytest.raises(StateLockedError):
-            PersistedState.open(state_path, lock_timeout=0.2)
+        for timeout in ("0", "0.2"):
+            tried = subprocess.run(
+                [sys.executable, str(workers.SCRIPT), "try-open", state_path, timeout],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert tried.stdout.split()[0] == "locked", tried
+            assert os.path.basename(state_path) in tried.stdout
         assert file_bytes(state_path) == before
         assert_same(persistedstate.load(state_path), {"a": 1})  # load() needs no lock
 

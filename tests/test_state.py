@@ -6,6 +6,8 @@ import functools
 import inspect
 import os
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -373,3 +375,14 @@ def test_a_live_state_or_proxy_cannot_be_pickled_but_its_copy_can(
         with pytest.raises(TypeError, match=r"pickle its \.copy\(\)"):
             pickle.dumps(live)
         assert pickle.loads(pickle.dumps(live.copy())) == live
+
+
+def test_importing_the_package_loads_no_heavy_modules() -> None:
+    """``import persistedstate`` costs what 26.1's import did: its lock is its own small
+    module, not the filelock package with what that imports (urllib, ipaddress, decimal,
+    inspect, hashlib)."""
+    heavy = ["filelock", "urllib", "ipaddress", "decimal", "inspect", "hashlib", "ruamel"]
+    probe = f"import sys, persistedstate; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -12,8 +12,11 @@ Commands (``persistedstate COMMAND --help`` tells more about each)::
     edit FILE               edit the file in $VISUAL or $EDITOR, saved only if it is valid
 
 ``show``, ``get`` and ``check`` take no lock and never change the file. ``set``, ``del``,
-``compact`` and ``edit`` take the writer lock, so they fail at once while a program has the
-state open (``--wait SECONDS`` waits for it). A failed command leaves the file as it was.
+``compact`` and ``edit`` take the file's write lock for a moment; a program that has the state
+open hands it over, and takes the change in at its next operation (``--wait SECONDS``: how
+long to wait, 10 s by default, for a program inside a transaction). ``edit`` holds no lock
+while the editor runs, and merges the edit with what a program changed meanwhile. A failed
+command leaves the file as it was.
 
 PATH is a dotted list of keys, ``items.0.name``. A number indexes a list (negative numbers count
 from the end) and, in a mapping, selects an integer key when there is one, else the string key.
@@ -44,9 +47,9 @@ from typing import Any
 
 import yaml
 
-from . import journal, mistakes, snapshot, storage, values
+from . import editing, journal, mistakes, snapshot, storage, values
 from .errors import CorruptStateError, PersistedStateError, StateLockedError
-from .state import PersistedState
+from .state import COMMAND_WAIT, PersistedState, command
 from .textpos import line_and_column
 
 PROG = "persistedstate"
@@ -341,20 +344,19 @@ def _count(number: int, noun: str) -> str:
 # -- writing under the lock ------------------------------------------------------------------
 
 
-def _locked(error: StateLockedError, wait: float) -> CliError:
-    waited = f" (waited {wait:g} s)" if wait > 0 else ""
-    holder = f"process {error.holder_pid}" if error.holder_pid is not None else "another program"
+def _busy(error: StateLockedError, wait: float) -> CliError:
+    holder = f"process {error.holder_pid}" if error.holder_pid is not None else "a program"
     return CliError(
-        f"{error.path} is locked by {holder}{waited}: a program has the state open for "
-        f"writing. Stop it, or retry with --wait SECONDS to wait until it closes the state."
+        f"{error.path} is busy: {holder} did not let go of it within {wait:g} s (it may be "
+        "inside a transaction, or stopped). Retry, or wait longer with --wait SECONDS."
     )
 
 
 def _open_state(path: str, wait: float) -> PersistedState:
     try:
-        return PersistedState.open(path, fsync=True, lock_timeout=wait)
+        return command(path, wait=wait)
     except StateLockedError as error:
-        raise _locked(error, wait) from None
+        raise _busy(error, wait) from None
 
 
 def _require_file(path: str) -> None:
@@ -461,63 +463,50 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_edit(args: argparse.Namespace) -> int:
     path: str = args.file
     _require_file(path)
+    session = editing.EditSession(path, wait=args.wait)
     try:
-        file = storage.StateFile(path, fsync=True, lock_timeout=args.wait)
+        original = session.start()
     except StateLockedError as error:
-        raise _locked(error, args.wait) from None
-    temp_path: str | None = None
+        raise _busy(error, args.wait) from None
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    if session.damage is not None:
+        _say(session.damage.describe())
+        _say(f"{PROG}: {path} is damaged; opening it as it is so that you can repair it")
+    fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + "-", suffix=".yaml")
     try:
-        raw = file.read()
-        if raw is None:
-            raise CliError(f"{path}: no such file")
-        original = _editable_text(file, raw)
-        fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + "-", suffix=".yaml")
         with os.fdopen(fd, "wb") as temp:
             temp.write(original)
+        merging = False  # (after a conflict, saving the text unchanged keeps the person's)
         while True:
             _run_editor(temp_path, path)
             with open(temp_path, "rb") as temp:
-                edited = temp.read()
-            if edited == original:
+                edited = editing.without_notice(temp.read())
+            if edited == original and not merging:
                 print(f"{path}: no changes")
                 return 0
             problem = _check_edit(path, edited)
-            if problem is None:
-                break
-            _say(problem)
-            if not _ask_again():
-                raise CliError(f"{path}: the edit was not saved; the file is as it was")
-        if edited and not edited.endswith(b"\n"):
-            edited += b"\n"
-        file.replace(edited)
-        print(f"{path}: saved")
-        return 0
+            if problem is not None:
+                _say(problem)
+                if not _ask_again():
+                    raise CliError(f"{path}: the edit was not saved; the file is as it was")
+                continue
+            try:
+                conflicts = session.save(edited)
+            except StateLockedError as error:
+                raise _busy(error, args.wait) from None
+            if not conflicts:
+                print(f"{path}: saved")
+                return 0
+            for conflict in conflicts:
+                _say(f"{PROG}: {path}: {conflict.describe()}")
+            _say(f"{PROG}: reopening your edit; save it as it is to keep your values")
+            with open(temp_path, "wb") as temp:
+                temp.write(editing.with_notice(edited, conflicts))
+            merging = True
     finally:
-        file.close()
-        if temp_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_path)
-
-
-def _editable_text(file: storage.StateFile, raw: bytes) -> bytes:
-    """The text to edit: the file, compacted first if it has a journal; as it is if damaged."""
-    try:
-        result = journal.read_state(file.path, raw)
-    except CorruptStateError as error:
-        _say(error.describe())
-        _say(f"{PROG}: {file.path} is damaged; opening it as it is so that you can repair it")
-        return raw
-    if result.records or result.good_size < len(raw):
-        previous = raw[: result.snapshot_size]
-        if snapshot.has_comments(previous):
-            from . import comments  # (ruamel.yaml: only for a file that holds comments)
-
-            compacted = comments.dump_snapshot(result.data, previous, file.path)
-        else:
-            compacted = snapshot.dump_snapshot(result.data)
-        file.replace(compacted)
-        return compacted
-    return raw
+        with contextlib.suppress(OSError):
+            os.unlink(temp_path)
 
 
 def _check_edit(path: str, edited: bytes) -> str | None:
@@ -627,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n\n"
         + textwrap.fill(
             "show, get and check take no lock and never change the file; set, del, compact "
-            "and edit take the writer lock. `persistedstate COMMAND --help` tells more.",
+            "and edit work while a program has the state open: it takes the change in at its "
+            "next operation. `persistedstate COMMAND --help` tells more.",
             _HELP_WIDTH,
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -656,9 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--wait",
             metavar="SECONDS",
             type=_seconds,
-            default=0.0,
-            help="if a program has the state open, wait up to SECONDS for it to close it "
-            "(default: fail at once)",
+            default=COMMAND_WAIT,
+            help="wait up to SECONDS for the file: a program that has the state open lets "
+            f"go of it at once, unless it is inside a transaction (default: {COMMAND_WAIT:g})",
         )
 
     show = command(
@@ -724,10 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
     edit = command(
         "edit",
         "edit the file in your editor, saved only if valid",
-        "Open FILE in $VISUAL or $EDITOR (else notepad on Windows, vi elsewhere), holding the "
-        "writer lock until you are done. A file with a journal is compacted first. The edit "
-        "is saved (atomically) only if it is a valid state; otherwise you are asked to edit "
-        "again, or, without a terminal, the command fails and the file stays as it was.",
+        "Open FILE in $VISUAL or $EDITOR (else notepad on Windows, vi elsewhere). A file with "
+        "a journal is compacted first. The edit is saved (atomically) only if it is a valid "
+        "state; otherwise you are asked to edit again, or, without a terminal, the command "
+        "fails and the file stays as it was. A program may run meanwhile: keys you changed "
+        "take your values, keys it changed keep its values, and a key you both changed "
+        "reopens the editor with a message naming it.",
         takes_path=False,
     )
     wait_option(edit)

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
 from . import journal, storage, values
-from .errors import PersistedStateError
+from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Set
-from .proxies import Node, Top, locate, path_text
+from .proxies import Node, ReentrantLock, Top, locate, path_text
 from .snapshot import SnapshotEntries, dump_snapshot, has_comments
 
 log = logging.getLogger("persistedstate")
@@ -62,6 +62,28 @@ class Storage(Protocol):
 
     def save_conflict_copy(self, data: bytes) -> str: ...
 
+    # Other processes (docs/design.md, "Several processes"):
+
+    def set_owner(
+        self, on_handover: Callable[[], object], on_taken_over: Callable[[str], object]
+    ) -> None: ...
+
+    def hand_over(self) -> None: ...
+
+    def catch_up(self) -> storage.CatchUp | None: ...
+
+    def adopt(self, good_size: int, *, newline_owed: bool, raw: bytes) -> None: ...
+
+
+class SharedStorage(Storage, Protocol):
+    """What a core in shared mode needs besides (``storage.SharedStateFile``)."""
+
+    def begin_operation(self) -> bool: ...
+
+    def end_operation(self) -> None: ...
+
+    def unchanged(self) -> bool: ...
+
 
 class Core(Top):
     """The machinery behind a state: its data, lock, file, journal and transactions.
@@ -90,7 +112,7 @@ class Core(Top):
         self._path = path
         self._compact_min_bytes = compact_min_bytes
         self._compact_ratio = compact_ratio
-        self.lock = threading.RLock()
+        self.lock: ReentrantLock = threading.RLock()
         self.tx: Transaction | None = None
         # _epoch is odd while a transaction or a change of several parts is being applied.
         self._epoch = 0
@@ -100,6 +122,8 @@ class Core(Top):
         self._top_lines: dict[str, tuple[bytes, bool]] = {}  # key -> (set line start, mirrored?)
         self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
+        self._closed_because: str | None = None  # why the state was closed under its owner
+        self._unreported: str | None = None  # a conflict the handover thread found
         self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         try:
@@ -129,6 +153,7 @@ class Core(Top):
         self._storage = file
         self._plan_compaction(snapshot_size)
         _OPEN[id(self)] = self
+        file.set_owner(_weak_call(self._hand_over), _weak_call(self._taken_over))
 
     # -- what proxies and the state use ----------------------------------------------------
 
@@ -173,6 +198,8 @@ class Core(Top):
     def ensure_open(self) -> None:
         """Raise PersistedStateError if the state is closed."""
         if self._storage is None:
+            if self._closed_because is not None:
+                raise PersistedStateError(self._closed_because)
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
 
     def path_for_change(self, node: Node, raw: Any) -> str:
@@ -462,13 +489,19 @@ class Core(Top):
         self._storage.close()
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)
-        raise PersistedStateError(
+        self._closed_because = (
             f"{error}. Their version was left at {self._path}; this process's version was "
             f"saved as {ours}. The state is now closed."
-        ) from None
+        )
+        raise PersistedStateError(self._closed_because) from None
 
     def close(self, *, compact: bool = True) -> None:
         """The work of PersistedState.close (which documents it)."""
+        if self._storage is None:  # (closed already: also a state taken over)
+            unreported, self._unreported = self._unreported, None
+            if unreported is not None:  # (found by the handover thread: say it once)
+                raise PersistedStateError(unreported)
+            return
         with self.lock:
             if self._storage is None:
                 return
@@ -491,6 +524,225 @@ class Core(Top):
         # No state and no proxy refers to this any more: a state nobody closed. Free the
         # lock; never write from here.
         self._release()
+
+    # -- other processes (docs/design.md, "Several processes") ---------------------------
+
+    def _hand_over(self) -> None:
+        """The handover thread's call: a command waits for the file. Between operations
+        (holding the lock), let it have the write lock, take it back, and take its change
+        in; no read may return a value from before the command meanwhile."""
+        if not self.lock.acquire(timeout=storage.HANDOVER_SECONDS):
+            return  # (a transaction in progress: the next round)
+        try:
+            file = self._storage
+            if file is None:
+                return
+            self._epoch += 1  # odd: lock-free reads take the lock, and wait for the end
+            self._forget_all_mirrored()
+            try:
+                file.hand_over()
+                self._catch_up()
+            finally:
+                self._epoch += 1
+        except PersistedStateError as error:  # (the state closed itself, saying why)
+            self._unreported = str(error)
+        finally:
+            self.lock.release()
+
+    def _catch_up(self) -> None:
+        """Apply what other processes wrote since this one last looked (the caller holds
+        the lock and the file's write lock)."""
+        file = self._storage
+        assert file is not None
+        try:
+            news = file.catch_up()
+        except storage.FileChangedError as error:
+            self._keep_both_versions(error)
+        if news is None:
+            return
+        self._forget_all_mirrored()
+        self._path_texts.clear()
+        try:
+            touched = journal.apply_records(self._path, self._raw, news.old_records)
+            if news.replaced is not None:
+                snapshot_size = news.snapshot_size
+                if news.consistent < 0:  # (several compactions passed: parse it whole)
+                    result = journal.read_state(self._path, news.replaced)
+                    _reconcile(self._raw, result.data)
+                    touched.update(self._raw)
+                    snapshot_size = result.snapshot_size
+                    file.adopt(
+                        result.good_size, newline_owed=result.needs_newline, raw=news.replaced
+                    )
+                self._adopt_snapshot(news.replaced[:snapshot_size])
+            touched |= journal.apply_records(self._path, self._raw, news.records)
+        except CorruptStateError as error:
+            self._keep_both_versions(
+                storage.FileChangedError(
+                    f"{self._path} holds what this process cannot apply ({error.problem}): it "
+                    "was changed by someone who does not take the file's write lock"
+                )
+            )
+        self._changed_top_keys |= touched
+
+    def _adopt_snapshot(self, snapshot: bytes) -> None:
+        """Another process compacted: its snapshot is ours now (the template of our next
+        compaction when it holds comments)."""
+        self._snapshot_entries = SnapshotEntries()
+        self._commented_snapshot = snapshot if has_comments(snapshot) else None
+        self._plan_compaction(len(snapshot))
+
+    def _taken_over(self, reason: str) -> None:
+        """This process opened the same file again: this state is closed, without writing
+        (its changes are in the file), and every later use of it raises, saying why."""
+        with self.lock:
+            self._closed_because = reason
+            self._forget_all_mirrored()
+            self._mirror = None
+            self._release()
+            self._epoch |= 1  # (lock-free reads take the lock, which refuses)
+            self.lock = _RefusingLock(reason)
+
+
+class OperationLock:
+    """A shared-mode core's lock: re-entrant, and a thread's first acquisition also begins an
+    operation (the file's write lock, and catching up with others' changes); its last release
+    ends it."""
+
+    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock", "_unchanged")
+
+    def __init__(self, core: SharedCore, file: SharedStorage) -> None:
+        self._lock = threading.RLock()
+        self._begin = file.begin_operation
+        self._end = file.end_operation
+        self._unchanged = file.unchanged
+        self._core = weakref.ref(core)  # (no cycle: a dropped state lets go of its file)
+        self._depth = 0  # (changed only by the thread holding the lock)
+
+    def read(self, container: Any, key: Any) -> Any:
+        """``container[key]`` as an operation: without the file's write lock when no other
+        process has begun a write since this one last looked (docs/design.md, "Shared
+        mode": such a read sees every change that completed before it began)."""
+        with self._lock:  # (other threads of this process: never half a transaction)
+            if self._depth or self._unchanged():
+                return container[key]
+        with self:
+            return container[key]
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                if self._begin():  # (others wrote since this process last looked)
+                    core = self._core()
+                    if core is not None:
+                        core._catch_up_shared()
+            except BaseException:
+                self._depth = 0
+                self._end()
+                self._lock.release()
+                raise
+        return True
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        depth = self._depth - 1
+        if depth:
+            self._depth = depth
+            self._lock.release()
+            return
+        try:
+            self._end()
+        finally:
+            self._depth = 0
+            self._lock.release()
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
+        self.release()
+
+
+class SharedCore(Core):
+    """The core of a state opened with ``shared=True`` (docs/design.md, "Shared mode"): every
+    operation holds the file's write lock and first takes in other processes' changes; there
+    is no attribute mirror (a read must go through the lock)."""
+
+    def __init__(self, file: SharedStorage, path: str, **options: Any) -> None:
+        try:
+            super().__init__(file, path, **options)
+        finally:
+            file.end_operation()  # (the open held the write lock)
+        self.lock = OperationLock(self, file)
+
+    def read(self, container: Any, key: Any) -> Any:
+        lock = self.lock
+        if type(lock) is OperationLock:
+            return lock.read(container, key)
+        with lock:  # (a state taken over: it raises)
+            return container[key]
+
+    def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
+        pass  # (no mirror: every read must look at the file's counter)
+
+    def _catch_up_shared(self) -> None:
+        if self._storage is not None:
+            self._catch_up()
+
+
+class _RefusingLock:
+    """The lock of a state taken over by a later open: every use raises, saying why."""
+
+    __slots__ = ("_reason",)
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        raise PersistedStateError(self._reason)
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
+        pass
+
+
+def _weak_call(method: Callable[..., object]) -> Callable[..., None]:
+    """Call ``method`` (a bound method) while its object lives, without keeping it alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args)
+
+    return call
+
+
+def _reconcile(old: dict[Any, Any], new: dict[Any, Any]) -> None:
+    """Make ``old`` equal ``new`` in place, keeping each dict and list that still has a place
+    (a proxy kept to it stays attached). Keys and their order are ``new``'s."""
+    items = [(key, _reconciled(old.get(key), value)) for key, value in new.items()]
+    old.clear()
+    old.update(items)
+
+
+def _reconciled(current: Any, value: Any) -> Any:
+    if type(current) is dict and type(value) is dict:
+        _reconcile(current, value)
+        return current
+    if type(current) is list and type(value) is list:
+        common = min(len(current), len(value))
+        current[:] = [
+            *(_reconciled(current[i], value[i]) for i in range(common)),
+            *value[common:],
+        ]
+        return current
+    return value
 
 
 def _never(key: str) -> bool:

@@ -624,3 +624,25 @@ def _check_index(node: Any, index: Any, allow_end: bool, path: list[Any] | None 
     limit = len(node) if allow_end else len(node) - 1
     if not -len(node) <= index <= limit:
         raise _BadRecord(f"list index {index} out of range{where}")
+
+
+def apply_records(path: str, root: dict[Any, Any], data: bytes) -> set[Any]:
+    """Apply record lines another process appended (complete lines, ``--- [...]``) to
+    ``root``, in order, as replay does; returns the top-level keys changed inside.
+
+    Raises CorruptStateError (naming ``path``) for anything that is not a record that fits.
+    """
+    touched: set[Any] = set()
+    for text in data.split(b"\n"):
+        content = text.strip()
+        if not content or _HEADER.fullmatch(text + b"\n"):
+            continue  # (the final newline a 26.1 file lacked; the line that heads the records)
+        try:
+            if not _MARKER_AT_START.match(content):
+                raise _BadRecord("a line that is not a journal record")
+            record = decode_record(content[3:].strip())
+            apply_record(root, record)
+        except _BadRecord as error:
+            raise CorruptStateError(path, error.problem) from None
+        touched.update(keys[0] for keys in _paths(record) if keys)
+    return touched

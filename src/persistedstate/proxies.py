@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import operator
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
 from typing import Any, NoReturn, Protocol, SupportsIndex
 
@@ -27,11 +26,23 @@ from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
 _MISSING: Any = object()
 
 
+class ReentrantLock(Protocol):
+    """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> bool: ...
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None: ...
+
+
 class StateCore(Protocol):
     """What proxies use of the core of their state (``core.Core``; documented there)."""
 
     @property
-    def lock(self) -> threading.RLock: ...
+    def lock(self) -> ReentrantLock: ...
 
     @property
     def tx(self) -> object | None: ...

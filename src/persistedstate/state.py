@@ -8,13 +8,12 @@ which its proxies share; this module only maps the public API onto the core's co
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from . import core, journal, storage, values
 from .errors import PersistedStateError
-from .proxies import DictOps, Top
+from .proxies import DictOps, ReentrantLock, Top
 
 _SCALAR_TEXT = values.SCALAR_TEXT
 
@@ -28,7 +27,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
 
     _core: core.Core  # the data, the lock and the file, shared with the proxies
     _raw: dict[Any, Any]  # (the core's data, for the methods of DictOps)
-    _thread_lock: threading.RLock  # (the core's lock; here for programs that use it, as with 26.1)
+    _thread_lock: ReentrantLock  # (the core's lock; here for programs that use it, as with 26.1)
     # Every attribute name of the class: a key of that name is reached with item syntax only.
     _attribute_names: frozenset[str] = frozenset()
 
@@ -50,6 +49,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
+        shared: bool = False,
         compact_min_bytes: float = core.COMPACT_MIN_BYTES,
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> PersistedState:
@@ -57,10 +57,12 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
 
         ``fsync=True`` puts every change on stable storage before the call returns (it then
         survives a power cut, not only a crash). ``lock_timeout`` is how long to wait for
-        another writer to close the file before raising StateLockedError. The file is
-        compacted when its journal is larger than both ``compact_min_bytes`` and
-        ``compact_ratio`` times the snapshot (numbers >= 0; ``math.inf``: only on
-        ``compact()`` and ``close()``).
+        another program to close the file before raising StateLockedError. ``shared=True``
+        lets any number of processes open the state at once, each in shared mode (see the
+        README, "Several processes, one state"); a program in the default mode holds the file
+        alone. The file is compacted when its journal is larger than both
+        ``compact_min_bytes`` and ``compact_ratio`` times the snapshot (numbers >= 0;
+        ``math.inf``: only on ``compact()`` and ``close()``).
         """
         if defaults is not None and not isinstance(defaults, Mapping):
             raise TypeError(
@@ -75,6 +77,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
             defaults or {},
             fsync=fsync,
             lock_timeout=lock_timeout,
+            mode="shared" if shared else "program",
             compact_min_bytes=compact_min_bytes,
             compact_ratio=compact_ratio,
         )
@@ -87,6 +90,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         *,
         fsync: bool = False,
         lock_timeout: float = 0.0,
+        mode: str = "program",
         compact_min_bytes: float = core.COMPACT_MIN_BYTES,
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> None:
@@ -103,14 +107,27 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
                 initial[values.key_text(key)[0]] = values.prepare(value)[0]
             except values.UnsupportedValue as error:
                 raise error.to_builtin([key]) from None
-        file = storage.StateFile(name, fsync=fsync, lock_timeout=lock_timeout)
-        state_core = core.Core(  # (a new file's first snapshot holds the defaults)
-            file,
-            name,
-            initial=initial,
-            compact_min_bytes=compact_min_bytes,
-            compact_ratio=compact_ratio,
-        )
+        state_core: core.Core
+        # (a new file's first snapshot holds the defaults)
+        if mode == "shared":
+            shared = storage.SharedStateFile(name, fsync=fsync, lock_timeout=lock_timeout)
+            state_core = core.SharedCore(
+                shared,
+                name,
+                initial=initial,
+                compact_min_bytes=compact_min_bytes,
+                compact_ratio=compact_ratio,
+            )
+        else:
+            kind = storage.CommandStateFile if mode == "command" else storage.StateFile
+            file = kind(name, fsync=fsync, lock_timeout=lock_timeout)
+            state_core = core.Core(
+                file,
+                name,
+                initial=initial,
+                compact_min_bytes=compact_min_bytes,
+                compact_ratio=compact_ratio,
+            )
         self._core = state_core
         self._raw = state_core.data
         self._thread_lock = state_core.lock
@@ -244,6 +261,25 @@ def _check_compaction_option(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not value >= 0:  # (nan too)
         raise ValueError(f"{name} must be 0 or more (inf: no automatic compaction), not {value}")
+
+
+COMMAND_WAIT = 10.0  # seconds a command waits for the file by default
+
+
+def command(
+    path: storage.PathArg, *, wait: float = COMMAND_WAIT, fsync: bool = True
+) -> PersistedState:
+    """Open a state to change it as the ``persistedstate`` command does, even while a program
+    has it open: a default-mode program hands the file over within a moment (see the README,
+    "Changing a running program's state"). The object holds the file's write lock until it is
+    closed, so programs wait meanwhile: change, then ``close()`` (which compacts) at once.
+
+    Waits up to ``wait`` seconds for the file (a program inside a transaction keeps it), then
+    raises ``StateLockedError``. A missing file is created.
+    """
+    state = PersistedState.__new__(PersistedState)
+    state._setup(path, {}, fsync=fsync, lock_timeout=wait, mode="command")
+    return state
 
 
 def load(path: storage.PathArg) -> dict[Any, Any]:

@@ -1,4 +1,4 @@
-"""The state file on disk: the writer lock, reading, appending records, atomic replacement.
+"""The state file on disk: who may write it when, reading, appending records, replacement.
 
 This module knows bytes, not YAML. It keeps these promises:
 
@@ -7,8 +7,12 @@ This module knows bytes, not YAML. It keeps these promises:
   was, so a failed change leaves no trace.
 - ``replace`` (compaction, creation) never rewrites the file in place: it writes a new file
   beside it, syncs it, renames it over the old one and syncs the directory.
-- One writer at a time: a lock file beside the state file (``<name>.lock``) is held for the
-  life of an open state. Renames of the state file do not touch it.
+- Every append and replacement happens under the write lock of the lock file beside the state
+  file (``<name>.lock``, see ``locking``), by every kind of process: a default-mode program
+  (:class:`StateFile`), which keeps the write lock and hands it over to a command that asks;
+  programs in shared mode (:class:`SharedStateFile`), which take it per operation; a command
+  (:class:`CommandStateFile`), which holds it for its short work. docs/design.md, "Several
+  processes", is the protocol; ``catch_up`` is how a process learns what others wrote.
 - Someone else's file is never overwritten: before each append the file must still have the
   length we left it with, and before a replacement the same identity, length and checksum.
 - Only regular files (or links to one) are read or written: a FIFO, a device or a directory
@@ -17,9 +21,9 @@ This module knows bytes, not YAML. It keeps these promises:
   allows this process to set them.
 
 A process forked while a state file is open inherits it: the child may not write it (its
-appends would interleave with the parent's), and must not release the parent's lock.
+appends would interleave with the parent's), and must not release the parent's locks.
 
-Platform differences live in the small functions at the bottom.
+Platform differences live in ``locking`` and in the small functions at the bottom.
 """
 
 from __future__ import annotations
@@ -27,21 +31,50 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 import sys
+import threading
 import time
 import weakref
 import zlib
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
-import filelock
-
+from . import locking
 from .errors import PersistedStateError, StateLockedError
+from .locking import (
+    CHANGES,
+    CONSISTENT_SIZE,
+    DEVICE,
+    HOLDER,
+    HOLDER_PID,
+    INODE,
+    MAGIC,
+    MAGIC_VALUE,
+    NEXT_CONSISTENT_SIZE,
+    NEXT_DEVICE,
+    NEXT_INODE,
+    NEXT_SNAPSHOT_SIZE,
+    QUEUE,
+    REPLACEMENTS,
+    REQUESTS,
+    SNAPSHOT_SIZE,
+    WRITER,
+    WRITER_PID,
+    add,
+)
 
 log = logging.getLogger("persistedstate")
 
 _IS_WINDOWS = sys.platform == "win32"
+_MASK = (1 << 64) - 1  # header fields are unsigned 64-bit
+
+# A default-mode program looks this often for a command waiting for the file (docs/design.md).
+HANDOVER_SECONDS = 0.05
+# A shared-mode open waits at least this long for the holder lock: another shared-mode process
+# may hold it alone for a moment while it opens.
+SHARED_OPEN_GRACE = 0.5
 
 # What a program may give as the path of a state file.
 PathArg: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
@@ -75,16 +108,43 @@ class FileChangedError(PersistedStateError):
     """Someone else replaced or rewrote the state file while we held it open."""
 
 
+class StateBusyError(StateLockedError):
+    """A command waited for the write lock in vain (a program kept it, in a transaction)."""
+
+
+class CatchUp(NamedTuple):
+    """What other processes wrote since this one last looked (see ``StateFile.catch_up``).
+
+    Apply ``old_records`` (complete record lines the file we had open gained before it was
+    replaced), then, if ``replaced`` holds the new file's bytes: with ``consistent`` >= 0 its
+    first ``consistent`` bytes hold the state we then have (its snapshot ends at
+    ``snapshot_size``), so apply ``records`` (the record lines after them); with ``consistent``
+    -1 parse ``replaced`` whole and call ``adopt``. Without a replacement apply ``records``.
+    """
+
+    old_records: bytes
+    replaced: bytes | None
+    consistent: int
+    snapshot_size: int
+    records: bytes
+
+
 class StateFile:
-    """An open state file that this process may write."""
+    """An open state file that this process may write: a default-mode program's.
+
+    It holds the holder lock exclusively and keeps the write lock, which it hands over to a
+    command that asks (``hand_over``, called from the handover thread through the callback
+    ``on_handover``; the owner then calls ``catch_up``).
+    """
 
     def __init__(self, path: str, *, fsync: bool, lock_timeout: float) -> None:
-        path = path_text(path)
-        _refuse_unless_regular(path)  # (before the lock file is created beside it)
+        shown = path_text(path)
+        _refuse_unless_regular(shown)  # (before the lock file is created beside it)
         # Work on the file a symbolic link points to, so that a rename replaces the file
         # and not the link, and two links to one file share one lock. The path is absolute
         # from here on: a later os.chdir() changes nothing.
-        self.path = os.path.realpath(path)
+        self.path = os.path.realpath(shown)
+        self.shown_path = shown
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
         self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
@@ -100,15 +160,78 @@ class StateFile:
         self._newline_owed = False
         self._inherited = False  # this process is a fork of the one that opened the file
         self._prefix: Callable[[int], bytes] | None = None  # see prefix_next_append
+        self._closed_because: str | None = None  # why a file of ours was closed under us
         self._directory_unsynced = False  # a rename whose directory sync failed
-        self._lock = filelock.FileLock(self.path + ".lock", thread_local=False)
-        try:
-            self._lock.acquire(timeout=max(lock_timeout, 0.0))
-        except filelock.Timeout:
-            raise StateLockedError(path, _lock_holder_pid(self.path + ".lock")) from None
+        self._seen_changes = 0  # header counters as of our last look at others' writes
+        self._seen_replacements = 0
+        self._served = -1  # the handover requests served (-1: hand over at the first round)
+        self.on_handover: Callable[[], object] | None = None  # (a weak method of the owner)
+        self.on_taken_over: Callable[[str], object] | None = None
+        self._lock: locking.LockFile | None = None
+        self._before_locking()
+        self._lock = self._take_locks(lock_timeout)
         _OPEN_FILES.add(self)
-        _give_lock_file_to_state_owner(self.path)
-        _remove_stale_temp_files(self.path)
+        try:
+            self._lock.header[WRITER_PID] = os.getpid()
+            self._give_lock_file_to_state_owner()
+            _remove_stale_temp_files(self.path)
+        except BaseException:
+            self.close()
+            raise
+        self._after_locking()
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def _before_locking(self) -> None:
+        _take_over_in_this_process(self.path)
+
+    def _after_locking(self) -> None:
+        _OWNERS[self.path] = weakref.ref(self)
+        _HANDOVER.watch(self)
+
+    def _take_locks(self, timeout: float) -> locking.LockFile:
+        """The lock file, holding the holder lock exclusively and the write lock."""
+        lock = self._open_holding(HOLDER, shared=False, timeout=timeout, grace=0.0)
+        try:
+            lock.write_lock()  # (only a command has it, briefly)
+            _reset_header(lock.header)  # nobody else has the file open
+            lock.header[HOLDER_PID] = os.getpid()
+            if lock.alone(QUEUE):  # (else a command waits: hand over at the first round)
+                self._served = lock.header[REQUESTS]
+        except BaseException:
+            lock.close()
+            raise
+        return lock
+
+    def _open_holding(
+        self, which: int, *, shared: bool, timeout: float, grace: float
+    ) -> locking.LockFile:
+        """Open the lock file and take ``which``, waiting up to ``timeout`` seconds (at least
+        ``grace``); a lock file deleted meanwhile by its last user is left for the new one."""
+        deadline = time.monotonic() + max(timeout, grace, 0.0)
+        while True:
+            lock = locking.LockFile(self.path + ".lock")
+            try:
+                if not lock.acquire(which, shared=shared, timeout=_left(deadline)):
+                    raise StateLockedError(self.shown_path, lock.holder_pid())
+                if lock.is_current():
+                    return lock
+            except BaseException:
+                lock.close()
+                raise
+            lock.close()
+
+    def _give_lock_file_to_state_owner(self) -> None:
+        """root creating the lock file (``sudo persistedstate set``) would otherwise leave the
+        state's owner unable to lock their own state."""
+        assert self._lock is not None
+        try:
+            state = os.stat(self.path)
+            lock = os.fstat(self._lock.fd)
+        except OSError:
+            return
+        if (lock.st_uid, lock.st_gid) != (state.st_uid, state.st_gid):
+            self._lock.give_to(state.st_uid, state.st_gid)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -117,12 +240,43 @@ class StateFile:
         try:
             self._fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
+            self._note_counters()
             return None
         raw = _read_all(self._fd)
         self.size = len(raw)
         self._checksum = zlib.crc32(raw)
         self._remember_identity()
+        self._check_identity_at_open()
+        self._note_counters()
         return raw
+
+    def _check_identity_at_open(self) -> None:
+        """Make the header name the file we opened, or refuse a file that was replaced outside
+        the protocol while other processes hold the one they know (docs/design.md)."""
+        assert self._lock is not None and self._identity is not None
+        header = self._lock.header
+        _finish_replacement(header, self.path)
+        known = (header[DEVICE], header[INODE])
+        if known == _masked(self._identity):
+            return  # (the sizes there are for processes yet to adopt it: leave them)
+        if known == (0, 0):
+            _set_identity(header, self._identity, self.size, self.size)
+            return
+        if self._others_hold_the_file():
+            raise PersistedStateError(
+                f"{self.shown_path} was replaced by another program (an editor?) while "
+                "another process has the state open: that process will keep both versions "
+                "at its next compaction. Open it again once it has closed the state"
+            )
+        _set_identity(header, self._identity, self.size, self.size)
+
+    def _others_hold_the_file(self) -> bool:
+        return False  # a default-mode program holds the file alone
+
+    def _note_counters(self) -> None:
+        assert self._lock is not None
+        self._seen_changes = self._lock.header[CHANGES]
+        self._seen_replacements = self._lock.header[REPLACEMENTS]
 
     def keep_only(self, kept: bytes, *, newline_owed: bool) -> None:
         """Take ``kept`` (the start of what read() gave) as the good part of the file.
@@ -189,6 +343,8 @@ class StateFile:
                 "it (the parent holds the file). Change it in the parent, or open it in this "
                 "process once the parent has closed it"
             )
+        if self._closed_because is not None:
+            raise PersistedStateError(self._closed_because)
         if self._fd < 0:
             self._reopen()
         if self._cut_owed:  # (only then: never cut what someone else appended)
@@ -203,30 +359,50 @@ class StateFile:
 
     # -- replacing -----------------------------------------------------------------------
 
-    def replace(self, data: bytes) -> None:
+    def replace(
+        self, data: bytes, *, consistent_size: int | None = None, snapshot_size: int | None = None
+    ) -> None:
         """Atomically make ``data`` the whole file (synced), then append after it.
+
+        ``consistent_size`` (all of ``data`` by default) is how many of its bytes hold exactly
+        the state the file held at its end, and ``snapshot_size`` where its snapshot ends: the
+        header tells other processes, which adopt the new file without parsing it.
 
         Raises FileChangedError, writing nothing, when the file on disk is no longer the
         one this object has been appending to.
         """
         if self._repair_needed:
             self._repair()
+        assert self._lock is not None
+        header = self._lock.header
         current = self.check_unchanged()  # (None: we are creating the file)
         temp_path = _temp_path(self.path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_path)  # (left by a failed compaction of ours: we hold the lock)
         try:
             _write_new(temp_path, data, like=current)
+            new = os.stat(temp_path)
+            # Say what is coming before the rename: killed after it, the next writer finds
+            # the new file named here and completes the header (docs/design.md).
+            header[NEXT_CONSISTENT_SIZE] = len(data) if consistent_size is None else consistent_size
+            header[NEXT_SNAPSHOT_SIZE] = len(data) if snapshot_size is None else snapshot_size
+            header[NEXT_DEVICE], header[NEXT_INODE] = _masked((new.st_dev, new.st_ino))
+            add(header, CHANGES)
             if _IS_WINDOWS:  # Windows cannot rename over an open file
                 self._close_descriptor()
             _replace(temp_path, self.path)
         except BaseException:
+            header[NEXT_INODE] = header[NEXT_DEVICE] = 0
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
             raise
+        _finish_replacement(header, self.path)
+        add(header, CHANGES)
+        self._seen_changes = header[CHANGES]
+        self._seen_replacements = header[REPLACEMENTS]
         self.size = len(data)
         self._checksum = zlib.crc32(data)
-        self._newline_owed = False
+        self._newline_owed = self._cut_owed = False
         self._close_descriptor()
         self._repair_needed = True  # reopen on the new file (now, or before the next write)
         self._directory_unsynced = True
@@ -272,6 +448,106 @@ class StateFile:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
         return status
 
+    # -- others' writes --------------------------------------------------------------------
+
+    def catch_up(self) -> CatchUp | None:
+        """What other processes wrote since this one last looked (None: nothing), taken in:
+        the caller holds the write lock and applies the result (see ``CatchUp``).
+
+        A torn last line (a writer killed while appending) is cut off; a file replaced
+        outside the protocol raises FileChangedError.
+        """
+        assert self._lock is not None
+        header = self._lock.header
+        _finish_replacement(header, self.path)
+        old_records = b""
+        replaced = None
+        consistent = snapshot_size = 0
+        if (header[DEVICE], header[INODE]) != _masked(self._identity or (0, 0)):
+            count = (header[REPLACEMENTS] - self._seen_replacements) & _MASK
+            old_records = self._complete_records(cut=False)
+            replaced = self._adopt_new_file(header)
+            if count == 1 and header[CONSISTENT_SIZE] <= len(replaced):
+                consistent = header[CONSISTENT_SIZE]
+                snapshot_size = min(header[SNAPSHOT_SIZE], consistent)
+            else:
+                consistent = -1
+            self.size = max(consistent, 0)
+            self._checksum = zlib.crc32(replaced[: self.size])
+        records = b"" if consistent < 0 else self._complete_records(cut=True)
+        self._note_counters()
+        if not old_records and replaced is None and not records:
+            return None
+        return CatchUp(old_records, replaced, consistent, snapshot_size, records)
+
+    def _complete_records(self, *, cut: bool) -> bytes:
+        """The complete lines past ``size``, taken as ours; with ``cut``, a torn last line is
+        cut off the file (we hold the write lock: nobody is writing it)."""
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        if end == self.size:
+            return b""
+        if end < self.size:
+            raise FileChangedError(f"{self.path} was rewritten by someone else while open")
+        data = os.pread(self._fd, end - self.size, self.size)
+        complete = data[: data.rfind(b"\n") + 1]
+        if cut and len(complete) < len(data):
+            os.ftruncate(self._fd, self.size + len(complete))
+        self._cut_owed = False  # (a cut we owed: the bytes past size are others' or gone)
+        self._newline_owed = self._newline_owed and not complete
+        self._repair_needed = self._inherited or self._newline_owed
+        self.size += len(complete)
+        self._checksum = zlib.crc32(complete, self._checksum)
+        return complete
+
+    def _adopt_new_file(self, header: memoryview) -> bytes:
+        """Open the file another process put at the path; its bytes."""
+        fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            status = os.fstat(fd)
+            if _masked((status.st_dev, status.st_ino)) != (header[DEVICE], header[INODE]):
+                raise FileChangedError(f"{self.path} was replaced by another file while open")
+            raw = _read_all(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._close_descriptor()
+        self._fd = fd
+        self._identity, self._status = (status.st_dev, status.st_ino), status
+        self._newline_owed = False
+        return raw
+
+    def adopt(self, good_size: int, *, newline_owed: bool, raw: bytes) -> None:
+        """After ``catch_up`` gave a file to parse whole (``consistent`` -1): its good part is
+        ``raw[:good_size]``; a torn tail is cut off now (we hold the write lock)."""
+        if good_size < len(raw):
+            os.ftruncate(self._fd, good_size)
+        self.size = good_size
+        self._checksum = zlib.crc32(raw[:good_size])
+        self._newline_owed = newline_owed
+        self._repair_needed = self._inherited or newline_owed
+
+    def hand_over(self) -> None:
+        """Let a waiting command have the write lock, and take it back once it is done (the
+        caller holds the state's lock, then calls ``catch_up``)."""
+        lock = self._lock
+        if lock is None or self._inherited or self._closed_because is not None:
+            return
+        served = lock.header[REQUESTS]
+        lock.write_unlock()
+        try:
+            lock.acquire(QUEUE)  # the command holds it until it is done (or dead)
+        finally:
+            try:
+                lock.write_lock()
+            finally:
+                lock.release(QUEUE)
+        lock.header[WRITER_PID] = os.getpid()
+        self._served = served
+
+    def handover_wanted(self) -> bool:
+        lock = self._lock
+        return lock is not None and lock.header[REQUESTS] != self._served
+
     # -- keeping our version beside someone else's -----------------------------------------
 
     def save_conflict_copy(self, data: bytes) -> str:
@@ -306,19 +582,306 @@ class StateFile:
             self._fd = -1
 
     def close(self) -> None:
-        """Close the file and release the lock; safe to call twice.
+        """Close the file and release the locks; safe to call twice. The last process to
+        let go deletes the lock file (where the platform allows).
 
-        In a forked child only the child's descriptor is closed: an flock is shared with the
-        parent across fork, and unlocking it here would unlock it for the parent.
+        In a forked child only the child's descriptors are closed: the locks are shared with
+        the parent across fork, and unlocking them here would unlock them for the parent.
         """
         _OPEN_FILES.discard(self)
+        _HANDOVER.unwatch(self)
+        if _OWNERS.get(self.path, _dead)() is self:
+            del _OWNERS[self.path]
         self._close_descriptor()
-        if not self._inherited and self._lock.is_locked:
-            self._lock.release(force=True)
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        if self._inherited:
+            lock.close(unlock=False)
+            return
+        try:
+            if _alone_with_the_write_lock(lock):
+                lock.remove()
+        finally:
+            lock.close()
+
+    def set_owner(
+        self, on_handover: Callable[[], object], on_taken_over: Callable[[str], object]
+    ) -> None:
+        """Who to call when a command waits for the file, and when this process opens the
+        file again (weak references, so that a dropped state lets go of its file)."""
+        self.on_handover = on_handover
+        self.on_taken_over = on_taken_over
+
+    def take_over(self, reason: str) -> None:
+        """This process opened the same file again: close this one (see docs/design.md)."""
+        callback = self.on_taken_over
+        if callback is not None:
+            callback(reason)  # the owner closes itself, and this file with it
+        self._closed_because = reason
+        self._repair_needed = True
+        self.close()
+
+
+class SharedStateFile(StateFile):
+    """A state file held in shared mode: the holder lock shared, the write lock per operation
+    (``begin_operation`` and ``end_operation``), and every write announced in the header."""
+
+    def _before_locking(self) -> None:
+        kind = network_file_system(self.path)
+        if kind is not None:
+            raise PersistedStateError(
+                f"{self.shown_path} is on a network file system ({kind}): shared mode needs "
+                "the locks and the lock file's counters of one machine, which a network file "
+                "system does not share between machines. Keep the state on a local disk"
+            )
+        super()._before_locking()
+
+    def _after_locking(self) -> None:
+        _OWNERS[self.path] = weakref.ref(self)  # (no handover: the write lock is not kept)
+
+    def _take_locks(self, timeout: float) -> locking.LockFile:
+        """The lock file, holding the holder lock shared and (for the open) the write lock."""
+        try:
+            lock = self._open_holding(HOLDER, shared=False, timeout=0.0, grace=0.0)
+            alone = True
+        except StateLockedError:
+            lock = self._open_holding(HOLDER, shared=True, timeout=timeout, grace=SHARED_OPEN_GRACE)
+            alone = False
+        try:
+            lock.take_writer()  # (the open is an operation: SharedCore ends it)
+            self._in_operation = True
+            if alone:
+                _reset_header(lock.header)
+                lock.header[HOLDER_PID] = os.getpid()
+                lock.share(HOLDER)
+            elif lock.header[MAGIC] != MAGIC_VALUE:
+                _reset_header(lock.header)
+        except BaseException:
+            lock.held[WRITER] = False
+            self._in_operation = False
+            lock.close()
+            raise
+        return lock
+
+    def _others_hold_the_file(self) -> bool:
+        assert self._lock is not None
+        return not self._lock.alone(HOLDER)
+
+    _in_operation = False
+
+    def begin_operation(self) -> bool:
+        """Take the write lock; whether others wrote since we last looked (``catch_up``)."""
+        lock = self._lock
+        if lock is None:
+            return False
+        lock.take_writer()
+        self._in_operation = True
+        return lock.header[CHANGES] != self._seen_changes
+
+    def end_operation(self) -> None:
+        if self._in_operation:
+            self._in_operation = False
+            if self._lock is not None:
+                self._lock.drop_writer()
+
+    def close(self) -> None:
+        if self._in_operation and self._lock is not None:
+            self._lock.held[WRITER] = False  # (taken without bookkeeping: let close see it)
+        self._in_operation = False
+        super().close()
+
+    def unchanged(self) -> bool:
+        """Whether no other process has begun a write since we last looked (one memory read:
+        a read that finds this may go on without the write lock, see docs/design.md)."""
+        lock = self._lock
+        return lock is None or lock.header[CHANGES] == self._seen_changes
+
+    def append(self, data: bytes) -> None:
+        assert self._lock is not None
+        header = self._lock.header
+        header[CHANGES] = (header[CHANGES] + 1) & _MASK  # (before: a writer killed half-way
+        try:  # has moved it too)
+            StateFile.append(self, data)
+        finally:
+            header[CHANGES] = self._seen_changes = (header[CHANGES] + 1) & _MASK
+
+
+class CommandStateFile(SharedStateFile):
+    """A state file changed by a command (``persistedstate set``): it never holds the file as
+    a program does; it asks for the write lock (a default-mode program hands it over) and
+    holds it until it is closed."""
+
+    def _before_locking(self) -> None:
+        owner = _OWNERS.get(self.path, _dead)()
+        if owner is not None and not owner._inherited:
+            raise PersistedStateError(
+                f"{self.shown_path} is open in this very process: change it through that "
+                "state object (a command cannot take the file from its own process)"
+            )
+
+    def _after_locking(self) -> None:
+        pass
+
+    def _take_locks(self, timeout: float) -> locking.LockFile:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            lock = locking.LockFile(self.path + ".lock")
+            try:
+                if not lock.acquire(QUEUE, timeout=_left(deadline)):
+                    raise StateBusyError(self.shown_path, lock.holder_pid())
+                add(lock.header, REQUESTS)  # (only commands write it, one at a time: QUEUE)
+                if not lock.acquire(WRITER, timeout=_left(deadline)):
+                    raise StateBusyError(self.shown_path, lock.holder_pid())
+                if lock.is_current():
+                    if lock.header[MAGIC] != MAGIC_VALUE:
+                        _reset_header(lock.header)
+                    return lock
+            except BaseException:
+                lock.close()
+                raise
+            lock.close()
+
+    def _others_hold_the_file(self) -> bool:
+        assert self._lock is not None
+        return not self._lock.alone(HOLDER)
+
+    def begin_operation(self) -> bool:
+        return False  # (the write lock is held from open to close)
+
+    def unchanged(self) -> bool:
+        return True
+
+    def end_operation(self) -> None:
+        pass
+
+
+# Where Linux lists the mounted file systems, and the types that are network file systems.
+MOUNTINFO = "/proc/self/mountinfo"
+NETWORK_FILE_SYSTEMS = frozenset(
+    [
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "ceph",
+        "glusterfs",
+        "afs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+    ]
+)
+
+
+def network_file_system(path: str) -> str | None:
+    """The type of the network file system holding ``path`` (nfs, cifs, sshfs, ...), or None
+    when it is local or the platform does not say (only Linux does: ``MOUNTINFO``)."""
+    try:
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as mounts:
+            entries = mounts.read().splitlines()
+    except OSError:
+        return None
+    directory = os.path.dirname(os.path.realpath(path))
+    best, kind = "", ""
+    for entry in entries:
+        # "36 35 98:0 /root /mnt/point rw,noatime master:1 - nfs4 server:/export rw,..."
+        fields = entry.split(" ")
+        if "-" not in fields[6:] or len(fields) < 5:
+            continue
+        point = _unescape_mount(fields[4])
+        inside = directory == point or directory.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[fields.index("-", 6) + 1]
+    base = kind.split(".", 1)[1] if kind.startswith("fuse.") else kind
+    if kind in NETWORK_FILE_SYSTEMS or base in NETWORK_FILE_SYSTEMS or base in _NETWORK_FUSE:
+        return kind
+    return None
+
+
+_NETWORK_FUSE = frozenset(["sshfs", "s3fs", "rclone", "gcsfuse", "glusterfs", "cephfs"])
+
+
+def _unescape_mount(text: str) -> str:
+    """A mount point as mountinfo writes it: a space is ``\\040``."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _masked(identity: tuple[int, int]) -> tuple[int, int]:
+    return identity[0] & _MASK, identity[1] & _MASK
+
+
+def _reset_header(header: memoryview) -> None:
+    """A header nobody else uses (a new lock file, or one a crash left): all zeros, and ours."""
+    for field in range(len(header)):
+        header[field] = 0
+    header[MAGIC] = MAGIC_VALUE
+
+
+def _set_identity(
+    header: memoryview, identity: tuple[int, int], consistent: int, snapshot: int
+) -> None:
+    header[DEVICE], header[INODE] = _masked(identity)
+    header[CONSISTENT_SIZE], header[SNAPSHOT_SIZE] = consistent, snapshot
+
+
+def _finish_replacement(header: memoryview, path: str) -> None:
+    """Complete the header after a rename, ours or a killed compactor's (``NEXT_*`` set): if
+    the path names the new file, it is the current one; else the rename never happened."""
+    if not header[NEXT_INODE]:
+        return
+    try:
+        status = os.stat(path)
+        renamed = _masked((status.st_dev, status.st_ino)) == (
+            header[NEXT_DEVICE],
+            header[NEXT_INODE],
+        )
+    except OSError:
+        renamed = False
+    if renamed:
+        header[DEVICE], header[INODE] = header[NEXT_DEVICE], header[NEXT_INODE]
+        header[CONSISTENT_SIZE] = header[NEXT_CONSISTENT_SIZE]
+        header[SNAPSHOT_SIZE] = header[NEXT_SNAPSHOT_SIZE]
+        add(header, REPLACEMENTS)
+    else:
+        _remove_stale_temp_files(path)
+    for field in (NEXT_DEVICE, NEXT_INODE, NEXT_CONSISTENT_SIZE, NEXT_SNAPSHOT_SIZE):
+        header[field] = 0
+
+
+def _alone_with_the_write_lock(lock: locking.LockFile) -> bool:
+    """Whether no other process has the file open and we hold the write lock (taking the
+    holder lock exclusively and the write lock, without waiting, where needed)."""
+    if lock.held.get(HOLDER) is not False and not lock.acquire(HOLDER, timeout=0):
+        return False
+    return WRITER in lock.held or lock.acquire(WRITER, timeout=0)
+
+
+def _dead() -> None:
+    return None
 
 
 # Every open StateFile, so that a forked child can mark them inherited.
 _OPEN_FILES: weakref.WeakSet[StateFile] = weakref.WeakSet()
+# The program (default or shared mode) of this process holding each path, to take it over.
+_OWNERS: dict[str, Callable[[], StateFile | None]] = {}
+
+
+def _take_over_in_this_process(path: str) -> None:
+    """Close the state that this process already has open on ``path`` (see take_over)."""
+    owner = _OWNERS.get(path, _dead)()
+    if owner is None or owner._inherited:
+        return
+    owner.take_over(
+        f"{owner.shown_path}: this state was closed because the same file was opened again "
+        "in this process; use the newer state object"
+    )
 
 
 def _mark_inherited() -> None:
@@ -328,8 +891,88 @@ def _mark_inherited() -> None:
         file._repair_needed = True  # (the flag append() checks first: no cost until a write)
 
 
+class _Handover:
+    """The handover thread: while this process has default-mode states open, it looks every
+    HANDOVER_SECONDS for a command waiting for one of them, and calls the state's
+    ``on_handover`` (docs/design.md, "Handing the file over")."""
+
+    def __init__(self) -> None:
+        self.files: weakref.WeakSet[StateFile] = weakref.WeakSet()
+        self.guard = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    def watch(self, file: StateFile) -> None:
+        with self.guard:
+            self.files.add(file)
+            self._start()
+
+    def unwatch(self, file: StateFile) -> None:
+        self.files.discard(file)
+
+    def _start(self) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            self.stopping.clear()
+            self.thread = threading.Thread(
+                target=self._run, name="persistedstate-handover", daemon=True
+            )
+            self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(HANDOVER_SECONDS):
+            files = list(self.files)
+            if not files:
+                with self.guard:
+                    if not self.files:
+                        self.thread = None
+                        return
+            for file in files:
+                if file.handover_wanted() and file.on_handover is not None:
+                    try:
+                        file.on_handover()
+                    except Exception:  # (the owner logged and closed itself)
+                        log.debug("handover of %s failed", file.path, exc_info=True)
+            del files
+
+    def stop(self) -> None:
+        """Before fork: no thread may hold a lock in the child, and the child is not a fork
+        of a multi-threaded process. (The thread may take ``guard`` on its way out: it is
+        taken only once the thread has ended.)"""
+        thread = self.thread
+        if thread is not None:
+            self.stopping.set()
+            thread.join()
+        self.guard.acquire()
+        self.thread = None
+
+    def resume(self) -> None:
+        try:
+            if self.files:
+                self._start()
+        finally:
+            self.guard.release()
+
+    def forget(self) -> None:
+        """In a forked child: the parent hands its files over, not the child."""
+        self.files = weakref.WeakSet()
+        self.thread = None
+        self.guard = threading.Lock()
+
+
+_HANDOVER = _Handover()
+
+
+def _after_fork_in_child() -> None:
+    _HANDOVER.forget()
+    _mark_inherited()
+
+
 if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
-    os.register_at_fork(after_in_child=_mark_inherited)
+    os.register_at_fork(
+        before=_HANDOVER.stop,
+        after_in_parent=_HANDOVER.resume,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 # -- regular files only ------------------------------------------------------------------
@@ -414,8 +1057,6 @@ if _IS_WINDOWS:  # no FIFOs to wait on, no owners to keep (a new file takes the 
     def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
         pass
 
-    def _give_lock_file_to_state_owner(path: str) -> None:
-        pass
 
 else:
     _O_NO_WAIT = os.O_NONBLOCK  # opening a FIFO does not wait for the other end
@@ -436,32 +1077,6 @@ else:
         except OSError:
             with contextlib.suppress(OSError):
                 os.fchown(fd, -1, like.st_gid)
-
-    def _give_lock_file_to_state_owner(path: str) -> None:
-        """Give ``<path>.lock`` the state file's owner and group if it has others.
-
-        root creating the lock file (``sudo persistedstate set``) would otherwise leave the
-        state's owner unable to lock their own state. Only a plain file with one link is
-        changed, through a descriptor that did not follow a link: never another file.
-        """
-        try:
-            state, lock = os.stat(path), os.stat(path + ".lock")
-        except OSError:
-            return
-        if (lock.st_uid, lock.st_gid) == (state.st_uid, state.st_gid):
-            return
-        try:
-            fd = os.open(path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return
-        try:
-            lock = os.fstat(fd)
-            if stat.S_ISREG(lock.st_mode) and lock.st_nlink == 1:
-                os.fchown(fd, state.st_uid, state.st_gid)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def _temp_path(path: str) -> str:
@@ -540,18 +1155,3 @@ def _sync_directory(path: str) -> None:
         os.fsync(fd)  # (F_FULLFSYNC after the file's own sync already flushed the drive)
     finally:
         os.close(fd)
-
-
-def _lock_holder_pid(lock_path: str) -> int | None:
-    """The process holding the lock, where the platform says (Linux: /proc/locks)."""
-    try:
-        inode = os.stat(lock_path).st_ino
-        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
-            for entry in locks:
-                fields = entry.split()
-                # "1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF"
-                if len(fields) > 5 and fields[5].rsplit(":", 1)[-1] == str(inode):
-                    return int(fields[4])
-    except (OSError, ValueError):
-        pass
-    return None

@@ -1,0 +1,379 @@
+"""Shared mode: several processes, one state (README, "Several processes, one state";
+docs/design.md, "Shared mode").
+
+Every process here is a real one (``_workers.py``), driven over pipes one request at a time,
+so "an operation that began after another completed" is exact; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _workers as workers  # tests/ is on sys.path under pytest
+import pytest
+
+from persistedstate import PersistedState, PersistedStateError, StateLockedError, load, storage
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="processes, signals and /proc: Linux"),
+    pytest.mark.usefixtures("quiet_recovery_warnings"),
+]
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class Driven:
+    """``_workers.py drive``: a process with the state open, evaluating what it is sent."""
+
+    def __init__(self, path: Path, *, shared: bool = True) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(workers.SCRIPT), "drive", str(path), "1" if shared else "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            _, err = self.proc.communicate(timeout=30)
+            raise AssertionError(f"the process exited: {err}")
+        return line.strip()
+
+    def __call__(self, expression: str) -> Any:
+        """Evaluate ``expression`` there; its value (a literal), or the error's text."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(expression + "\n")
+        self.proc.stdin.flush()
+        said = self._line()
+        if said.startswith("error "):
+            return said
+        return ast.literal_eval(said)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("close\n")
+        self.proc.stdin.flush()
+        assert self._line() == "closed"
+        self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "shared.state"
+
+
+@pytest.fixture
+def two(path: Path) -> Iterator[tuple[Driven, Driven]]:
+    first, second = Driven(path), Driven(path)
+    yield first, second
+    first.kill()
+    second.kill()
+
+
+def test_four_processes_counting_in_transactions_end_at_exactly_40000(path: Path) -> None:
+    """README: ``with state.transaction(): state.counter += 1`` is atomic and isolated across
+    processes."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(workers.SCRIPT), "count", str(path), "10000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        assert child.returncode == 0, err
+        assert out == "done\n"
+    assert load(path) == {"counter": 40000}
+    assert sorted(os.listdir(path.parent)) == [path.name]  # compacted, no lock file left
+
+
+def test_every_operation_sees_every_change_completed_before_it(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    first, second = two
+    assert first("state.setdefault('items', [])") == []
+    assert second("state.get('items')") == []
+    assert first("state.update(x=1)") is None
+    assert second("state['x']") == 1  # a read
+    assert second("state['items'].append('b')") is None
+    assert first("list(state['items'])") == ["b"]  # a read through a nested list
+    assert first("state['items'].insert(0, 'a')") is None
+    assert second("state['items'].append('c')") is None  # a change needing the other's
+    assert first("state.copy()") == {"items": ["a", "b", "c"], "x": 1}
+    assert second("len(state)") == 2
+    assert first("state.pop('x')") == 1
+    assert second("'x' in state") is False
+    first.close()
+    second.close()
+    assert load(path) == {"items": ["a", "b", "c"]}
+
+
+def test_a_compaction_by_one_process_is_seen_by_the_others_with_the_comments(
+    path: Path,
+) -> None:
+    path.write_text("# settings, by hand\nbatch: 100  # per run\nitems: []\n")
+    first, second, third = Driven(path), Driven(path), Driven(path)
+    try:
+        assert second("state['items'].append(1)") is None
+        assert first("state.compact()") is None  # first: the records second wrote, folded
+        assert second("state['items'].append(2)") is None  # second: on first's new file
+        assert third("state.copy()") == {"batch": 100, "items": [1, 2]}  # (two files on)
+        assert second("state.compact()") is None
+        assert first("state.compact()") is None
+        assert third("state.update(batch=5)") is None
+        assert third("state.compact()") is None
+        text = path.read_text()
+        assert text.startswith("# settings, by hand\n")
+        assert re.search(r"\nbatch: 5 +# per run\n", text), text
+        assert first("state['items'].append(3)") is None
+        assert second("state.copy()") == {"batch": 5, "items": [1, 2, 3]}
+    finally:
+        for each in (first, second, third):
+            each.close()
+    assert load(path) == {"batch": 5, "items": [1, 2, 3]}
+    assert path.read_text().startswith("# settings, by hand\n")
+
+
+def test_a_proxy_kept_across_others_compactions_stays_attached(path: Path) -> None:
+    """Several compactions by another process pass between two operations of this one (it
+    then parses the file and updates its dicts and lists in place)."""
+    ours = PersistedState.open(path, {"job": {"done": []}}, shared=True)
+    try:
+        done = ours["job"]["done"]
+        other = Driven(path)
+        try:
+            for number in range(3):
+                assert other(f"state['job']['done'].append({number})") is None
+                assert other("state.compact()") is None
+        finally:
+            other.close()
+        done.append("ours")  # (raises if the list was detached)
+        assert ours.copy() == {"job": {"done": [0, 1, 2, "ours"]}}
+    finally:
+        ours.close()
+    assert load(path) == {"job": {"done": [0, 1, 2, "ours"]}}
+
+
+def test_a_command_changes_the_state_of_shared_programs(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    first, second = two
+    assert first("state.update(batch=100)") is None
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "persistedstate", "set", str(path), "batch", "20"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert first("state['batch']") == 20
+    assert second("state['batch']") == 20
+
+
+def test_default_and_shared_mode_refuse_each_other(path: Path) -> None:
+    shared = Driven(path)
+    try:
+        with pytest.raises(StateLockedError) as caught:
+            PersistedState.open(path)
+        assert caught.value.holder_pid == shared.proc.pid
+    finally:
+        shared.close()
+    alone = Driven(path, shared=False)
+    try:
+        with pytest.raises(StateLockedError) as caught:
+            PersistedState.open(path, shared=True)
+        assert caught.value.holder_pid == alone.proc.pid
+    finally:
+        alone.close()
+
+
+def test_a_process_killed_in_a_transaction_blocks_nobody_and_leaves_nothing(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    first, second = two
+    assert first("state.update(n=1)") is None
+    # The transaction holds the write lock until the process dies inside it.
+    assert first("(t := state.transaction()).__enter__() and state.update(n=2)") is None
+    first.kill()
+    assert second("state['n']") == 1  # the killed transaction left nothing
+    assert second("state.update(n=3)") is None
+    second.close()
+    assert load(path) == {"n": 3}
+
+
+def test_shared_mode_refuses_a_network_file_system(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mounts = tmp_path / "mountinfo"
+    mounts.write_text(
+        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+        f"40 27 0:50 / {tmp_path} rw,relatime shared:1 - nfs4 server:/export rw,vers=4.2\n"
+    )
+    monkeypatch.setattr(storage, "MOUNTINFO", str(mounts))
+    assert storage.network_file_system(str(path)) == "nfs4"
+    with pytest.raises(PersistedStateError, match="network file system"):
+        PersistedState.open(path, shared=True)
+    assert not path.exists()
+    with PersistedState.open(path, {"alone": True}) as state:  # one program: as before
+        assert state.alone
+
+
+# -- kills -------------------------------------------------------------------------------------
+
+KILLS = int(os.environ.get("PERSISTEDSTATE_SHARED_KILLS", "40"))
+WRITERS = 4
+
+
+@dataclass
+class Chaos:
+    """What ``_workers.py chaos`` processes did while they were being SIGKILLed at random."""
+
+    final: dict[str, Any]  # the file's state at the end
+    logs: dict[str, list[list[Any]]]  # process name -> acknowledged operations, in order
+    kills: int
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Chaos:
+    """WRITERS processes make random operations on one shared state (compacting often) while
+    one of them, chosen at random, is SIGKILLed every 0.1 to 0.6 s and replaced, KILLS times:
+    killed while opening, appending, in a transaction, holding the write lock, compacting."""
+    directory = tmp_path_factory.mktemp("chaos")
+    path = directory / "chaos.state"
+    rng = random.Random(20261202)
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    names = (f"w{number}" for number in itertools.count())
+
+    def start() -> None:
+        name = next(names)
+        seed, out = str(rng.randrange(1 << 30)), str(directory / f"{name}.jsonl")
+        with open(directory / f"{name}.err", "wb") as errors:
+            running[name] = subprocess.Popen(
+                [sys.executable, str(workers.SCRIPT), "chaos", str(path), name, seed, out],
+                stderr=errors,
+            )
+
+    def kill(name: str) -> None:
+        process = running.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        assert process.returncode == -signal.SIGKILL, (directory / f"{name}.err").read_text()
+
+    for _ in range(WRITERS):
+        start()
+    try:
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(0.1, 0.6))
+            kill(rng.choice(sorted(running)))
+            start()
+        time.sleep(1.0)
+    finally:
+        kills = KILLS + len(running)
+        for name in list(running):
+            kill(name)
+    final = load(path)
+    with PersistedState.open(path, shared=True) as state:  # the file opens, as load() says
+        assert state.copy() == final
+    logs = {}
+    for log in sorted(directory.glob("*.jsonl")):
+        lines = log.read_text().split("\n")[:-1]  # (a line cut short was never written whole)
+        logs[log.stem] = [json.loads(line) for line in lines]
+    return Chaos(final, logs, kills)
+
+
+def test_every_acknowledged_change_of_processes_killed_at_random_is_kept_in_order(
+    chaos: Chaos,
+) -> None:
+    """Every append a process saw return is in the file once, the appends of each process in
+    its own order; the only others are appends a kill interrupted (one per process at most)."""
+    items = [tuple(item) for item in chaos.final["items"]]
+    position = {item: index for index, item in enumerate(items)}
+    assert len(position) == len(items), "an item is in the list twice"
+    acknowledged = 0
+    for name, log in chaos.logs.items():
+        appended = [tuple(result) for op, _, _, result in log if op == "append"]
+        acknowledged += len(appended)
+        missing = [item for item in appended if item not in position]
+        assert not missing, f"{name}: acknowledged appends lost: {missing[:5]}"
+        places = [position[item] for item in appended]
+        assert places == sorted(places), f"{name}: its appends are out of its order"
+        unacknowledged = [item for item in items if item[0] == name][len(appended) :]
+        assert unacknowledged in ([], [(name, len(appended))]), (name, unacknowledged)
+    print(f"\n{chaos.kills} kills, {len(chaos.logs)} processes, {acknowledged} appends kept")
+    assert chaos.kills >= KILLS
+    assert acknowledged > 100
+
+
+def _check_real_time_order(operations: list[tuple[int, int, int, bool]]) -> None:
+    """(start, end, value, strict): for any two with a.end < b.start, a.value <= b.value, and
+    a.value < b.value when b is strict (a change: it comes after a)."""
+    by_end = sorted(operations, key=lambda op: op[1])
+    highest, taken = -1, 0
+    for start, _, value, strict in sorted(operations):
+        while taken < len(by_end) and by_end[taken][1] < start:
+            highest = max(highest, by_end[taken][2])
+            taken += 1
+        assert value > highest if strict else value >= highest, (start, value, highest)
+
+
+def test_a_shared_counter_and_list_are_linearizable_under_kills(chaos: Chaos) -> None:
+    """Whatever was killed, each acknowledged operation takes effect at one moment between its
+    call and its return: values never go back in real time, each increment returns a number
+    no other did, every list read is a prefix of the final list, and no acknowledged
+    change is lost (at most one unacknowledged increment per kill)."""
+    final_counter, items = chaos.final["counter"], chaos.final["items"]
+    position = {tuple(item): index for index, item in enumerate(items)}
+    counter_ops: list[tuple[int, int, int, bool]] = []
+    list_ops: list[tuple[int, int, int, bool]] = []
+    increments = []
+    for log in chaos.logs.values():
+        for op, start, end, result in log:
+            if op == "increment":
+                increments.append(result)
+                counter_ops.append((start, end, result, True))
+            elif op == "read":
+                counter_ops.append((start, end, result, False))
+            elif op == "append":
+                list_ops.append((start, end, position[tuple(result)] + 1, True))
+            elif op == "read_list":
+                length, digest = result
+                assert digest == workers.list_digest(items[:length]), "not a prefix of the list"
+                list_ops.append((start, end, length, False))
+    assert len(set(increments)) == len(increments), "two increments returned one value"
+    assert all(0 < value <= final_counter for value in increments)
+    assert all(op[2] <= final_counter for op in counter_ops)
+    assert final_counter - len(increments) <= chaos.kills  # (in flight when killed)
+    _check_real_time_order(counter_ops)
+    _check_real_time_order(list_ops)
+    print(f"\n{len(counter_ops)} counter and {len(list_ops)} list operations checked")
+    assert len(increments) > 100
