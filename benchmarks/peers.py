@@ -90,6 +90,21 @@ class Ours(Engine):
         store.update(dict(items))
 
 
+class Shared(Ours):
+    """This project in shared mode: any number of processes may open the state."""
+
+    name = "shared"
+    label = "persistedstate (this), shared mode"
+    durable = "PersistedState.open(path, shared=True): one write() per change, as the default"
+    durable_fsync = "PersistedState.open(path, shared=True, fsync=True)"
+
+    def open(self, directory: str, *, fsync: bool = False) -> Any:
+        from persistedstate import PersistedState
+
+        path = os.path.join(directory, "state.yaml")
+        return PersistedState.open(path, shared=True, fsync=fsync, lock_timeout=60)
+
+
 class Version26(Engine):
     name = "v26"
     label = "persistedstate 26.1"
@@ -247,7 +262,10 @@ class Floor(Engine):
 
 ENGINES: dict[str, Engine] = {
     engine.name: engine
-    for engine in (Ours(), Version26(), DiskCache(), SqliteDict(), Lmdbm(), Shelve(), Floor())
+    for engine in (
+        *(Ours(), Shared(), Version26(), DiskCache(), SqliteDict(), Lmdbm(), Shelve()),
+        Floor(),
+    )
 }
 
 

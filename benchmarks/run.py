@@ -54,7 +54,7 @@ DEFAULT_OUT = HERE / "results"
 DEFAULT_TMP = HERE / ".scratch"
 
 STORES = ("ours", "v26", "diskcache", "sqlitedict", "lmdbm", "shelve")
-ALL_ENGINES = (*STORES, "floor")
+ALL_ENGINES = (*STORES, "shared", "floor")
 KV_PEERS = ("diskcache", "sqlitedict", "lmdbm")
 CHEAP_SECONDS = 1.0  # a cell whose run takes less than this ...
 EXTRA_RUNS = 3  # ... runs this many times per round (see run_all; not with --quick)
@@ -71,6 +71,9 @@ FULL = {
     "reads": 100_000,
     "import_pairs": 10,
     "seed_n": 100_000,
+    "processes": 4,
+    "process_n": 10_000,
+    "outside_trials": 10,
 }
 QUICK = {
     "n": 200,
@@ -83,6 +86,9 @@ QUICK = {
     "reads": 1_000,
     "import_pairs": 2,
     "seed_n": 1_000,
+    "processes": 2,
+    "process_n": 100,
+    "outside_trials": 2,
 }
 
 ROWS = report.ROWS  # what ``--rows`` (``make bench ROWS=...``) may name, besides case keys
@@ -213,6 +219,37 @@ def plan(size: dict[str, int]) -> list[Case]:
             "import_time",
             ("ours", "v26"),
             {"pairs": size["import_pairs"]},
+            kind="once",
+        ),
+        Case(
+            "counter_shared",
+            f"counter, no other process: {n:,} x state.counter += 1",
+            "counter",
+            ("ours", "shared", "v26"),
+            {"n": n},
+        ),
+        Case(
+            "processes_transaction",
+            f"{size['processes']} processes, each {size['process_n']:,} x counter += 1 "
+            "in a transaction (µs per increment, all processes together)",
+            "processes_counter",
+            ("shared", "diskcache", "sqlitedict"),
+            {"processes": size["processes"], "n": size["process_n"], "how": "transaction"},
+        ),
+        Case(
+            "processes_incr",
+            f"{size['processes']} processes, each {size['process_n']:,} x cache.incr",
+            "processes_counter",
+            ("diskcache",),
+            {"processes": size["processes"], "n": size["process_n"], "how": "incr"},
+        ),
+        Case(
+            "outside_change",
+            "another process changes a value: until a program reading it in a loop sees it "
+            f"(ms, median of {size['outside_trials']} a run)",
+            "outside_change",
+            ("ours", "shared", "diskcache", "sqlitedict"),
+            {"trials": size["outside_trials"]},
             kind="once",
         ),
         Case(

@@ -497,3 +497,147 @@ def seed_memory(engine: Engine, directory: str, params: dict[str, Any]) -> dict[
     _check("last_id", _reopened(engine, directory, lambda s: s["last_id"]), n)
     info = {"baseline_bytes": said["baseline"] * unit, "peak_bytes": said["peak"] * unit}
     return {"ops": n, "seconds": seconds, "close_seconds": 0.0, "info": info}
+
+
+# -- several processes ---------------------------------------------------------------------
+
+
+def _count_in_process(name: str, directory: str, n: int, how: str, barrier: Any, ends: Any) -> None:
+    """A forked child of ``processes_counter``: open, wait for the others, count, say when."""
+    from peers import ENGINES
+
+    engine = ENGINES[name]
+    store = engine.open(directory)
+    barrier.wait(timeout=300)
+    if how == "incr":
+        for _ in range(n):
+            store.incr("counter")
+    elif engine.name == "shared":
+        for _ in range(n):
+            with store.transaction():
+                store.counter += 1
+    elif engine.name == "diskcache":
+        for _ in range(n):
+            with store.transact():
+                store["counter"] += 1
+    else:  # SqliteDict has no transaction: a read, then a write that commits at once
+        for _ in range(n):
+            store["counter"] += 1
+    ends.put(time.perf_counter())
+    engine.close(store)
+
+
+@workload
+def processes_counter(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``processes`` processes (forked from this worker) each make ``n`` increments of one
+    counter, all at once: in a transaction (``how`` "transaction": this project's shared
+    mode, DiskCache's ``transact()``; SqliteDict has none, so there it is a read and then a
+    write that commits at once), or with DiskCache's atomic ``incr`` (``how`` "incr"). Timed
+    from the moment every process has opened the store to the end of the last one's loop
+    (``time.perf_counter`` is the system's monotonic clock, the same in every process). The
+    count is checked; SqliteDict's lost updates are counted (``info["lost"]``), not failed."""
+    import multiprocessing
+
+    processes, n, how = params["processes"], params["n"], params["how"]
+    store = engine.open(directory)
+    store["counter"] = 0
+    engine.close(store)
+    context = multiprocessing.get_context("fork")
+    barrier, ends = context.Barrier(processes + 1), context.Queue()
+    children = [
+        context.Process(
+            target=_count_in_process, args=(engine.name, directory, n, how, barrier, ends)
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    barrier.wait(timeout=300)
+    start = time.perf_counter()
+    finished = [ends.get(timeout=600) for _ in children]
+    for child in children:
+        child.join(timeout=600)
+        if child.exitcode != 0:
+            raise CheckFailed(f"a counting process exited with status {child.exitcode}")
+    count = _reopened(engine, directory, lambda s: s["counter"])
+    total = processes * n
+    if not (engine.name == "sqlitedict" and how == "transaction"):
+        _check("counter", count, total)
+    info = {"count": count, "lost": total - count, "processes": processes}
+    return {"ops": total, "seconds": max(finished) - start, "close_seconds": 0.0, "info": info}
+
+
+CHANGER = """\
+import json, os, sys, time
+from peers import ENGINES
+
+name, directory = sys.argv[1], sys.argv[2]
+engine = ENGINES[name]
+if name == "ours":  # another program holds the state: change it as `persistedstate set` does
+    from persistedstate import state as commands
+print("ready", flush=True)
+for line in sys.stdin:
+    value = int(line)
+    start = time.monotonic()
+    if name == "ours":
+        store = commands.command(os.path.join(directory, "state.yaml"))
+        store["batch"] = value
+        store.close()
+    else:
+        store = engine.open(directory)
+        store["batch"] = value
+        engine.close(store)
+    print(json.dumps([start, time.monotonic()]), flush=True)
+"""
+
+
+@workload
+def outside_change(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
+    """How long until a program sees a change another process made. The program (this
+    worker) has the store open and reads ``store["batch"]`` in a loop; another process,
+    started and imported beforehand, opens the store, sets a new value and closes it (this
+    project in the default mode: a command, ``persistedstate.state.command``, which the
+    program hands the file over to; in shared mode: another shared-mode process). Measured
+    from the moment that process begins (before it opens the store) to the program's first
+    read of the new value (``time.monotonic``, one clock for all processes); the median of
+    ``trials``, with each trial's time in ``info``."""
+    trials = params["trials"]
+    store = engine.open(directory)
+    store["batch"] = 0
+    changer = subprocess.Popen(
+        [sys.executable, "-c", CHANGER, engine.name, directory],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert changer.stdin is not None and changer.stdout is not None
+    latencies, after_return = [], []
+    try:
+        if changer.stdout.readline() != "ready\n":
+            raise CheckFailed("the changing process did not start")
+        for value in range(1, trials + 1):
+            changer.stdin.write(f"{value}\n")
+            changer.stdin.flush()
+            deadline = time.monotonic() + 60
+            reads = 0
+            while store["batch"] != value:
+                reads += 1
+                if reads % 1000 == 0 and time.monotonic() > deadline:
+                    raise CheckFailed(f"the program never saw batch = {value}")
+            seen = time.monotonic()
+            began, returned = json.loads(changer.stdout.readline())
+            latencies.append(seen - began)
+            after_return.append(seen - returned)
+    finally:
+        changer.stdin.close()
+        changer.wait(timeout=60)
+    start = time.perf_counter()
+    engine.close(store)
+    close_seconds = time.perf_counter() - start
+    info = {"latencies": latencies, "after_return": after_return}
+    return {
+        "ops": trials,
+        "seconds": statistics.median(latencies),
+        "close_seconds": close_seconds,
+        "info": info,
+    }

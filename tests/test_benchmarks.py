@@ -68,8 +68,11 @@ def assert_well_formed(document: dict[str, Any], engine: str, cases: tuple[str, 
 
 
 def test_quick_run_with_what_is_importable_here(tmp_path: Path) -> None:
-    document = run_quick(tmp_path, tmp_path / "no-peers", "ours,shelve,floor,v26,sqlitedict")
+    document = run_quick(tmp_path, tmp_path / "no-peers", "ours,shared,shelve,floor,v26,sqlitedict")
     assert document["engines"]["ours"]["available"]
+    assert_well_formed(document, "ours", ("counter_shared", "outside_change"))
+    assert_well_formed(document, "shared", ("counter_shared", "processes_transaction"))
+    assert_well_formed(document, "shared", ("outside_change",))
     assert not document["engines"]["v26"]["available"]  # never this project under 26.1's name
     assert_well_formed(document, "floor", ("floor", "fsync_floor"))
     assert_well_formed(document, "ours", (*PER_OP, "counter_long", "fsync_counter"))

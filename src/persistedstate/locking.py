@@ -55,7 +55,7 @@ _FIELD_MASK = (1 << 64) - 1
 _OFFSET = {HOLDER: 1024, WRITER: 1026, QUEUE: 1025}
 _SLOTS = 64  # Windows: a shared holder lock is one byte of these, an exclusive one all
 
-POLL_SECONDS = 0.05  # waiting with a timeout: attempts this far apart (as filelock did)
+POLL_SECONDS = 0.05  # waiting with a timeout: attempts at most this far apart (as filelock)
 
 
 class LockFile:
@@ -95,11 +95,13 @@ class LockFile:
             self._wait(lock, shared)
         else:
             deadline = time.monotonic() + timeout
+            pause = 0.001  # (a lock handed over is taken within a few ms, a busy one 50 apart)
             while not self._try(lock, shared):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                time.sleep(min(POLL_SECONDS, left))
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, POLL_SECONDS)
         self.held[lock] = shared
         return True
 

@@ -136,9 +136,10 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
             self.__dict__, lambda key: key.isidentifier() and key[:1] != "_" and key not in names
         )
         try:
-            missing = {key: value for key, value in defaults.items() if key not in self._raw}
-            if missing:
-                self.update(missing)
+            with state_core.lock:  # (one operation: in shared mode, another process may set
+                missing = {k: v for k, v in defaults.items() if k not in self._raw}  # them)
+                if missing:
+                    self.update(missing)
         except BaseException:
             state_core.close(compact=False)
             raise
