@@ -170,7 +170,14 @@ def test_a_forked_child_that_exits_normally_leaves_its_parent_s_state_alone(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "untouched by the child: True\n"
-    assert done.stderr == ""  # the child did not try, and fail, to compact its parent's state
+    # The child did not try, and fail, to compact its parent's state. (Python 3.12+ warns
+    # that fork() in a process with threads, here the state's handover thread, may deadlock.)
+    problems = [
+        line
+        for line in done.stderr.splitlines()
+        if "use of fork() may lead to deadlocks" not in line and "os.fork()" not in line
+    ]
+    assert problems == []
     assert path.read_text("utf-8") == "n: 2\n"  # the parent's exit compacted it
 
 
