@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from . import journal, storage, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Set
-from .proxies import Node, ReentrantLock, Top, locate, path_text
+from .log import log
+from .proxies import Node, Top, locate, path_text
 from .snapshot import SnapshotEntries, dump_snapshot, has_comments
-
-log = logging.getLogger("persistedstate")
 
 # Compaction runs when the journal exceeds both this many bytes and COMPACT_RATIO times the
 # snapshot (as Redis rewrites its append-only file): see docs/design.md, "Compaction".
@@ -71,14 +69,17 @@ class Storage(Protocol):
     def adopt(self, good_size: int, *, newline_owed: bool, raw: bytes) -> None: ...
 
 
-class SharedStorage(Storage, Protocol):
-    """What a core in shared mode needs besides (``storage.SharedStateFile``)."""
+if TYPE_CHECKING:  # (for the type checker only: no cost at import)
+    from .proxies import ReentrantLock
 
-    def begin_operation(self) -> bool: ...
+    class SharedStorage(Storage, Protocol):
+        """What a core in shared mode needs besides (``storage.SharedStateFile``)."""
 
-    def end_operation(self) -> None: ...
+        def begin_operation(self) -> bool: ...
 
-    def unchanged(self) -> bool: ...
+        def end_operation(self) -> None: ...
+
+        def unchanged(self) -> bool: ...
 
 
 class Core(Top):
@@ -621,7 +622,16 @@ class OperationLock:
             self._lock.release()
 
     def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
-        self.release()
+        depth = self._depth - 1  # (release, written out: a call less per operation)
+        if depth:
+            self._depth = depth
+            self._lock.release()
+            return
+        try:
+            self._end()
+        finally:
+            self._depth = 0
+            self._lock.release()
 
 
 class SharedCore(Core):
