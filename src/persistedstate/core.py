@@ -644,7 +644,9 @@ class SharedCore(Core):
             super().__init__(file, path, **options)
         finally:
             file.end_operation()  # (the open held the write lock)
-        self.lock = OperationLock(self, file)
+        lock = OperationLock(self, file)
+        self.lock = lock
+        self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
 
     def read(self, container: Any, key: Any) -> Any:
         lock = self.lock
@@ -655,6 +657,10 @@ class SharedCore(Core):
 
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)
+
+    def _taken_over(self, reason: str) -> None:
+        super()._taken_over(reason)
+        vars(self).pop("read", None)  # (reads go through the refusing lock again)
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:
