@@ -231,6 +231,21 @@ def test_a_process_killed_in_a_transaction_blocks_nobody_and_leaves_nothing(
     assert load(path) == {"n": 3}
 
 
+def test_opening_the_same_file_again_in_shared_mode_takes_it_over(path: Path) -> None:
+    first = PersistedState.open(path, {"x": 1, "items": []}, shared=True)
+    items = first["items"]
+    second = PersistedState.open(path, shared=True)
+    try:
+        for use in (lambda: first.x, lambda: first["x"], lambda: items[0:1], first.copy):
+            with pytest.raises(PersistedStateError, match="opened again in this process"):
+                use()
+        second["items"].append(1)
+    finally:
+        first.close()
+        second.close()
+    assert load(path) == {"x": 1, "items": [1]}
+
+
 def test_shared_mode_refuses_a_network_file_system(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

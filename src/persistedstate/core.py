@@ -20,21 +20,19 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import logging
 import operator
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from . import journal, storage, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Set
-from .proxies import Node, ReentrantLock, Top, locate, path_text
+from .log import log
+from .proxies import Node, Top, locate, path_text
 from .snapshot import SnapshotEntries, dump_snapshot, has_comments
-
-log = logging.getLogger("persistedstate")
 
 # Compaction runs when the journal exceeds both this many bytes and COMPACT_RATIO times the
 # snapshot (as Redis rewrites its append-only file): see docs/design.md, "Compaction".
@@ -75,14 +73,17 @@ class Storage(Protocol):
     def adopt(self, good_size: int, *, newline_owed: bool, raw: bytes) -> None: ...
 
 
-class SharedStorage(Storage, Protocol):
-    """What a core in shared mode needs besides (``storage.SharedStateFile``)."""
+if TYPE_CHECKING:  # (for the type checker only: no cost at import)
+    from .proxies import ReentrantLock
 
-    def begin_operation(self) -> bool: ...
+    class SharedStorage(Storage, Protocol):
+        """What a core in shared mode needs besides (``storage.SharedStateFile``)."""
 
-    def end_operation(self) -> None: ...
+        def begin_operation(self) -> bool: ...
 
-    def unchanged(self) -> bool: ...
+        def end_operation(self) -> None: ...
+
+        def unchanged(self) -> bool: ...
 
 
 class Core(Top):
@@ -661,7 +662,16 @@ class OperationLock:
             self._lock.release()
 
     def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
-        self.release()
+        depth = self._depth - 1  # (release, written out: a call less per operation)
+        if depth:
+            self._depth = depth
+            self._lock.release()
+            return
+        try:
+            self._end()
+        finally:
+            self._depth = 0
+            self._lock.release()
 
 
 class SharedCore(Core):
@@ -674,7 +684,9 @@ class SharedCore(Core):
             super().__init__(file, path, **options)
         finally:
             file.end_operation()  # (the open held the write lock)
-        self.lock = OperationLock(self, file)
+        lock = OperationLock(self, file)
+        self.lock = lock
+        self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
 
     def read(self, container: Any, key: Any) -> Any:
         lock = self.lock
@@ -685,6 +697,10 @@ class SharedCore(Core):
 
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)
+
+    def _taken_over(self, reason: str) -> None:
+        super()._taken_over(reason)
+        vars(self).pop("read", None)  # (reads go through the refusing lock again)
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:

@@ -20,7 +20,6 @@ See docs/design.md for the recovery rules implemented by :func:`read_state`.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -28,9 +27,8 @@ from typing import Any, NamedTuple
 
 from . import snapshot, values
 from .errors import CorruptStateError
+from .log import log
 from .textpos import line_and_column
-
-log = logging.getLogger("persistedstate")
 
 # A document marker: "---" at the start of a line (the file's first, or one after a newline,
 # which a fast literal scan finds), followed by a blank or the line's end.

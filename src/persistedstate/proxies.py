@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import Any, NoReturn, Protocol, SupportsIndex
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, SupportsIndex
 
 from . import journal, values
 from .errors import PersistedStateError
@@ -26,16 +26,18 @@ from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
 _MISSING: Any = object()
 
 
-class ReentrantLock(Protocol):
-    """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
+if TYPE_CHECKING:  # (for the type checker only: no cost at import)
 
-    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    class ReentrantLock(Protocol):
+        """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
 
-    def release(self) -> None: ...
+        def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
 
-    def __enter__(self) -> bool: ...
+        def release(self) -> None: ...
 
-    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None: ...
+        def __enter__(self) -> bool: ...
+
+        def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None: ...
 
 
 class StateCore(Protocol):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import core, journal, storage, values
 from .errors import PersistedStateError
-from .proxies import DictOps, ReentrantLock, Top
+from .proxies import DictOps, Top
+
+if TYPE_CHECKING:
+    from .proxies import ReentrantLock
 
 _SCALAR_TEXT = values.SCALAR_TEXT
 

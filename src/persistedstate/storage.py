@@ -29,7 +29,6 @@ Platform differences live in ``locking`` and in the small functions at the botto
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import stat
@@ -39,7 +38,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable
-from typing import NamedTuple, TypeAlias
+from typing import TypeAlias
 
 from . import locking
 from .errors import PersistedStateError, StateLockedError
@@ -64,8 +63,7 @@ from .locking import (
     WRITER_PID,
     add,
 )
-
-log = logging.getLogger("persistedstate")
+from .log import log
 
 _IS_WINDOWS = sys.platform == "win32"
 _MASK = (1 << 64) - 1  # header fields are unsigned 64-bit
@@ -112,7 +110,7 @@ class StateBusyError(StateLockedError):
     """A command waited for the write lock in vain (a program kept it, in a transaction)."""
 
 
-class CatchUp(NamedTuple):
+class CatchUp:
     """What other processes wrote since this one last looked (see ``StateFile.catch_up``).
 
     Apply ``old_records`` (complete record lines the file we had open gained before it was
@@ -120,13 +118,24 @@ class CatchUp(NamedTuple):
     first ``consistent`` bytes hold the state we then have (its snapshot ends at
     ``snapshot_size``), so apply ``records`` (the record lines after them); with ``consistent``
     -1 parse ``replaced`` whole and call ``adopt``. Without a replacement apply ``records``.
+    (A plain class, not a NamedTuple: cheaper to define at import.)
     """
 
-    old_records: bytes
-    replaced: bytes | None
-    consistent: int
-    snapshot_size: int
-    records: bytes
+    __slots__ = ("consistent", "old_records", "records", "replaced", "snapshot_size")
+
+    def __init__(
+        self,
+        old_records: bytes,
+        replaced: bytes | None,
+        consistent: int,
+        snapshot_size: int,
+        records: bytes,
+    ) -> None:
+        self.old_records = old_records
+        self.replaced = replaced
+        self.consistent = consistent
+        self.snapshot_size = snapshot_size
+        self.records = records
 
 
 class StateFile:
