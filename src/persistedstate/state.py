@@ -60,7 +60,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         another writer to close the file before raising StateLockedError. The file is
         compacted when its journal is larger than both ``compact_min_bytes`` and
         ``compact_ratio`` times the snapshot (numbers >= 0; ``math.inf``: only on
-        ``compact()`` and ``close()``).
+        ``compact()``, ``close()`` and at exit).
         """
         if defaults is not None and not isinstance(defaults, Mapping):
             raise TypeError(
