@@ -350,7 +350,8 @@ def read_state(path: str, raw: bytes) -> ReadResult:
     tail_start = raw.rfind(b"\n") + 1
     tail = raw[tail_start:]
     if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0") or _is_torn_header(tail)):
-        _warn_torn(path, line_and_column(raw, tail_start)[0], "a partial record marker")
+        what = "a partial record marker" if tail[:1] != b"#" else "a partial heading line"
+        _warn_torn(path, line_and_column(raw, tail_start)[0], what)
         body = raw[:tail_start]
     markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body)]
     if _MARKER_AT_START.match(body):
@@ -396,7 +397,7 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         number = len(markers)  # (every record is good)
     if number == 0:  # the document alone: a header with no record after it was torn from it
         if recorded_checksum is not None and not markers:
-            _warn_torn(path, line_and_column(body, document_end)[0], "a line heading no record")
+            _warn_torn(path, line_and_column(body, document_end)[0], "a heading line, no record")
         good_end = document_end
     needs_newline = good_end > 0 and body[good_end - 1 : good_end] != b"\n"
     return ReadResult(data, number, document_end, good_end, needs_newline, snapshot_top, touched)

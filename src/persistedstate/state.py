@@ -65,7 +65,7 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         README, "Several processes, one state"); a program in the default mode holds the file
         alone. The file is compacted when its journal is larger than both
         ``compact_min_bytes`` and ``compact_ratio`` times the snapshot (numbers >= 0;
-        ``math.inf``: only on ``compact()`` and ``close()``).
+        ``math.inf``: only on ``compact()``, ``close()`` and at exit).
         """
         if defaults is not None and not isinstance(defaults, Mapping):
             raise TypeError(
