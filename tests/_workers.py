@@ -45,6 +45,12 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     open PATH, set ``compacting`` to true, compact, and stop for good at the rename that would
     put the new file in place, printing ``renaming <temporary file>`` (killed there, it leaves
     what a compaction interrupted at its last step leaves).
+``interrupted PATH SEED SECONDS REPORT MODE``
+    open PATH (in shared mode if MODE is ``shared``) and make random changes for SECONDS while
+    a timer delivers SIGALRM at random moments, its handler raising KeyboardInterrupt (what
+    Ctrl-C does); catch it and carry on;
+    then write REPORT (JSON: the statistics, what went wrong, the state in memory) and close
+    the state without compacting. See :func:`_run_interrupted`.
 """
 
 from __future__ import annotations
@@ -400,6 +406,188 @@ def _compact_and_hang(path: str) -> None:
     state.compact()
 
 
+def _interrupted_step(state: Any, kept: dict[str, Any], rng: Any, k: int) -> None:
+    """One random change (one call, or one transaction) of the ``interrupted`` child.
+
+    The changes go through proxies kept since the start (``kept``: a kept proxy must keep
+    working whatever an interrupt did), through the scalar short path (top level and nested),
+    and through every kind of record: set, delete, insert, splice, clear, reorder, tx.
+    """
+    items, table = kept["items"], kept["table"]
+    kind = rng.randrange(24)
+    if len(items) > 24:
+        del items[: len(items) // 2]  # a splice that keeps the list short
+    elif kind == 0:
+        items.append(k)
+    elif kind == 1:
+        items.insert(rng.randrange(len(items) + 1), -k)
+    elif kind == 2 and items:
+        del items[rng.randrange(len(items))]
+    elif kind == 3 and len(items) > 4:
+        del items[1::3]  # several deletes, one record
+    elif kind == 4:
+        start = rng.randrange(len(items) + 1)
+        items[start : start + rng.randrange(3)] = [k, k + 1, k + 2][: rng.randrange(4)]
+    elif kind == 5:
+        items.reverse()
+    elif kind == 6:
+        items.sort(reverse=k % 2 == 1)
+    elif kind == 7:
+        items.extend([k, -k])
+    elif kind == 8 and items:
+        items.pop(rng.randrange(len(items)))
+    elif kind == 9 and len(items) > 2:
+        items[::2] = [k + i for i in range(len(items[::2]))]  # several sets, one record
+    elif kind == 10:
+        table[f"k{k % 9}"] = k  # the short path, nested
+    elif kind == 11:
+        table.update({f"k{(k + i) % 9}": [k, i] for i in range(3)})
+    elif kind == 12 and table:
+        del table[next(iter(table))]
+    elif kind == 13:
+        table.pop(f"k{k % 9}", None)
+    elif kind == 14 and k % 7 == 0:
+        table.clear()
+    elif kind == 15:
+        state.counter = k  # the short path at the top (the attribute is kept in __dict__)
+    elif kind == 16:
+        state["blob"] = {"at": k, "list": [k, [k]]}
+    elif kind == 17:
+        with state.transaction():  # value moves between a and b: a + b is constant
+            amount = k % 5 + 1
+            state.a -= amount
+            items.append(k)
+            table[f"t{k % 3}"] = {"moved": amount}
+            state.b += amount
+    elif kind == 18:
+        with state.transaction():
+            state.a += 1
+            try:
+                with state.transaction():  # a nested block that fails: only it is undone
+                    state.b -= 1
+                    items.insert(0, k)
+                    del table[f"k{k % 9}"]  # (a KeyError, now and then)
+                    items.reverse()
+                    raise ValueError("undo the nested block")
+            except (ValueError, KeyError):
+                pass
+            state.b -= 1
+    elif kind == 19 and k % 5 == 0:
+        state.compact()
+    elif kind == 20:
+        state.setdefault("nested", {}).setdefault("deep", []).append(k)
+    elif kind == 21:
+        deep = state.get("nested", {}).get("deep")
+        if deep:
+            deep[-1] = {"replaced": k}
+    elif kind == 22:
+        state.counter += 1
+    else:
+        items.remove(items[0]) if items else items.append(k)
+
+
+def _run_interrupted(path: str, seed: int, seconds: float, report: str, shared: bool) -> None:
+    """The ``interrupted`` child: random changes while SIGALRM's handler raises, at random
+    moments, the KeyboardInterrupt that Ctrl-C raises; the program catches it and carries on.
+
+    The handler raises only while a change runs (``armed``): an exception in the loop's own
+    bookkeeping would end the child, not test the library. The timer is a one-shot, set again
+    by the handler to a random delay: mostly short (tens of microseconds, to land anywhere in
+    a change, and often a second time while the first is being handled), sometimes long
+    enough for a compaction to finish. After each change an interrupt reached, memory
+    (``copy()``) is compared with the file (``load``), the attribute kept in ``__dict__``
+    with the value, and ``a + b`` with its constant.
+    """
+    import json
+    import os
+    import random
+    import signal
+    import time
+
+    from persistedstate import PersistedState, load
+
+    rng = random.Random(seed)
+    delays = random.Random(seed + 1)
+    stats = {
+        "raised": 0,
+        "interrupted_changes": 0,
+        "multiply_interrupted": 0,
+        "changes": 0,
+        "checks": 0,
+        "replacements": 0,
+        "completed": 0,
+    }
+    problems: list[str] = []
+    armed = [False]
+    running = [True]
+    raised_now = [0]
+
+    def delay() -> float:
+        if delays.random() < 0.8:
+            return delays.uniform(0.000_010, 0.000_400)
+        return delays.uniform(0.000_400, 0.004)
+
+    def handler(signum: int, frame: Any) -> None:
+        if running[0]:
+            signal.setitimer(signal.ITIMER_REAL, delay())
+        if armed[0]:
+            stats["raised"] += 1
+            raised_now[0] += 1
+            raise KeyboardInterrupt
+
+    state = PersistedState.open(path, compact_min_bytes=1024, compact_ratio=0.25, shared=shared)
+    if "items" not in state:
+        state.update({"items": [], "table": {}, "a": TOTAL, "b": 0, "counter": 0})
+    kept = {"items": state["items"], "table": state["table"]}
+    inode = os.stat(path).st_ino
+    signal.signal(signal.SIGALRM, handler)  # (kept: a signal may still be on its way)
+    signal.setitimer(signal.ITIMER_REAL, delay())
+    deadline = time.monotonic() + seconds
+    k = 0
+    try:
+        while time.monotonic() < deadline and len(problems) < 5:
+            k += 1
+            raised_now[0] = 0
+            try:
+                armed[0] = True
+                _interrupted_step(state, kept, rng, k)
+                armed[0] = False
+                stats["completed"] += 1
+            except KeyboardInterrupt:
+                armed[0] = False
+            except Exception as error:
+                armed[0] = False
+                problems.append(f"change {k} raised {error!r}")
+            stats["changes"] += 1
+            now = os.stat(path).st_ino
+            stats["replacements"] += now != inode
+            inode = now
+            if raised_now[0] == 0:
+                continue
+            stats["interrupted_changes"] += 1
+            stats["multiply_interrupted"] += raised_now[0] > 1
+            stats["checks"] += 1
+            memory = state.copy()  # (takes the lock: settles first what is not settled yet)
+            try:
+                disk = load(path)
+            except Exception as error:
+                problems.append(f"after change {k}: load() raised {error!r}")
+                continue
+            if disk != memory:
+                problems.append(f"after change {k}: memory {memory!r} but file {disk!r}")
+            if state.counter != memory["counter"]:
+                problems.append(f"after change {k}: state.counter is {state.counter!r}")
+            if memory["a"] + memory["b"] != TOTAL:
+                problems.append(f"after change {k}: half a transaction: {memory!r}")
+    finally:
+        running[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    memory = state.copy()
+    with open(report, "w", encoding="utf-8") as out:
+        json.dump({"stats": stats, "problems": problems, "memory": memory}, out)
+    state.close(compact=False)
+
+
 def main(argv: list[str]) -> None:
     mode, path, *rest = argv
     if mode == "steps":
@@ -422,6 +610,8 @@ def main(argv: list[str]) -> None:
         _cycle(path, int(rest[0]))
     elif mode == "compact-and-hang":
         _compact_and_hang(path)
+    elif mode == "interrupted":
+        _run_interrupted(path, int(rest[0]), float(rest[1]), rest[2], rest[3] == "shared")
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

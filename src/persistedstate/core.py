@@ -6,6 +6,11 @@ Every change follows one path, in this order, under the core's lock:
 2. :meth:`Core.commit` writes the record (or keeps it, inside a transaction);
 3. only then is the change applied in memory, so a failed write changes nothing.
 
+Steps 2 and 3 are a critical section that an exception from a signal handler (Ctrl-C) may
+interrupt: its ``except`` clause describes what it interrupted (``_unsettled``) and
+:meth:`Core._settle` settles it before the exception goes on, or before the next operation;
+memory decides whether the change happened (see docs/design.md, "Writing a change").
+
 Inside a transaction the records are written together at the end as one ``tx`` record, and
 each in-memory change leaves an undo entry so that an exception puts memory back as it was.
 
@@ -53,6 +58,10 @@ class Storage(Protocol):
     def append(self, data: bytes) -> None: ...
 
     def prefix_next_append(self, make: Callable[[int], bytes]) -> None: ...
+
+    def landed(self, data: bytes) -> bool: ...
+
+    def take_back(self, data: bytes) -> None: ...
 
     def replace(self, data: bytes) -> None: ...
 
@@ -113,7 +122,8 @@ class Core(Top):
         self._path = path
         self._compact_min_bytes = compact_min_bytes
         self._compact_ratio = compact_ratio
-        self.lock: ReentrantLock = threading.RLock()
+        self.lock: ReentrantLock  # (while a settle is owed, the settling lock stands in)
+        self._use_lock(threading.RLock())
         self.tx: Transaction | None = None
         # _epoch is odd while a transaction or a change of several parts is being applied.
         self._epoch = 0
@@ -127,6 +137,13 @@ class Core(Top):
         self._unreported: str | None = None  # a conflict the handover thread found
         self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
+        # A critical section an exception interrupted, until it is settled (see _settle): a
+        # tuple whose first item says which. _applied counts the changes of a _COMMIT known to
+        # be in memory (0 but while _apply_all runs); _undoing is the undo entry being applied
+        # by _roll_back, with its container's length before it.
+        self._unsettled: tuple[Any, ...] | None = None
+        self._applied = 0
+        self._undoing: tuple[Change, int] | None = None
         try:
             raw = file.read()
             if raw is None:
@@ -212,6 +229,8 @@ class Core(Top):
         """
         if self._storage is None:
             self.ensure_open()
+        if self._unsettled is not None:  # (a thread that had the lock before it was swapped)
+            self._settle()
         if raw is self._raw:
             return "[]"
         # Each container sits in one place only (values are copied in), so if the path that
@@ -254,6 +273,8 @@ class Core(Top):
                     self.commit([record], [Set((raw, key, value))])
                     return
                 if raw is self._raw:
+                    if self._unsettled is not None:  # (as path_for_change does)
+                        self._settle()
                     cached = self._top_lines.get(key)
                     if cached is None:
                         cached = self._top_line_start(key)
@@ -262,14 +283,22 @@ class Core(Top):
                     path = self.path_for_change(node, raw)
                     start = journal.set_line_start(path, values.str_text(key))
                     mirrored = False
-                file.append(start + encode(value).encode() + _LINE_END)
+                line = start + encode(value).encode() + _LINE_END
             except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
                 raise error.to_builtin([*locate(node), key]) from None
-            except storage.FileChangedError as error:
+            try:  # the critical section: write, then store (see _settle)
+                file.append(line)
+                raw[key] = value
+                if mirrored and self._mirror is not None:
+                    self._mirror[key] = value
+            except storage.FileChangedError as error:  # (refused before writing a byte)
                 self._keep_both_versions(error)
-            raw[key] = value
-            if mirrored and self._mirror is not None:
-                self._mirror[key] = value
+            except BaseException:
+                self._unsettled = (_SCALAR, raw, key, value, line, mirrored)
+                self.lock = self._settling_lock  # (plain stores first: see _settle)
+                self._epoch |= 1
+                self._settle_interrupted()
+                raise
             if file.size > self._compact_at:
                 self._compact_automatically()
 
@@ -291,34 +320,184 @@ class Core(Top):
             for change in changes:
                 if change[0] is self._raw:
                     self._forget_mirrored(change)
+        # Every change of one commit is to one container (the proxy's): its length before
+        # them tells _settle which of them an interrupted commit applied.
+        length = len(changes[0][0])
         if tx is not None:
-            tx.records.extend(records)
-            for change in changes:
-                change.apply(tx.undo)
+            undo = tx.undo
+            records_before, undo_before = len(tx.records), len(undo)
+            try:  # the critical section: keep the records, apply (see _settle)
+                tx.records.extend(records)
+                for change in changes:
+                    change.apply(undo)
+            except BaseException:
+                self._unsettled = (
+                    _TX_CHANGE, changes, length, tx, records, records_before, undo_before
+                )  # fmt: skip
+                self.lock = self._settling_lock  # (plain stores first: see _settle)
+                self._settle_interrupted()
+                raise
             return
         file = self._storage
         assert file is not None
-        record = records[0] if len(records) == 1 else journal.tx_record(records)
-        try:
-            file.append(journal.line(record))
-        except storage.FileChangedError as error:
+        line = journal.line(records[0] if len(records) == 1 else journal.tx_record(records))
+        try:  # the critical section: write, then apply (see _settle)
+            file.append(line)
+            if len(changes) == 1:
+                changes[0].apply(None)
+            else:
+                self._apply_all(changes)
+        except storage.FileChangedError as error:  # (refused before writing a byte)
             self._keep_both_versions(error)
-        if len(changes) == 1:
-            changes[0].apply(None)
-        else:
-            self._epoch += 1  # odd: readers wait until every part is applied
-            try:
-                for change in changes:
-                    change.apply(None)
-            finally:
-                self._epoch += 1
+        except BaseException:
+            self._unsettled = (_COMMIT, changes, length, line)
+            self.lock = self._settling_lock  # (plain stores first: see _settle)
+            self._epoch |= 1
+            self._settle_interrupted()
+            raise
         if file.size > self._compact_at:
             self._compact_automatically()
+
+    def _apply_all(self, changes: list[Change]) -> None:
+        """Apply the changes of a _COMMIT after the first ``_applied``, counting them there
+        (an interrupted one is finished from that count)."""
+        self._epoch += 1  # odd: readers wait until every part is applied
+        try:
+            for change in changes[self._applied :]:
+                change.apply(None)
+                self._applied += 1
+            self._applied = 0
+        finally:
+            self._epoch += 1
+
+    # -- a critical section an exception interrupted ---------------------------------------
+
+    # An exception raised by a signal handler (Ctrl-C, or any handler that raises) arrives
+    # wherever the main thread runs Python code and CPython runs pending handlers: after a
+    # call returns, at a loop's jump back, as a function starts. So also between writing a
+    # record and applying its change, or in the middle of applying several. A program that
+    # catches it and carries on must find memory and file agreeing.
+    #
+    # Each critical section (write and apply; apply inside a transaction; write the
+    # transaction's record; undo a failed block) is a ``try`` whose ``except BaseException``
+    # clause first describes, by plain stores, what it interrupted (``_unsettled``, a tuple
+    # built there: on the way that succeeds, nothing is built and the ``try`` costs nothing),
+    # makes ``lock`` the settling lock and the epoch odd. Those stores hold no call, so no
+    # signal handler runs before them. Then _settle() settles it, before the exception goes
+    # on and the lock is released; if a second exception interrupts that (a signal within
+    # microseconds of the first), whoever takes the lock next settles first, before reading
+    # anything (every operation but the lock-free reads takes the lock, and those take it
+    # while the epoch is odd; a thread that was already waiting for the plain lock checks
+    # ``_unsettled`` before its change). _settle() puts the plain lock back. Settling is
+    # idempotent: it may itself be interrupted, and run again.
+    #
+    # Memory decides: a change that reached memory (all of it, or part of a change of several
+    # parts) happened, and the rest of it is applied; one that did not reach memory did not
+    # happen, and its record is taken back out of the file if it got there. So the program
+    # never sees a change appear or vanish later. (A transaction's record is the exception:
+    # memory has the block's changes already, so the record is kept if it is in the file,
+    # and the block is rolled back if not.)
+
+    def _use_lock(self, lock: ReentrantLock) -> None:
+        """Make ``lock`` the state's lock, and the one a settling lock stands in for."""
+        self._plain_lock = lock
+        self._settling_lock: ReentrantLock = _SettlingLock(lock, weakref.ref(self))
+        self.lock = lock
+
+    def _settle_interrupted(self) -> None:
+        """Settle now, in an ``except`` clause: a failure leaves it to the next operation."""
+        with contextlib.suppress(OSError, PersistedStateError):  # (the first one goes on)
+            self._settle()
+
+    def _settle(self) -> None:
+        """Settle the critical section that ``_unsettled`` describes, then clear it."""
+        marker = self._unsettled
+        if marker is None:
+            pass
+        elif marker[0] is _ROLL_BACK:
+            # Roll-backs owed, each wrapping the marker that was set when its block failed
+            # (nested blocks; a block whose exit Python interrupted before any of our code
+            # ran is rolled back when its generator is closed, perhaps later). What the first
+            # exception interrupted is settled first, once only (the roll-backs change what
+            # it reads), then every roll-back, each as far as its mark.
+            owed = []
+            first: tuple[Any, ...] | None = marker
+            chain: tuple[Any, ...] | None
+            while first is not None and first[0] is _ROLL_BACK:
+                owed.append(first[1:3])
+                first = first[3]
+            if first is not None:
+                self._settle_marker(first)
+                chain = None
+                for tx, mark in reversed(owed):
+                    chain = (_ROLL_BACK, tx, mark, chain)
+                self._unsettled = chain
+            for tx, mark in owed:
+                if not tx.written:
+                    self._roll_back(tx, mark)
+        else:
+            self._settle_marker(marker)
+        self._unsettled = None
+        self.lock = self._plain_lock
+        if self._epoch & 1 and self.tx is None:
+            self._epoch += 1
+
+    def _settle_marker(self, marker: tuple[Any, ...]) -> None:
+        kind = marker[0]
+        file = self._storage
+        if kind is _SCALAR:
+            _, raw, key, value, line, mirrored = marker
+            if raw.get(key, _ABSENT) is value:  # memory has it: so has the file (it stays)
+                if mirrored and self._mirror is not None:
+                    self._mirror[key] = value
+            elif file is not None:
+                file.take_back(line)
+        elif kind is _COMMIT:
+            _, changes, length, line = marker
+            done = self._applied  # (changes[done] may be applied too: its apply returned)
+            if done < len(changes) and journal.is_applied(
+                changes[done], _length_before(changes, done, length)
+            ):
+                done += 1
+            if done == 0:
+                if file is not None:
+                    file.take_back(line)
+            elif done < len(changes):
+                self._applied = done
+                self._apply_all(changes)
+            self._applied = 0
+        elif kind is _TX_CHANGE:
+            _, changes, length, tx, records, records_before, undo_before = marker
+            undo = tx.undo
+            # Each apply pushes its undo entry first: changes[: done - 1] are applied, and
+            # changes[done - 1] is unless its apply was interrupted before the change itself.
+            done = len(undo) - undo_before
+            last = done - 1
+            if done and not journal.is_applied(
+                changes[last], _length_before(changes, last, length)
+            ):
+                done = last
+                del undo[undo_before + done :]
+            del tx.records[records_before:]
+            if done:
+                tx.records.extend(records)
+                for change in changes[done:]:
+                    change.apply(undo)
+        else:  # _TX_END
+            _, tx, line = marker
+            if file is not None and file.landed(line):
+                tx.written = True  # memory has all of it, and so has the file
+            else:
+                if file is not None:
+                    file.take_back(line)
+                self._roll_back(tx, (0, 0))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """The work of PersistedState.transaction (which documents it)."""
         with self.lock:
+            if self._unsettled is not None:  # (a thread that had the lock before the swap)
+                self._settle()
             self.ensure_open()
             outer = self.tx
             tx = outer if outer is not None else Transaction()
@@ -327,26 +506,64 @@ class Core(Top):
                 self.tx = tx
                 self._epoch += 1  # odd: lock-free readers take the lock until the end
             conflict = None
+            ending: tuple[Any, ...] | None = None  # (_TX_END marker, once its record is made)
             try:
                 yield
                 if outer is None and tx.records:
-                    assert self._storage is not None
-                    self._storage.append(journal.line(journal.tx_record(tx.records)))
-            except storage.FileChangedError as error:
-                tx.roll_back(mark)  # before our version is saved beside theirs
+                    if self._unsettled is not None:  # (the records must be settled first)
+                        self._settle()
+                    file = self._storage
+                    assert file is not None
+                    line = journal.line(journal.tx_record(tx.records))
+                    ending = (_TX_END, tx, line)
+                    file.append(line)  # the critical section: write, note it (see _settle)
+                    tx.written = True
+            except storage.FileChangedError as error:  # (refused before writing a byte)
+                self._unsettled = (_ROLL_BACK, tx, mark, None)  # (before our copy is saved)
+                self._settle()
                 conflict = error
             except BaseException:
-                tx.roll_back(mark)
+                # An exception from the block, or one that interrupted its end. First, by
+                # plain stores (see _settle): the block must be undone, once what the
+                # exception interrupted is settled (a change in the block; or the record,
+                # which is kept if it is in the file, and then nothing is undone).
+                self._unsettled = (_ROLL_BACK, tx, mark, ending or self._unsettled)
+                self.lock = self._settling_lock
+                self._settle_interrupted()
                 raise
             finally:
-                if outer is None:
-                    self.tx = None
+                if outer is None and self.tx is tx:  # (a block whose exit was interrupted
+                    self.tx = None  # ends when its generator is closed: perhaps later)
                     self._epoch += 1
+                    if self._unsettled is not None:  # (odd until it is settled)
+                        self._epoch += 1
             if conflict is not None:
                 self._keep_both_versions(conflict)
             file = self._storage
             if outer is None and file is not None and file.size > self._compact_at:
                 self._compact_automatically()
+
+    def _roll_back(self, tx: Transaction, mark: tuple[int, int]) -> None:
+        """Undo ``tx``'s changes after ``mark``; the caller's _ROLL_BACK marker has it
+        finished by _settle if an exception interrupts it (each entry is applied before it is
+        removed, and ``_undoing`` says which one may be half done)."""
+        records, undo_mark = mark
+        del tx.records[records:]
+        undo = tx.undo
+        undoing = self._undoing
+        if undoing is not None:  # an entry whose apply was interrupted, if still there
+            entry, length = undoing
+            if undo and undo[-1] is entry:
+                if not journal.is_applied(entry, length):
+                    entry.apply(None)
+                del undo[-1]
+            self._undoing = None
+        while len(undo) > undo_mark:
+            entry = undo[-1]
+            self._undoing = (entry, len(entry[0]))
+            entry.apply(None)
+            del undo[-1]
+            self._undoing = None
 
     # -- the attribute mirror ------------------------------------------------------------
 
@@ -424,6 +641,8 @@ class Core(Top):
 
     def _write_snapshot(self) -> None:
         assert self._storage is not None
+        if self._unsettled is not None:  # (memory must be settled before it is the file)
+            self._settle()
         if self._commented_snapshot is not None:
             from . import comments  # (ruamel.yaml: only for a file that holds comments)
 
@@ -602,7 +821,7 @@ class Core(Top):
             self._mirror = None
             self._release()
             self._epoch |= 1  # (lock-free reads take the lock, which refuses)
-            self.lock = _RefusingLock(reason)
+            self._use_lock(_RefusingLock(reason))
 
 
 class OperationLock:
@@ -685,7 +904,7 @@ class SharedCore(Core):
         finally:
             file.end_operation()  # (the open held the write lock)
         lock = OperationLock(self, file)
-        self.lock = lock
+        self._use_lock(lock)
         self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
 
     def read(self, container: Any, key: Any) -> Any:
@@ -765,6 +984,58 @@ def _never(key: str) -> bool:
     return False
 
 
+class _SettlingLock:
+    """The state's lock (``Core.lock``) while an interrupted critical section waits to be
+    settled: taking it settles it first (see Core._settle). Refers to its core weakly, so
+    that the core is in no reference cycle (a state dropped unclosed frees its lock at once).
+    """
+
+    __slots__ = ("_core", "_lock")
+
+    def __init__(self, lock: ReentrantLock, core: weakref.ref[Core]) -> None:
+        self._lock = lock
+        self._core = core
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        try:
+            core = self._core()
+            if core is not None and core.lock is not core._plain_lock:
+                core._settle()
+        except BaseException:
+            self._lock.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
+# The kinds of critical section (the first item of Core._unsettled), and what follows it:
+_SCALAR = 0  # (raw, key, value, line, mirrored?): set_scalar's short path
+_COMMIT = 1  # (changes, length before them, line): Core.commit, outside a transaction
+_TX_CHANGE = 2  # (changes, length, tx, records, len(tx.records), len(tx.undo)): inside one
+_TX_END = 3  # (tx, line): a transaction's record
+_ROLL_BACK = 4  # (tx, mark, marker to settle first or None): Core._roll_back
+
+_ABSENT: Any = object()
+
+
+def _length_before(changes: list[Change], index: int, length: int) -> int:
+    """The length of the container of ``changes`` before ``changes[index]``, from ``length``,
+    its length before them all."""
+    for change in changes[:index]:
+        length += journal.length_change(change)
+    return length
+
+
 # Every core that opened its file, weakly: a state dropped unclosed is not kept alive for
 # exit. At a normal interpreter exit (the end of the program, sys.exit(), an unhandled
 # exception; not a kill, nor os._exit()) each one still open is compacted. A child made by
@@ -794,12 +1065,7 @@ class Transaction:
     def __init__(self) -> None:
         self.records: list[str] = []
         self.undo: list[Change] = []
+        self.written = False  # its record is in the file
 
     def mark(self) -> tuple[int, int]:
         return len(self.records), len(self.undo)
-
-    def roll_back(self, mark: tuple[int, int]) -> None:
-        records, undo = mark
-        del self.records[records:]
-        while len(self.undo) > undo:
-            self.undo.pop().apply(None)

@@ -20,6 +20,7 @@ See docs/design.md for the recovery rules implemented by :func:`read_state`.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -115,19 +116,29 @@ class Clear(tuple[Any]):
         container.clear()
 
 
-class Reorder(tuple[list[Any], list[int]]):
-    """(container, order): ``container[:] = [container[i] for i in order]`` (sort, reverse).
+class Reorder(tuple[list[Any], list[int], list[Any]]):
+    """(container, order, items): ``container[:] = items`` (sort, reverse), where ``items`` is
+    ``[container[i] for i in order]``, taken when the change is made: ``Reorder((container,
+    order))``.
 
-    The same objects move, so kept proxies follow them.
+    The same objects move, so kept proxies follow them; and applying it twice gives the list
+    applying it once does, so a change an exception interrupted can be finished without
+    knowing whether it was applied (``is_applied`` tells, by the items' identity).
     """
 
     __slots__ = ()
 
+    def __new__(cls, fields: tuple[list[Any], list[int]]) -> Reorder:
+        container, order = fields
+        if len(order) != len(container):  # (an order computed before the list changed)
+            raise ValueError("a reorder needs a permutation of all the list's indexes")
+        return super().__new__(cls, (container, order, [container[i] for i in order]))
+
     def apply(self, undo: list[Change] | None) -> None:
-        container, order = self
+        container, _, items = self
         if undo is not None:
             undo.append(Restore.of(container))
-        container[:] = [container[i] for i in order]
+        container[:] = items
 
 
 class Restore(tuple[Any, list[Any]]):
@@ -153,6 +164,50 @@ class Restore(tuple[Any, list[Any]]):
 
 # A change to the raw tree, applied in memory after its record is written.
 Change = Set | Delete | Insert | Splice | Clear | Reorder | Restore
+
+_ABSENT: Any = object()
+
+
+def is_applied(change: Change, length: int) -> bool:
+    """Whether memory has ``change``, one whose ``apply`` an exception may have interrupted;
+    ``length`` is the length its container had before it.
+
+    Nothing else may have changed the container since. A Set, an equal-length Splice, a Clear
+    or a Reorder is seen in the container itself (the very objects it puts there: when they
+    were there already, applying it changes nothing); an Insert, a list's Delete or another
+    Splice by the container's length; a dict's Delete by its key. A Restore (undo only) says
+    no: applying it again changes nothing.
+    """
+    container = change[0]
+    if isinstance(change, Set):
+        if type(container) is dict:
+            return container.get(change[1], _ABSENT) is change[2]
+        return container[change[1]] is change[2]
+    if isinstance(change, Delete) and type(container) is dict:
+        return change[1] not in container
+    grows = length_change(change)
+    if grows:
+        return len(container) == length + grows
+    if isinstance(change, Splice):
+        _, start, _, items = change
+        return all(map(operator.is_, container[start : start + len(items)], items))
+    if isinstance(change, Clear):
+        return not container
+    if isinstance(change, Reorder):
+        return all(map(operator.is_, container, change[2]))
+    return False
+
+
+def length_change(change: Change) -> int:
+    """How many items ``change`` adds to its list (negative: removes); 0 for the others."""
+    if isinstance(change, Insert):
+        return 1
+    if isinstance(change, Delete):
+        return -1
+    if isinstance(change, Splice):
+        _, start, stop, items = change
+        return len(items) - (stop - start)
+    return 0
 
 
 def path_text(key_texts: list[str]) -> str:

@@ -7,6 +7,13 @@ This module knows bytes, not YAML. It keeps these promises:
   was, so a failed change leaves no trace.
 - ``replace`` (compaction, creation) never rewrites the file in place: it writes a new file
   beside it, syncs it, renames it over the old one and syncs the directory.
+- An exception that a signal handler raises (Ctrl-C) wherever Python runs one in ``append``
+  or ``replace`` (after a call returns, at a loop's jump back, as a function starts) leaves
+  nothing for anyone else to notice: an append either returned (its record is in the file
+  and counted) or raised (its record is cut off, now or before the next write); after a
+  replace, the next write goes to whichever file the rename left at the path, with that
+  file's length and checksum. ``landed`` and ``take_back`` let the caller settle a change
+  whose critical section was interrupted (see core.Core._settle).
 - Every append and replacement happens under the write lock of the lock file beside the state
   file (``<name>.lock``, see ``locking``), by every kind of process: a default-mode program
   (:class:`StateFile`), which keeps the write lock and hands it over to a command that asks;
@@ -157,6 +164,16 @@ class StateFile:
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
         self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
+        # The bytes of the last append that returned, while they are the end of the file
+        # (kept alive here, so no other bytes object can have their identity).
+        self._last_data: bytes | None = None
+        # The last append that wrote the heading line in front of its record: (the bytes
+        # written, the record, the heading's maker), so that its record can be taken back.
+        self._last_prefixed: tuple[bytes, bytes, Callable[[int], bytes]] | None = None
+        # A replace() between its temporary file and its last bookkeeping: (temporary path,
+        # the new file's length and checksum). _repair() finishes it, or undoes it, from
+        # what is on disk.
+        self._switch: tuple[str, int, int] | None = None
         self._fd = -1
         self._identity: tuple[int, int] | None = None
         self._status: os.stat_result | None = None  # the file's, when last opened
@@ -166,6 +183,9 @@ class StateFile:
         # append's data. append() checks this flag first.
         self._repair_needed = False
         self._cut_owed = False
+        # An append that raised has not tried to cut its record off yet (an exception
+        # interrupted its except clause): take_back() tries.
+        self._cut_untried = False
         self._newline_owed = False
         self._inherited = False  # this process is a fork of the one that opened the file
         self._prefix: Callable[[int], bytes] | None = None  # see prefix_next_append
@@ -254,7 +274,7 @@ class StateFile:
         raw = _read_all(self._fd)
         self.size = len(raw)
         self._checksum = zlib.crc32(raw)
-        self._remember_identity()
+        self._remember_identity(os.fstat(self._fd))
         self._check_identity_at_open()
         self._note_counters()
         return raw
@@ -311,7 +331,13 @@ class StateFile:
         self._repair_needed = True  # (the flag append() tests first: no cost until then)
 
     def append(self, data: bytes) -> None:
-        """Write ``data`` at the end of the file before returning; all or nothing."""
+        """Write ``data`` at the end of the file before returning; all or nothing.
+
+        If it returns, the record is in the file and counted. If it raises (a failed write,
+        or an exception from a signal handler), the record is not in the file: it is cut off
+        at once, or, if that fails or is interrupted, before the next write (``take_back``
+        cuts it at once).
+        """
         if self._repair_needed:
             self._repair()
             if self._prefix is not None:
@@ -319,29 +345,87 @@ class StateFile:
                 return
         if os.lseek(self._fd, 0, os.SEEK_END) != self.size:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
+        # The bookkeeping after the record is worked out before the write, so that only
+        # plain stores follow it (no call: no signal handler can run between them).
+        length = len(data)
+        checksum = zlib.crc32(data, self._checksum)
         try:
             written = os.write(self._fd, data)  # (not _write_all: this is the hot path)
-            if written < len(data):
+            if written < length:
                 _write_all(self._fd, data[written:])
             if self.fsync:
                 _sync_file(self._fd)
                 if self._directory_unsynced:
                     self._sync_directory()
-        except BaseException:  # an OSError, or Ctrl-C after the write: take it back
-            self._repair_needed = self._cut_owed = True
-            with contextlib.suppress(OSError):
+        except BaseException:  # an OSError, or Ctrl-C during or after the write: take it back
+            # (plain stores first: the cut is owed, and not yet tried)
+            self._repair_needed = self._cut_owed = self._cut_untried = True
+            with contextlib.suppress(OSError):  # (if it fails, the next write retries it)
                 self._repair()
+            self._cut_untried = False
             raise
-        self.size += len(data)
-        self._checksum = zlib.crc32(data, self._checksum)
+        self.size += length
+        self._checksum = checksum
+        self._last_data = data
+
+    def landed(self, data: bytes) -> bool:
+        """Whether ``append(data)`` returned (its record is in the file): for a caller an
+        exception interrupted around it. Nothing was appended since."""
+        return self._last_written(data) is not None
+
+    def _last_written(self, data: bytes) -> bytes | None:
+        """The bytes the last append that returned wrote, if that append was ``append(data)``
+        (``data`` itself, or the heading line and ``data``)."""
+        last = self._last_data
+        if last is data:
+            return last
+        prefixed = self._last_prefixed
+        if prefixed is not None and prefixed[0] is last and prefixed[1] is data:
+            return last
+        return None
+
+    def take_back(self, data: bytes) -> None:
+        """Cut off ``data``, the record of the last append, wherever an exception left it:
+        counted (the append returned), or taken back by the append but not cut yet.
+
+        For a caller whose change an exception interrupted before it reached memory: the file
+        must not keep it. Calling it again is harmless, so an interrupted call is finished by
+        the next (the caller settles before it appends again). If the cut fails (OSError), it
+        is owed to the next write, like other repairs owed (a torn tail found at open), which
+        wait for that write.
+        """
+        written = self._last_written(data)
+        if written is not None:  # it returned: its record is the last one counted
+            start = self.size - len(written)
+            checksum = zlib.crc32(_read_prefix(self._fd, start))  # (the checksum before it)
+            self._repair_needed = True  # (plain stores first: the cut is owed from here)
+            self._cut_owed = True
+            self.size = start
+            self._checksum = checksum
+            self._last_data = None
+            if written is not data:  # (the heading line went with it: owed again)
+                assert self._last_prefixed is not None
+                self._prefix = self._last_prefixed[2]
+        elif not self._cut_untried:
+            return  # it wrote nothing, or tried to cut its record off itself
+        self._cut_untried = False
+        try:
+            os.ftruncate(self._fd, self.size)
+        except OSError:
+            return  # (owed to the next write, which cuts first)
+        self._cut_owed = False
 
     def _append_prefixed(self, data: bytes) -> None:
-        make, self._prefix = self._prefix, None
+        make = self._prefix
         assert make is not None
         try:
-            self.append(make(self._checksum) + data)
-        except BaseException:
-            self.prefix_next_append(make)  # (the write was taken back: owed again)
+            whole = make(self._checksum) + data
+            self._last_prefixed = (whole, data, make)
+            self._prefix = None
+            self.append(whole)
+        except BaseException:  # (plain stores: the write was taken back, the heading owed)
+            self._prefix = make
+            self._repair_needed = True
             raise
 
     def _repair(self) -> None:
@@ -354,16 +438,23 @@ class StateFile:
             )
         if self._closed_because is not None:
             raise PersistedStateError(self._closed_because)
+        if self._switch is not None:
+            self._finish_switch()
         if self._fd < 0:
             self._reopen()
         if self._cut_owed:  # (only then: never cut what someone else appended)
             os.ftruncate(self._fd, self.size)
             self._cut_owed = False
         if self._newline_owed:
+            # (the checksum before the write, and the cut owed until the newline is counted,
+            # so that an interrupted repair cuts the newline off and writes it again, never
+            # twice)
+            checksum = zlib.crc32(b"\n", self._checksum)
+            self._cut_owed = True
             _write_all(self._fd, b"\n")
             self.size += 1
-            self._checksum = zlib.crc32(b"\n", self._checksum)
-            self._newline_owed = False
+            self._checksum = checksum
+            self._newline_owed = self._cut_owed = False
         self._repair_needed = self._prefix is not None
 
     # -- replacing -----------------------------------------------------------------------
@@ -388,8 +479,14 @@ class StateFile:
         temp_path = _temp_path(self.path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_path)  # (left by a failed compaction of ours: we hold the lock)
+        _write_new(temp_path, data, like=current)  # (removes the file if it fails)
+        # From here until the descriptor is on the new file, _switch describes the switch, so
+        # that _repair() finishes it, or undoes it, from what is on disk, whichever bytecode an
+        # exception (Ctrl-C) interrupts: the next write then goes to the file at the path,
+        # never to the replaced one, and the new file's length and checksum are ours.
+        self._switch = (temp_path, len(data), zlib.crc32(data))
+        self._repair_needed = True
         try:
-            _write_new(temp_path, data, like=current)
             new = os.stat(temp_path)
             # Say what is coming before the rename: killed after it, the next writer finds
             # the new file named here and completes the header (docs/design.md).
@@ -400,34 +497,53 @@ class StateFile:
             if _IS_WINDOWS:  # Windows cannot rename over an open file
                 self._close_descriptor()
             _replace(temp_path, self.path)
-        except BaseException:
-            header[NEXT_INODE] = header[NEXT_DEVICE] = 0
-            with contextlib.suppress(OSError):
-                os.unlink(temp_path)
+        except BaseException:  # failed (nothing renamed), or interrupted before or after it
+            with contextlib.suppress(OSError):  # (if it fails, the next write retries it)
+                self._repair()
             raise
-        _finish_replacement(header, self.path)
-        add(header, CHANGES)
-        self._seen_changes = header[CHANGES]
-        self._seen_replacements = header[REPLACEMENTS]
-        self.size = len(data)
-        self._checksum = zlib.crc32(data)
-        self._newline_owed = self._cut_owed = False
-        self._close_descriptor()
-        self._repair_needed = True  # reopen on the new file (now, or before the next write)
-        self._directory_unsynced = True
-        self._repair()
+        self._repair()  # the header completed, the descriptor on the new file
         self._sync_directory()
+
+    def _finish_switch(self) -> None:
+        """Settle an interrupted replace(): take the new file if the rename happened (the
+        temporary file is gone: only the rename removes it while _switch is set), else keep
+        the old file and remove the temporary one. Either way the header says which."""
+        assert self._switch is not None and self._lock is not None
+        temp_path, size, checksum = self._switch
+        header = self._lock.header
+        try:
+            os.lstat(temp_path)
+        except FileNotFoundError:  # renamed: the file at the path is the new one
+            _finish_replacement(header, self.path)  # (idempotent: it clears NEXT_*)
+            add(header, CHANGES)
+            self._seen_changes = header[CHANGES]
+            self._seen_replacements = header[REPLACEMENTS]
+            self._close_descriptor()  # (the replaced file's; _repair() opens the new one)
+            self.size = size
+            self._checksum = checksum
+            self._last_data = None
+            self._newline_owed = self._cut_owed = False
+            self._directory_unsynced = True
+            self._switch = None
+        else:
+            header[NEXT_INODE] = header[NEXT_DEVICE] = 0
+            self._switch = None  # (first: if the unlink is interrupted, a leftover is harmless)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp_path)
 
     def _sync_directory(self) -> None:
         _sync_directory(self.path)
         self._directory_unsynced = False
 
     def _reopen(self) -> None:
-        self._fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
-        self._remember_identity()
+        fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND)
+        status = os.fstat(fd)
+        # The descriptor is stored last: whenever _fd is set, so is the identity of its file.
+        # (An exception before it leaks the descriptor; the next _repair() opens another.)
+        self._remember_identity(status)
+        self._fd = fd
 
-    def _remember_identity(self) -> None:
-        status = os.fstat(self._fd)
+    def _remember_identity(self, status: os.stat_result) -> None:
         self._identity = (status.st_dev, status.st_ino)
         self._status = status
 
@@ -585,10 +701,14 @@ class StateFile:
     # -- closing -------------------------------------------------------------------------
 
     def _close_descriptor(self) -> None:
-        if self._fd >= 0:
+        fd = self._fd
+        if fd >= 0:
+            # Forgotten before it is closed, with no call in between: an exception there
+            # could only leak it, where the other order could close it twice (the second time,
+            # perhaps, another file opened since under the same number).
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+                self._fd = -1
+                os.close(fd)
 
     def close(self) -> None:
         """Close the file and release the locks; safe to call twice. The last process to
@@ -1044,6 +1164,17 @@ def _open_regular(path: str, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _read_prefix(fd: int, size: int) -> bytes:
+    """The first ``size`` bytes of the file. (It moves the offset: an O_APPEND descriptor
+    writes at the end wherever that is; os.pread is not on Windows.)"""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks, done = [], 0
+    while done < size and (chunk := os.read(fd, min(size - done, 1 << 20))):
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
 
 
 def _read_all(fd: int) -> bytes:
