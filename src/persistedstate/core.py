@@ -9,18 +9,18 @@ Every change follows one path, in this order, under the core's lock:
 Inside a transaction the records are written together at the end as one ``tx`` record, and
 each in-memory change leaves an undo entry so that an exception puts memory back as it was.
 
-The public object (``state.PersistedState``) and its proxies (``proxies``) use the core only
-through the methods that ``proxies.StateCore`` lists. The core is the top of the proxies' tree;
-it does not refer to the public object, only to its attribute dict (the *mirror*, see
-:meth:`Core.attach_mirror`), so no reference cycle keeps an unclosed state alive.
+The public object (``state.PersistedState``) and the containers of the data (``proxies``) use
+the core only through the methods that ``proxies.StateCore`` lists. The core does not refer to
+the public object, only to its attribute dict (the *mirror*, see :meth:`Core.attach_mirror`);
+the containers refer to the core, and the core lets go of them when the public object goes
+(:meth:`Core.let_go`), so no reference cycle keeps an unclosed state alive.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import operator
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
@@ -28,7 +28,8 @@ from typing import Any, NoReturn, Protocol
 from . import journal, storage, values
 from .errors import PersistedStateError
 from .journal import Change, Clear, Delete, Set
-from .proxies import Node, Top, locate, path_text
+from . import proxies
+from .proxies import LiveDict, Node, locate
 from .snapshot import SnapshotEntries, dump_snapshot, has_comments
 
 log = logging.getLogger("persistedstate")
@@ -58,7 +59,7 @@ class Storage(Protocol):
     def save_conflict_copy(self, data: bytes) -> str: ...
 
 
-class Core(Top):
+class Core:
     """The machinery behind a state: its data, lock, file, journal and transactions.
 
     Public to the state, its proxies and the command line (``proxies.StateCore`` lists what
@@ -90,20 +91,19 @@ class Core(Top):
         self._mirror: dict[str, Any] | None = None
         self._mirrorable: Callable[[str], bool] = _never
         self._top_lines: dict[str, tuple[bytes, bool]] = {}  # key -> (set line start, mirrored?)
-        self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         try:
             raw = file.read()
             if raw is None:
-                self._raw: dict[Any, Any] = {}
+                self._raw: LiveDict = values.new_dict()  # type: ignore[assignment]
                 snapshot = dump_snapshot(self._raw)
                 file.replace(snapshot)
                 snapshot_size = len(snapshot)
             else:
-                result = journal.read_state(path, raw)
-                self._raw = result.data
+                result = journal.read_state(path, raw, stored=True)
+                self._raw = result.data  # type: ignore[assignment]
                 snapshot_size = result.snapshot_size
                 if has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
@@ -117,16 +117,13 @@ class Core(Top):
             raise
         self._storage = file
         self._plan_compaction(snapshot_size)
+        proxies.attach_top(self._raw, self)
 
     # -- what proxies and the state use ----------------------------------------------------
 
     @property
-    def _core(self) -> Core:  # type: ignore[override]  # (the top of the tree is its own core)
-        return self
-
-    @property
-    def data(self) -> dict[Any, Any]:
-        """The top-level dict of the state (plain data: change it only through the core)."""
+    def data(self) -> LiveDict:
+        """The top-level dict of the state, the top of its tree of live dicts and lists."""
         return self._raw
 
     @property
@@ -138,8 +135,9 @@ class Core(Top):
     def closed(self) -> bool:
         return self._storage is None
 
-    def read(self, container: Any, key: Any) -> Any:
-        """``container[key]``, never half of a transaction, usually without taking the lock.
+    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
+        """``get(container, key)`` (a base class's ``__getitem__``), never half of a
+        transaction, usually without taking the lock.
 
         Checked like a seqlock: ``_epoch`` is odd while a transaction or a multi-part change
         is being applied, and moves on when it ends. A read that overlapped one is done again
@@ -148,7 +146,7 @@ class Core(Top):
         epoch = self._epoch
         if not epoch & 1:
             try:
-                value = container[key]
+                value = get(container, key)
             except LookupError:
                 if self._epoch == epoch:
                     raise
@@ -156,49 +154,33 @@ class Core(Top):
                 if self._epoch == epoch:
                     return value
         with self.lock:
-            return container[key]
+            return get(container, key)
 
     def ensure_open(self) -> None:
         """Raise PersistedStateError if the state is closed."""
         if self._storage is None:
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
 
-    def path_for_change(self, node: Node, raw: Any) -> str:
-        """The path text of ``node`` (standing for ``raw``) for a record, after checking that
-        changes may be made now.
+    def path_for_change(self, container: Node) -> str:
+        """The path text of ``container`` for a record, after checking that changes may be
+        made now.
 
         Raises PersistedStateError (closed) or proxies.DetachedError. Also notes which
         top-level entry of the snapshot the change will make stale.
         """
         if self._storage is None:
             self.ensure_open()
-        if raw is self._raw:
+        if container is self._raw:
             return "[]"
-        # Each container sits in one place only (values are copied in), so if the path that
-        # led to it last time still leads to it, that is where it is (list indexes may shift).
-        cached = self._path_texts.get(id(raw))
-        if cached is not None and cached[0] is raw:
-            keys = cached[1]
-            try:
-                found = functools.reduce(operator.getitem, keys, self._raw)
-            except (LookupError, TypeError):
-                found = None
-            if found is raw:
-                self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
-                return cached[2]
-        keys = locate(node)
-        self._changed_top_keys.add(keys[0])
-        text = path_text(keys)
-        if len(self._path_texts) >= _PATH_CACHE_SIZE:
-            self._path_texts.clear()
-        self._path_texts[id(raw)] = (raw, keys, text)
+        keys, text = proxies.path_of(container)
+        self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
         return text
 
     def set_scalar(
-        self, node: Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
+        self, container: LiveDict, key: str, value: Any, encode: Callable[[Any], str]
     ) -> None:
-        """``raw[key] = value`` for a str key and a scalar value, where ``raw`` is the dict
-        ``node`` stands for; ``encode`` gives the value's flow text.
+        """``container[key] = value`` for a str key and a scalar value; ``encode`` gives the
+        value's flow text.
 
         The one scalar-set path, for the top and for nested dicts. Fast path (outside a
         transaction): a scalar needs no copy and no undo entry, so the record is written and
@@ -209,25 +191,28 @@ class Core(Top):
             file = self._storage
             try:
                 if file is None or self.tx is not None:  # slow path: closed, or undo needed
-                    path = self.path_for_change(node, raw)
+                    path = self.path_for_change(container)
                     record = journal.set_record(path, values.str_text(key), encode(value))
-                    self.commit([record], [Set((raw, key, value))])
+                    self.commit([record], [Set((container, key, value))])
                     return
-                if raw is self._raw:
+                if container is self._raw:
                     cached = self._top_lines.get(key)
                     if cached is None:
                         cached = self._top_line_start(key)
                     start, mirrored = cached
                 else:
-                    path = self.path_for_change(node, raw)
+                    path = self.path_for_change(container)
                     start = journal.set_line_start(path, values.str_text(key))
                     mirrored = False
                 file.append(start + encode(value).encode() + _LINE_END)
             except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
-                raise error.to_builtin([*locate(node), key]) from None
+                raise error.to_builtin([*locate(container), key]) from None
             except storage.FileChangedError as error:
                 self._keep_both_versions(error)
-            raw[key] = value
+            if container is self._raw:
+                container[key] = value  # (the top's item assignment is dict's: TopDict)
+            else:
+                _dict_setitem(container, key, value)
             if mirrored and self._mirror is not None:
                 self._mirror[key] = value
             if file.size > self._compact_at:
@@ -334,26 +319,34 @@ class Core(Top):
         self._mirrorable = _never
         self._top_lines.clear()
 
-    def view(self, key: Any, item: Any) -> Any:
-        """What reading ``item`` (held under top-level ``key``) gives: a proxy for a dict or
-        list, else the value itself."""
-        return self._view(key, item)
-
     def attribute(self, name: str) -> Any:
-        """The value (a proxy for a dict or list) of top-level key ``name``; KeyError if none.
+        """The value of top-level key ``name``; KeyError if none.
 
         Puts it in the mirror for the next read, unless the lock is busy.
         """
-        value = self.read(self._raw, name)
-        result = self._view(name, value)
+        value = self._raw[name]
         mirror = self._mirror
         if mirror is not None and self._mirrorable(name) and self.lock.acquire(blocking=False):
             try:
-                if self.tx is None and self._raw.get(name, self) is value:  # (still current)
-                    mirror[name] = result
+                if self.tx is None and dict.get(self._raw, name, self) is value:  # (current)
+                    mirror[name] = value
             finally:
                 self.lock.release()
-        return result
+        return value
+
+    def let_go(self) -> None:
+        """The public object is gone: let go of the data, which refers to this core.
+
+        Containers the program still holds go on writing (by the paths noted by
+        ``proxies.freeze_paths``) as long as it holds them, and keep the file and its lock
+        until then; the file is no longer compacted, since the data is gone.
+        """
+        with self.lock:
+            if self._storage is not None:
+                proxies.freeze_paths(self._raw)
+            self._raw = values.new_dict()  # type: ignore[assignment]
+            self._snapshot_entries = SnapshotEntries()
+            self._compact_at = sys.maxsize
 
     def _forget_mirrored(self, change: Change) -> None:
         """Take the top-level keys ``change`` touches out of the mirror (all, if it may touch
@@ -391,7 +384,6 @@ class Core(Top):
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
-        self._path_texts.clear()  # let go of containers replaced since
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
@@ -458,7 +450,7 @@ def _never(key: str) -> bool:
 
 _LINE_END = journal.LINE_END
 _TOP_LINE_CACHE_SIZE = 4096
-_PATH_CACHE_SIZE = 1024
+_dict_setitem = dict.__setitem__
 
 
 class Transaction:
