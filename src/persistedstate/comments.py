@@ -55,6 +55,7 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes, path: str) -> 
     round_trip.representer.add_representer(type(None), _represent_null)
     round_trip.representer.add_representer(float, _represent_float)
     prologue, body, epilogue = _around_the_document(previous.decode("utf-8"))
+    plain = values.plain_copy(dict.copy(data))  # (the state's own dicts and lists, as plain)
     # Why the comments could not be kept, for a person, as far as the round trip got.
     why = "could not read the file"
     try:
@@ -65,13 +66,13 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes, path: str) -> 
         if document is None:  # comment lines only: the entries go after them
             text = _ending_a_line(body) + snapshot.dump_snapshot(data).decode("utf-8")
         else:
-            _update(_unshare(document, set()), data)
+            _update(_unshare(document, set()), plain)
             output = io.StringIO()
             round_trip.dump(document, output)
             text = _VERSION_DIRECTIVE.sub("", output.getvalue(), count=1)
         result = _ending_a_line(prologue + _ending_a_line(text) + epilogue).encode("utf-8")
         why = "wrote text that would not read back as the same state"
-        if values.exactly_equal(snapshot.load_snapshot(path, result), data):
+        if values.exactly_equal(snapshot.load_snapshot(path, result), plain):
             return result
     except Exception:  # ruamel is a guest here: any failure falls back to PyYAML
         log.debug("%s: the comment-keeping round trip failed", path, exc_info=True)

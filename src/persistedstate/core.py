@@ -14,29 +14,29 @@ memory decides whether the change happened (see docs/design.md, "Writing a chang
 Inside a transaction the records are written together at the end as one ``tx`` record, and
 each in-memory change leaves an undo entry so that an exception puts memory back as it was.
 
-The public object (``state.PersistedState``) and its proxies (``proxies``) use the core only
-through the methods that ``proxies.StateCore`` lists. The core is the top of the proxies' tree;
-it does not refer to the public object, only to its attribute dict (the *mirror*, see
-:meth:`Core.attach_mirror`), so no reference cycle keeps an unclosed state alive.
+The public object (``state.PersistedState``) and the containers of the data (``proxies``) use
+the core only through the methods that ``proxies.StateCore`` lists. The core does not refer to
+the public object, only to its attribute dict (the *mirror*, see :meth:`Core.attach_mirror`);
+the containers refer to the core, and the core lets go of them when the public object goes
+(:meth:`Core.let_go`), so no reference cycle keeps an unclosed state alive.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
-import operator
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from . import journal, storage, values
+from . import journal, proxies, storage, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Set
 from .log import log
-from .proxies import Node, Top, locate, path_text
+from .proxies import LiveDict, Node, locate
 from .snapshot import SnapshotEntries, dump_snapshot, has_comments
 
 # Compaction runs when the journal exceeds both this many bytes and COMPACT_RATIO times the
@@ -95,7 +95,7 @@ if TYPE_CHECKING:  # (for the type checker only: no cost at import)
         def unchanged(self) -> bool: ...
 
 
-class Core(Top):
+class Core:
     """The machinery behind a state: its data, lock, file, journal and transactions.
 
     Public to the state, its proxies and the command line (``proxies.StateCore`` lists what
@@ -131,7 +131,6 @@ class Core(Top):
         self._mirror: dict[str, Any] | None = None
         self._mirrorable: Callable[[str], bool] = _never
         self._top_lines: dict[str, tuple[bytes, bool]] = {}  # key -> (set line start, mirrored?)
-        self._path_texts: dict[int, tuple[Any, list[Any], str]] = {}  # id(container) -> path
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._closed_because: str | None = None  # why the state was closed under its owner
         self._unreported: str | None = None  # a conflict the handover thread found
@@ -147,14 +146,14 @@ class Core(Top):
         try:
             raw = file.read()
             if raw is None:
-                self._raw: dict[Any, Any] = initial if initial is not None else {}
+                self._raw: LiveDict = initial if initial is not None else values.new_dict()  # type: ignore[assignment]
                 snapshot = self._snapshot_entries.render(self._raw, set())
                 file.replace(snapshot)
                 file.prefix_next_append(journal.header_line)
                 snapshot_size = len(snapshot)
             else:
-                result = journal.read_state(path, raw)
-                self._raw = result.data
+                result = journal.read_state(path, raw, stored=True)
+                self._raw = result.data  # type: ignore[assignment]
                 snapshot_size = result.snapshot_size
                 if has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
@@ -170,18 +169,15 @@ class Core(Top):
             raise
         self._storage = file
         self._plan_compaction(snapshot_size)
+        proxies.attach_top(self._raw, self)
         _OPEN[id(self)] = self
         file.set_owner(_weak_call(self._hand_over), _weak_call(self._taken_over))
 
     # -- what proxies and the state use ----------------------------------------------------
 
     @property
-    def _core(self) -> Core:  # type: ignore[override]  # (the top of the tree is its own core)
-        return self
-
-    @property
-    def data(self) -> dict[Any, Any]:
-        """The top-level dict of the state (plain data: change it only through the core)."""
+    def data(self) -> LiveDict:
+        """The top-level dict of the state, the top of its tree of live dicts and lists."""
         return self._raw
 
     @property
@@ -193,8 +189,9 @@ class Core(Top):
     def closed(self) -> bool:
         return self._storage is None
 
-    def read(self, container: Any, key: Any) -> Any:
-        """``container[key]``, never half of a transaction, usually without taking the lock.
+    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
+        """``get(container, key)`` (a base class's ``__getitem__``), never half of a
+        transaction, usually without taking the lock.
 
         Checked like a seqlock: ``_epoch`` is odd while a transaction or a multi-part change
         is being applied, and moves on when it ends. A read that overlapped one is done again
@@ -203,7 +200,7 @@ class Core(Top):
         epoch = self._epoch
         if not epoch & 1:
             try:
-                value = container[key]
+                value = get(container, key)
             except LookupError:
                 if self._epoch == epoch:
                     raise
@@ -211,7 +208,7 @@ class Core(Top):
                 if self._epoch == epoch:
                     return value
         with self.lock:
-            return container[key]
+            return get(container, key)
 
     def ensure_open(self) -> None:
         """Raise PersistedStateError if the state is closed."""
@@ -220,9 +217,9 @@ class Core(Top):
                 raise PersistedStateError(self._closed_because)
             raise PersistedStateError(f"{self._path}: the state is closed; reopen it to change it")
 
-    def path_for_change(self, node: Node, raw: Any) -> str:
-        """The path text of ``node`` (standing for ``raw``) for a record, after checking that
-        changes may be made now.
+    def path_for_change(self, container: Node) -> str:
+        """The path text of ``container`` for a record, after checking that changes may be
+        made now.
 
         Raises PersistedStateError (closed) or proxies.DetachedError. Also notes which
         top-level entry of the snapshot the change will make stale.
@@ -231,33 +228,17 @@ class Core(Top):
             self.ensure_open()
         if self._unsettled is not None:  # (a thread that had the lock before it was swapped)
             self._settle()
-        if raw is self._raw:
+        if container is self._raw:
             return "[]"
-        # Each container sits in one place only (values are copied in), so if the path that
-        # led to it last time still leads to it, that is where it is (list indexes may shift).
-        cached = self._path_texts.get(id(raw))
-        if cached is not None and cached[0] is raw:
-            keys = cached[1]
-            try:
-                found = functools.reduce(operator.getitem, keys, self._raw)
-            except (LookupError, TypeError):
-                found = None
-            if found is raw:
-                self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
-                return cached[2]
-        keys = locate(node)
-        self._changed_top_keys.add(keys[0])
-        text = path_text(keys)
-        if len(self._path_texts) >= _PATH_CACHE_SIZE:
-            self._path_texts.clear()
-        self._path_texts[id(raw)] = (raw, keys, text)
+        keys, text = proxies.path_of(container)
+        self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
         return text
 
     def set_scalar(
-        self, node: Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
+        self, container: LiveDict, key: str, value: Any, encode: Callable[[Any], str]
     ) -> None:
-        """``raw[key] = value`` for a str key and a scalar value, where ``raw`` is the dict
-        ``node`` stands for; ``encode`` gives the value's flow text.
+        """``container[key] = value`` for a str key and a scalar value; ``encode`` gives the
+        value's flow text.
 
         The one scalar-set path, for the top and for nested dicts. Fast path (outside a
         transaction): a scalar needs no copy and no undo entry, so the record is written and
@@ -268,11 +249,11 @@ class Core(Top):
             file = self._storage
             try:
                 if file is None or self.tx is not None:  # slow path: closed, or undo needed
-                    path = self.path_for_change(node, raw)
+                    path = self.path_for_change(container)
                     record = journal.set_record(path, values.str_text(key), encode(value))
-                    self.commit([record], [Set((raw, key, value))])
+                    self.commit([record], [Set((container, key, value))])
                     return
-                if raw is self._raw:
+                if container is self._raw:
                     if self._unsettled is not None:  # (as path_for_change does)
                         self._settle()
                     cached = self._top_lines.get(key)
@@ -280,21 +261,24 @@ class Core(Top):
                         cached = self._top_line_start(key)
                     start, mirrored = cached
                 else:
-                    path = self.path_for_change(node, raw)
+                    path = self.path_for_change(container)
                     start = journal.set_line_start(path, values.str_text(key))
                     mirrored = False
                 line = start + encode(value).encode() + _LINE_END
             except values.UnsupportedValue as error:  # (a str UTF-8 cannot encode)
-                raise error.to_builtin([*locate(node), key]) from None
+                raise error.to_builtin([*locate(container), key]) from None
             try:  # the critical section: write, then store (see _settle)
                 file.append(line)
-                raw[key] = value
+                if container is self._raw:
+                    container[key] = value  # (the top's item assignment is dict's: TopDict)
+                else:
+                    _dict_setitem(container, key, value)
                 if mirrored and self._mirror is not None:
                     self._mirror[key] = value
             except storage.FileChangedError as error:  # (refused before writing a byte)
                 self._keep_both_versions(error)
             except BaseException:
-                self._unsettled = (_SCALAR, raw, key, value, line, mirrored)
+                self._unsettled = (_SCALAR, container, key, value, line, mirrored)
                 self.lock = self._settling_lock  # (plain stores first: see _settle)
                 self._epoch |= 1
                 self._settle_interrupted()
@@ -322,7 +306,7 @@ class Core(Top):
                     self._forget_mirrored(change)
         # Every change of one commit is to one container (the proxy's): its length before
         # them tells _settle which of them an interrupted commit applied.
-        length = len(changes[0][0])
+        length = journal.base_len(changes[0][0])
         if tx is not None:
             undo = tx.undo
             records_before, undo_before = len(tx.records), len(undo)
@@ -447,7 +431,7 @@ class Core(Top):
         file = self._storage
         if kind is _SCALAR:
             _, raw, key, value, line, mirrored = marker
-            if raw.get(key, _ABSENT) is value:  # memory has it: so has the file (it stays)
+            if dict.get(raw, key, _ABSENT) is value:  # memory has it: so has the file (stays)
                 if mirrored and self._mirror is not None:
                     self._mirror[key] = value
             elif file is not None:
@@ -560,7 +544,7 @@ class Core(Top):
             self._undoing = None
         while len(undo) > undo_mark:
             entry = undo[-1]
-            self._undoing = (entry, len(entry[0]))
+            self._undoing = (entry, journal.base_len(entry[0]))
             entry.apply(None)
             del undo[-1]
             self._undoing = None
@@ -591,26 +575,34 @@ class Core(Top):
         self._mirrorable = _never
         self._top_lines.clear()
 
-    def view(self, key: Any, item: Any) -> Any:
-        """What reading ``item`` (held under top-level ``key``) gives: a proxy for a dict or
-        list, else the value itself."""
-        return self._view(key, item)
-
     def attribute(self, name: str) -> Any:
-        """The value (a proxy for a dict or list) of top-level key ``name``; KeyError if none.
+        """The value of top-level key ``name``; KeyError if none.
 
         Puts it in the mirror for the next read, unless the lock is busy.
         """
-        value = self.read(self._raw, name)
-        result = self._view(name, value)
+        value = self._raw[name]
         mirror = self._mirror
         if mirror is not None and self._mirrorable(name) and self.lock.acquire(blocking=False):
             try:
-                if self.tx is None and self._raw.get(name, self) is value:  # (still current)
-                    mirror[name] = result
+                if self.tx is None and dict.get(self._raw, name, self) is value:  # (current)
+                    mirror[name] = value
             finally:
                 self.lock.release()
-        return result
+        return value
+
+    def let_go(self) -> None:
+        """The public object is gone: let go of the data, which refers to this core.
+
+        Containers the program still holds go on writing (by the paths noted by
+        ``proxies.freeze_paths``) as long as it holds them, and keep the file and its lock
+        until then; the file is no longer compacted, since the data is gone.
+        """
+        with self.lock:
+            if self._storage is not None:
+                proxies.freeze_paths(self._raw)
+            self._raw = values.new_dict()  # type: ignore[assignment]
+            self._snapshot_entries = SnapshotEntries()
+            self._compact_at = sys.maxsize
 
     def _forget_mirrored(self, change: Change) -> None:
         """Take the top-level keys ``change`` touches out of the mirror (all, if it may touch
@@ -650,7 +642,6 @@ class Core(Top):
         else:
             snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
         self._changed_top_keys = set()
-        self._path_texts.clear()  # let go of containers replaced since
         try:
             self._storage.replace(snapshot)
         except storage.FileChangedError as error:
@@ -781,15 +772,14 @@ class Core(Top):
         if news is None:
             return
         self._forget_all_mirrored()
-        self._path_texts.clear()
         try:
             touched = journal.apply_records(self._path, self._raw, news.old_records)
             if news.replaced is not None:
                 snapshot_size = news.snapshot_size
                 if news.consistent < 0:  # (several compactions passed: parse it whole)
-                    result = journal.read_state(self._path, news.replaced)
+                    result = journal.read_state(self._path, news.replaced, stored=True)
                     _reconcile(self._raw, result.data)
-                    touched.update(self._raw)
+                    touched.update(dict.keys(self._raw))
                     snapshot_size = result.snapshot_size
                     file.adopt(
                         result.good_size, newline_owed=result.needs_newline, raw=news.replaced
@@ -839,15 +829,15 @@ class OperationLock:
         self._core = weakref.ref(core)  # (no cycle: a dropped state lets go of its file)
         self._depth = 0  # (changed only by the thread holding the lock)
 
-    def read(self, container: Any, key: Any) -> Any:
-        """``container[key]`` as an operation: without the file's write lock when no other
-        process has begun a write since this one last looked (docs/design.md, "Shared
+    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
+        """``get(container, key)`` as an operation: without the file's write lock when no
+        other process has begun a write since this one last looked (docs/design.md, "Shared
         mode": such a read sees every change that completed before it began)."""
         with self._lock:  # (other threads of this process: never half a transaction)
             if self._depth or self._unchanged():
-                return container[key]
+                return get(container, key)
         with self:
-            return container[key]
+            return get(container, key)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self._lock.acquire(blocking, timeout):
@@ -907,12 +897,12 @@ class SharedCore(Core):
         self._use_lock(lock)
         self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
 
-    def read(self, container: Any, key: Any) -> Any:
+    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
         lock = self.lock
         if type(lock) is OperationLock:
-            return lock.read(container, key)
+            return lock.read(get, container, key)
         with lock:  # (a state taken over: it raises)
-            return container[key]
+            return get(container, key)
 
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)
@@ -960,22 +950,22 @@ def _weak_call(method: Callable[..., object]) -> Callable[..., None]:
 
 def _reconcile(old: dict[Any, Any], new: dict[Any, Any]) -> None:
     """Make ``old`` equal ``new`` in place, keeping each dict and list that still has a place
-    (a proxy kept to it stays attached). Keys and their order are ``new``'s."""
-    items = [(key, _reconciled(old.get(key), value)) for key, value in new.items()]
-    old.clear()
-    old.update(items)
+    (one a program holds stays in the state). Keys and their order are ``new``'s. (Both are
+    a state's own containers: the base classes' methods change them without a record.)"""
+    items = [(key, _reconciled(dict.get(old, key), value)) for key, value in dict.items(new)]
+    dict.clear(old)
+    dict.update(old, items)
 
 
 def _reconciled(current: Any, value: Any) -> Any:
-    if type(current) is dict and type(value) is dict:
+    if isinstance(current, dict) and isinstance(value, dict):
         _reconcile(current, value)
         return current
-    if type(current) is list and type(value) is list:
-        common = min(len(current), len(value))
-        current[:] = [
-            *(_reconciled(current[i], value[i]) for i in range(common)),
-            *value[common:],
-        ]
+    if isinstance(current, list) and isinstance(value, list):
+        old, new = list.copy(current), list.copy(value)
+        common = min(len(old), len(new))
+        reconciled = [*(_reconciled(old[i], new[i]) for i in range(common)), *new[common:]]
+        list.__setitem__(current, slice(None), reconciled)
         return current
     return value
 
@@ -1056,7 +1046,7 @@ if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
 
 _LINE_END = journal.LINE_END
 _TOP_LINE_CACHE_SIZE = 4096
-_PATH_CACHE_SIZE = 1024
+_dict_setitem = dict.__setitem__
 
 
 class Transaction:

@@ -44,6 +44,9 @@ _MARKER_AFTER_NEWLINE = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")
 # built from a tuple, ``Insert((items, 0, value))``: a NamedTuple's constructor, a Python
 # function, cost 4% of an ``append``.) Record texts are built from already encoded parts: ``path``
 # is a flow list (``path_text``), keys and values are flow text from ``values``.
+#
+# The containers of a state's data are dict and list subclasses whose own methods write
+# records (proxies.LiveDict, LiveList): a change is applied with the base class's methods.
 
 
 class Set(tuple[Any, Any, Any]):
@@ -53,12 +56,13 @@ class Set(tuple[Any, Any, Any]):
 
     def apply(self, undo: list[Change] | None) -> None:
         container, key, value = self
+        base = dict if isinstance(container, dict) else list
         if undo is not None:
-            if type(container) is dict and key not in container:
+            if base is dict and not dict.__contains__(container, key):
                 undo.append(Delete((container, key)))
             else:
-                undo.append(Set((container, key, container[key])))
-        container[key] = value
+                undo.append(Set((container, key, base.__getitem__(container, key))))
+        base.__setitem__(container, key, value)
 
 
 class Delete(tuple[Any, Any]):
@@ -68,16 +72,17 @@ class Delete(tuple[Any, Any]):
 
     def apply(self, undo: list[Change] | None) -> None:
         container, key = self
+        base = dict if isinstance(container, dict) else list
         if undo is not None:
-            if type(container) is list:
-                undo.append(Insert((container, key, container[key])))
-            elif (last := next(reversed(container))) == key:
+            if base is list:
+                undo.append(Insert((container, key, list.__getitem__(container, key))))
+            elif (last := next(dict.__reversed__(container))) == key:
                 # The last key: setting it again restores the order (and the key object:
                 # del d[True] may remove the key 1).
-                undo.append(Set((container, last, container[key])))
+                undo.append(Set((container, last, dict.__getitem__(container, key))))
             else:  # putting a key back in the middle means rebuilding the dict
-                undo.append(Restore((container, list(container.items()))))
-        del container[key]
+                undo.append(Restore.of(container))
+        base.__delitem__(container, key)
 
 
 class Insert(tuple[list[Any], int, Any]):
@@ -89,7 +94,7 @@ class Insert(tuple[list[Any], int, Any]):
         container, index, value = self
         if undo is not None:
             undo.append(Delete((container, index)))
-        container.insert(index, value)
+        list.insert(container, index, value)
 
 
 class Splice(tuple[list[Any], int, int, list[Any]]):
@@ -100,8 +105,9 @@ class Splice(tuple[list[Any], int, int, list[Any]]):
     def apply(self, undo: list[Change] | None) -> None:
         container, start, stop, items = self
         if undo is not None:
-            undo.append(Splice((container, start, start + len(items), container[start:stop])))
-        container[start:stop] = items
+            removed = list.__getitem__(container, slice(start, stop))
+            undo.append(Splice((container, start, start + len(items), removed)))
+        list.__setitem__(container, slice(start, stop), items)
 
 
 class Clear(tuple[Any]):
@@ -113,7 +119,7 @@ class Clear(tuple[Any]):
         (container,) = self
         if undo is not None:
             undo.append(Restore.of(container))
-        container.clear()
+        (dict if isinstance(container, dict) else list).clear(container)
 
 
 class Reorder(tuple[list[Any], list[int], list[Any]]):
@@ -130,15 +136,16 @@ class Reorder(tuple[list[Any], list[int], list[Any]]):
 
     def __new__(cls, fields: tuple[list[Any], list[int]]) -> Reorder:
         container, order = fields
-        if len(order) != len(container):  # (an order computed before the list changed)
+        items = list.copy(container)
+        if len(order) != len(items):  # (an order computed before the list changed)
             raise ValueError("a reorder needs a permutation of all the list's indexes")
-        return super().__new__(cls, (container, order, [container[i] for i in order]))
+        return super().__new__(cls, (container, order, [items[i] for i in order]))
 
     def apply(self, undo: list[Change] | None) -> None:
         container, _, items = self
         if undo is not None:
             undo.append(Restore.of(container))
-        container[:] = items
+        list.__setitem__(container, slice(None), items)
 
 
 class Restore(tuple[Any, list[Any]]):
@@ -148,18 +155,19 @@ class Restore(tuple[Any, list[Any]]):
 
     @staticmethod
     def of(container: Any) -> Restore:
-        items = list(container.items()) if type(container) is dict else list(container)
-        return Restore((container, items))
+        if isinstance(container, dict):
+            return Restore((container, list(dict.items(container))))
+        return Restore((container, list.copy(container)))
 
     def apply(self, undo: list[Change] | None) -> None:
         container, contents = self
         if undo is not None:
             undo.append(Restore.of(container))
-        if type(container) is dict:
-            container.clear()
-            container.update(contents)
+        if isinstance(container, dict):
+            dict.clear(container)
+            dict.update(container, contents)
         else:
-            container[:] = contents
+            list.__setitem__(container, slice(None), contents)
 
 
 # A change to the raw tree, applied in memory after its record is written.
@@ -178,24 +186,30 @@ def is_applied(change: Change, length: int) -> bool:
     Splice by the container's length; a dict's Delete by its key. A Restore (undo only) says
     no: applying it again changes nothing.
     """
-    container = change[0]
+    container = change[0]  # (a state's own: read with the base class's methods)
     if isinstance(change, Set):
-        if type(container) is dict:
-            return container.get(change[1], _ABSENT) is change[2]
-        return container[change[1]] is change[2]
-    if isinstance(change, Delete) and type(container) is dict:
-        return change[1] not in container
+        if isinstance(container, dict):
+            return dict.get(container, change[1], _ABSENT) is change[2]
+        return list.__getitem__(container, change[1]) is change[2]
+    if isinstance(change, Delete) and isinstance(container, dict):
+        return not dict.__contains__(container, change[1])
     grows = length_change(change)
     if grows:
-        return len(container) == length + grows
+        return base_len(container) == length + grows
     if isinstance(change, Splice):
         _, start, _, items = change
-        return all(map(operator.is_, container[start : start + len(items)], items))
+        placed = list.__getitem__(container, slice(start, start + len(items)))
+        return all(map(operator.is_, placed, items))
     if isinstance(change, Clear):
-        return not container
+        return not base_len(container)
     if isinstance(change, Reorder):
-        return all(map(operator.is_, container, change[2]))
+        return all(map(operator.is_, list.copy(container), change[2]))
     return False
+
+
+def base_len(container: Any) -> int:
+    """The length of ``container``, a dict or list, by its base class (no lock taken)."""
+    return dict.__len__(container) if isinstance(container, dict) else list.__len__(container)
 
 
 def length_change(change: Change) -> int:
@@ -287,9 +301,12 @@ def _is_torn_header(tail: bytes) -> bool:
 
 def _replay_set(container: Any, record: list[Any]) -> None:
     key = record[2]
-    if type(container) is not dict or type(key) is not str:  # (a str key in a dict: fine)
+    if type(key) is not str or not isinstance(container, dict):  # (a str key in a dict: fine)
         _check_key(container, key, allow_end=False)
-    Set((container, key, record[3])).apply(None)
+    value = record[3]
+    if type(value) is dict or type(value) is list:
+        value = values.stored_like(container, value)
+    Set((container, key, value)).apply(None)
 
 
 def _replay_delete(container: Any, record: list[Any]) -> None:
@@ -299,7 +316,7 @@ def _replay_delete(container: Any, record: list[Any]) -> None:
 
 def _replay_insert(container: Any, record: list[Any]) -> None:
     _check_index(container, record[2], allow_end=True)
-    Insert((container, record[2], record[3])).apply(None)
+    Insert((container, record[2], values.stored_like(container, record[3]))).apply(None)
 
 
 def _replay_splice(container: Any, record: list[Any]) -> None:
@@ -307,7 +324,8 @@ def _replay_splice(container: Any, record: list[Any]) -> None:
     _check_index(container, record[3], allow_end=True)
     if not isinstance(record[4], list):
         raise _BadRecord("a splice record needs a list of values")
-    Splice((container, record[2], record[3], record[4])).apply(None)
+    items = [values.stored_like(container, item) for item in record[4]]
+    Splice((container, record[2], record[3], items)).apply(None)
 
 
 def _replay_clear(container: Any, record: list[Any]) -> None:
@@ -394,8 +412,11 @@ class _BadRecord(Exception):
         self.unreadable = unreadable  # it does not parse: what a cut-short write leaves
 
 
-def read_state(path: str, raw: bytes) -> ReadResult:
+def read_state(path: str, raw: bytes, *, stored: bool = False) -> ReadResult:
     """Parse a whole state file: load the snapshot and replay the journal over it.
+
+    With ``stored``, the data comes in a state's own dicts and lists (``values.new_dict``);
+    else in plain ones.
 
     A torn end (what an interrupted append leaves: a last record without its final newline
     that does not parse, a partial "---" marker, or zero bytes) is dropped with a warning;
@@ -416,8 +437,8 @@ def read_state(path: str, raw: bytes) -> ReadResult:
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
         markers = markers[1:]
     document_end, recorded_checksum = _find_header(body, snapshot_end)
-    data = snapshot.load_snapshot(path, body[:document_end])
-    snapshot_top, touched = dict(data), set[Any]()
+    data = snapshot.load_snapshot(path, body[:document_end], stored=stored)
+    snapshot_top, touched = dict(dict.items(data)), set[Any]()
 
     ends = [*markers[1:], len(body)] if markers else []
     good_end = len(body)
@@ -649,16 +670,16 @@ def _resolve(root: dict[Any, Any], path: Any) -> Any:
         raise _BadRecord("the path of a record must be a list")
     node: Any = root
     for depth, key in enumerate(path):
-        if type(node) is not dict or type(key) is not str or key not in node:  # (else: fine)
+        if not isinstance(node, dict) or type(key) is not str or key not in node:  # (else: fine)
             _check_key(node, key, allow_end=False, path=path[:depth])
         node = node[key]
-    if type(node) is not dict and type(node) is not list:
+    if not isinstance(node, (dict, list)):
         raise _BadRecord(f"path {path} leads to a {type(node).__name__}, not a dict or list")
     return node
 
 
 def _check_key(node: Any, key: Any, allow_end: bool, path: list[Any] | None = None) -> None:
-    if type(node) is dict:
+    if isinstance(node, dict):
         if type(key) not in values.KEY_TYPES:
             raise _BadRecord(f"a {type(key).__name__} cannot be a key")
         if key != key:
@@ -671,8 +692,9 @@ def _check_key(node: Any, key: Any, allow_end: bool, path: list[Any] | None = No
 
 def _check_index(node: Any, index: Any, allow_end: bool, path: list[Any] | None = None) -> None:
     where = f" at {[*path, index]}" if path is not None else ""
-    if type(node) is not list:
-        raise _BadRecord(f"expected a list{where}, found a {type(node).__name__}")
+    if not isinstance(node, list):
+        kind = "dict" if isinstance(node, dict) else type(node).__name__
+        raise _BadRecord(f"expected a list{where}, found a {kind}")
     if type(index) is not int:
         raise _BadRecord(f"a list index must be an int{where}, not {index!r}")
     limit = len(node) if allow_end else len(node) - 1

@@ -1,29 +1,54 @@
-"""Live views of the dicts and lists inside a state: every change becomes a journal record.
+"""Live dicts and lists: the containers a state's data is made of.
 
-The state holds plain dicts and lists (the *raw* tree). Reading a container out of it gives a
-proxy: a small object holding the raw container, its parent (a proxy, or the state's core at
-the top) and its key there. A change through a proxy finds the container's current path from
-the top of the state (the path found last time is tried first; else each step is checked by
-identity, climbing the parents), encodes one record and hands it to the state's core, which
-writes it and only then applies it to the raw tree.
+A state's data is a tree of LiveDict and LiveList, subclasses of dict and list, the top
+included. Reading a container out of a state gives the very container stored there, so to any
+other code it is the dict or list it holds (``isinstance``, ``json.dumps``, ``yaml.safe_dump``,
+``pickle``, ``pprint``), and a read costs a dict's read plus the check that no transaction is
+half applied. The methods that would change a container do not change it themselves: each finds
+the container's current path from the top, encodes one journal record and hands it to the
+state's core (``core.Core``, through what ``StateCore`` lists), which writes the record and only
+then applies the change in memory with the base class's methods (``journal``'s changes call
+``dict.__setitem__``, ``list.insert``, ...).
 
-Because each raw container sits in exactly one place (values are copied in), identity tells
-where a proxy's container is now: a list element that moved (insert, sort, reverse, slice
-assignment) is found again, and a container that was replaced or deleted is *detached*.
+A container is made as a StoredDict or StoredList, a plain dict or list with room for its place;
+when it is first read through its parent it becomes a LiveDict or LiveList (``__class__`` is
+set) and learns its place (the core, its parent, its key there): it is *linked*. (Building the
+data of a large file costs what plain dicts and lists cost.) Each container sits in exactly one
+place (values are copied in), so identity tells where it is now: a list element that moved (insert, sort, slice
+assignment) is found again, and a container that was replaced or deleted is *detached* and
+refuses changes. A container refers to its parent weakly and to its core strongly, and the core
+lets go of the tree when its state is dropped (``freeze_paths``): no reference cycle outlives
+the state, so an unclosed state frees its lock as soon as nothing refers to it or to its
+containers.
 """
 
 from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, SupportsIndex
+import weakref
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any, Protocol, SupportsIndex
+
+import yaml
 
 from . import journal, values
 from .errors import PersistedStateError
 from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
 
 _MISSING: Any = object()
+_SCALAR_TEXT = values.SCALAR_TEXT
+
+# The base classes' methods: they read and change the memory of a container without a record.
+_dict_contains = dict.__contains__
+_dict_get = dict.get
+_dict_getitem = dict.__getitem__
+_dict_items = dict.items
+_dict_keys = dict.keys
+_dict_len = dict.__len__
+_list_copy = list.copy
+_list_getitem = list.__getitem__
+_list_len = list.__len__
 
 
 if TYPE_CHECKING:  # (for the type checker only: no cost at import)
@@ -41,91 +66,118 @@ if TYPE_CHECKING:  # (for the type checker only: no cost at import)
 
 
 class StateCore(Protocol):
-    """What proxies use of the core of their state (``core.Core``; documented there)."""
+    """What containers use of the core of their state (``core.Core``; documented there)."""
 
     @property
     def lock(self) -> ReentrantLock: ...
 
-    @property
-    def tx(self) -> object | None: ...
+    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any: ...
 
-    def read(self, container: Any, key: Any) -> Any: ...
-
-    def ensure_open(self) -> None: ...
-
-    def path_for_change(self, node: Node, raw: Any) -> str: ...
+    def path_for_change(self, container: Node) -> str: ...
 
     def set_scalar(
-        self, node: Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
+        self, container: LiveDict, key: str, value: Any, encode: Callable[[Any], str]
     ) -> None: ...
 
     def commit(self, records: list[str], changes: list[Change]) -> None: ...
 
 
 class DetachedError(PersistedStateError):
-    """A proxy's container is no longer in the state (it was replaced or deleted)."""
+    """A container is no longer in the state (it was replaced or deleted)."""
 
 
-def unwrap(value: Any) -> Any:
-    """The raw data behind a proxy (or the state), else the value itself."""
-    return value._raw if isinstance(value, Node) else value
+def _kind(container: Any) -> str:
+    return "dict" if isinstance(container, dict) else "list"
+
+
+# The slots of a container of a state's data, set when it is linked (_link).
+_SLOTS = ("_core", "_parent", "_key", "_frozen", "_path", "__weakref__")
+
+
+class StoredDict(dict[Any, Any]):
+    """A dict of a state's data not yet read through the state: a plain dict, with room for
+    its place. Reading it through its parent makes it a LiveDict."""
+
+    __slots__ = _SLOTS
+
+
+class StoredList(list[Any]):
+    """A list of a state's data not yet read through the state: a plain list, with room for
+    its place. Reading it through its parent makes it a LiveList."""
+
+    __slots__ = _SLOTS
 
 
 class Node:
-    """Something that stands for a raw container of a state: the state, its core or a proxy."""
+    """What LiveDict and LiveList share: their place in the state, and plain copies out."""
 
     __slots__ = ()
 
-    _raw: Any  # the raw dict or list
-    _core: StateCore  # the machinery of the state it belongs to
-
-    @property
-    def _depth(self) -> int:
-        """How many containers up to the top of the state."""
-        raise NotImplementedError
+    _core: StateCore  # the core of its state
+    _parent: weakref.ref[Any] | None  # its parent container (None: the top of the tree)
+    _key: Any  # its key in the parent (in a list, its index when last seen)
+    _frozen: tuple[Any, ...] | None  # its path when its state was dropped (freeze_paths)
+    _path: tuple[list[Any], str] | None  # the keys of its path last time, and their text
 
     def _locate(self) -> list[Any]:
-        """The keys and indexes from the top of the state; raises DetachedError."""
-        raise NotImplementedError
+        """The keys and indexes from the top of the state; raises DetachedError.
 
-    def _room(self) -> int:
-        """How many levels of containers a value stored in this container may have."""
-        return values.MAX_DEPTH - 1 - self._depth
+        Climbs the parents, checking each step by identity (a list element that moved is
+        found again by identity in its list).
+        """
+        keys: list[Any] = []
+        node: Any = self
+        parent_ref = node._parent
+        while parent_ref is not None:
+            parent = parent_ref()
+            if parent is None:  # its state was dropped: where it was then is where it is
+                if node._frozen is None:
+                    raise self._detached()
+                keys.extend(reversed(node._frozen))
+                break
+            key = node._key
+            if type(parent) is LiveList:
+                if not (0 <= key < _list_len(parent) and _list_getitem(parent, key) is node):
+                    key = _index_by_identity(parent, node)
+                    if key < 0:
+                        raise self._detached()
+                    node._key = key
+            elif _dict_get(parent, key, _MISSING) is not node:
+                raise self._detached()
+            keys.append(key)
+            node = parent
+            parent_ref = node._parent
+        keys.reverse()
+        return keys
 
-    def _view(self, key: Any, item: Any) -> Any:
-        kind = type(item)
-        if kind is dict:
-            return DictProxy(self, key, item)
-        if kind is list:
-            return ListProxy(self, key, item)
-        return item
+    def _detached(self) -> DetachedError:
+        return DetachedError(
+            f"this {_kind(self)} is no longer part of the state: the container that held it "
+            "was replaced or deleted, so a change here would be lost. Read it again from the "
+            "state."
+        )
 
     def _prepared(self, value: Any, key: Any) -> tuple[Any, str]:
         """``values.prepare`` for a value going under ``key`` here; errors name the place."""
         try:
-            return values.prepare(value, self._room())
+            encode = _SCALAR_TEXT.get(type(value))
+            if encode is not None:  # (no need to know how deep this container is)
+                return value, encode(value)
+            return values.prepare(value, values.MAX_DEPTH - 1 - len(self._locate()))
         except values.UnsupportedValue as error:
-            try:
-                where = self._locate()
-            except DetachedError:
-                where = []
-            raise error.to_builtin([*where, key]) from None
-
-    def __len__(self) -> int:
-        with self._core.lock:  # not while another thread's transaction is open
-            return len(self._raw)
+            raise error.to_builtin([*self._locate(), key]) from None
 
     def clear(self) -> None:
         core = self._core
         with core.lock:
-            path = core.path_for_change(self, self._raw)
-            if self._raw:
-                core.commit([journal.clear_record(path)], [Clear((self._raw,))])
+            path = core.path_for_change(self)
+            if _length(self):
+                core.commit([journal.clear_record(path)], [Clear((self,))])
 
     def copy(self) -> Any:
         """A plain, independent deep copy of the data (dicts and lists)."""
         with self._core.lock:
-            return values.plain_copy(self._raw)
+            return values.plain_copy(self)
 
     def __copy__(self) -> Any:
         return self.copy()
@@ -133,93 +185,80 @@ class Node:
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         return self.copy()
 
-    def __eq__(self, other: object) -> bool:
-        with self._core.lock:
-            return bool(self._raw == unwrap(other))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        kind = type(self).__name__
-        raise TypeError(f"cannot pickle a live {kind}; pickle its .copy(), which is plain data")
-
-    def __repr__(self) -> str:
-        with self._core.lock:
-            return repr(self._raw)
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        """Pickled as the plain data it holds (unpickled as a plain dict or list)."""
+        plain = self.copy()
+        return type(plain), (plain,)
 
 
-def locate(node: Node) -> list[Any]:
-    """The keys and indexes from the top of the state to ``node``; raises DetachedError."""
-    return node._locate()
+def _length(container: Any) -> int:
+    return _list_len(container) if type(container) is LiveList else _dict_len(container)
 
 
-def _key_text(key: Any) -> str:
-    return values.key_text(key)[1]
+def _link(container: Any, kind: type, core: StateCore, parent: Node | None, key: Any) -> None:
+    """Make ``container`` a ``kind`` (LiveDict, LiveList, TopDict) that knows its place: under
+    ``key`` in ``parent`` (None: the top of ``core``)."""
+    container.__class__ = kind
+    container._core = core
+    container._parent = None if parent is None else weakref.ref(parent)
+    container._key = key
+    container._frozen = None
+    container._path = None
 
 
-def path_text(keys: list[Any]) -> str:
-    """The journal form of a path of keys and list indexes."""
-    return journal.path_text([_key_text(key) for key in keys])
+def _linked(core: StateCore, parent: Node, key: Any, value: Any) -> Any:
+    """``value``, read from ``parent`` under ``key``: a container read for the first time
+    becomes live."""
+    kind = type(value)
+    if kind is StoredDict:
+        _link(value, LiveDict, core, parent, key)
+    elif kind is StoredList:
+        _link(value, LiveList, core, parent, key)
+    return value
 
 
-class Top(Node):
-    """The top of a state's tree (the state, or its core): no containers above, an empty path."""
-
-    __slots__ = ()
-
-    @property
-    def _depth(self) -> int:
-        return 0
-
-    def _locate(self) -> list[Any]:
-        return []
+def locate(container: Node) -> list[Any]:
+    """The keys and indexes from the top of the state to ``container``; raises DetachedError."""
+    return container._locate()
 
 
-class Proxy(Node):
-    """A container inside the state, found again by identity each time it changes."""
-
-    __slots__ = ("_core", "_key", "_parent", "_raw")
-
-    def __init__(self, parent: Node, key: Any, raw: Any) -> None:
-        self._parent = parent
-        self._key = key
-        self._raw = raw
-        self._core = parent._core
-
-    @property
-    def _depth(self) -> int:  # (only a container being stored needs it: not kept)
-        return self._parent._depth + 1
-
-    def _locate(self) -> list[Any]:
-        keys = self._parent._locate()
-        container = self._parent._raw
-        key = self._key
-        if type(container) is dict:
-            if container.get(key, _MISSING) is not self._raw:
-                raise self._detached()
-        elif not (0 <= key < len(container) and container[key] is self._raw):
-            key = _index_by_identity(container, self._raw)
-            if key < 0:
-                raise self._detached()
-            self._key = key
-        keys.append(key)
-        return keys
-
-    def _detached(self) -> DetachedError:
-        kind = "dict" if type(self._raw) is dict else "list"
-        return DetachedError(
-            f"this {kind} is no longer part of the state: the container that held it was "
-            "replaced or deleted, so a change here would be lost. Read it again from the state."
-        )
+def path_of(container: Any) -> tuple[list[Any], str]:
+    """The keys and indexes from the top to ``container``, and their journal text (kept in
+    the container for its next change); raises DetachedError."""
+    keys = container._locate()
+    known: tuple[list[Any], str] | None = container._path
+    if known is None or known[0] != keys:
+        text = journal.path_text([values.key_text(key)[1] for key in keys])
+        known = container._path = (keys, text)
+    return known
 
 
-def _already_there(value: Any, current: Any) -> bool:
-    """Whether ``value`` is a proxy for the very container it would replace.
+def attach_top(top: LiveDict, core: StateCore) -> None:
+    """Make ``top`` the top of ``core``'s tree (a TopDict): its containers are linked from
+    there."""
+    _link(top, TopDict, core, None, None)
 
-    ``state.l += [4]`` extends the list in place, then Python assigns the result back to
-    ``state.l``: that assignment must change nothing (no copy, no record, no detached proxies).
+
+def freeze_paths(top: LiveDict) -> None:
+    """Note in each linked container where it is, before the tree goes.
+
+    When a state is dropped unclosed, its core lets go of the tree (else the core and the tree
+    would keep each other alive, and the lock with them). A container the program still holds
+    then writes by the path noted here: its parent is gone, so nothing can move it any more.
+    (A parent the program holds too is still there, and still checked.)
     """
-    return isinstance(value, Proxy) and value._raw is current
+    core = top._core
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(top, ())]
+    while stack:
+        container, path = stack.pop()
+        if type(container) is LiveList:
+            children: Iterable[tuple[Any, Any]] = enumerate(_list_copy(container))
+        else:
+            children = _dict_items(container)
+        for key, child in children:
+            if type(child) is LiveDict or type(child) is LiveList:  # (read through the state)
+                child._frozen = (*path, key)
+                stack.append((child, child._frozen))
 
 
 def _index_by_identity(container: list[Any], item: Any) -> int:
@@ -229,43 +268,77 @@ def _index_by_identity(container: list[Any], item: Any) -> int:
         return -1
 
 
-class DictOps(Node):
-    """The dict API over a raw dict; shared by the state (the top) and nested dict proxies."""
+class LiveDict(Node, StoredDict):
+    """A dict inside a state: a real dict whose every change is written to the state's file."""
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """A dict made by other code (``type(d)(...)``, as ``dataclasses.asdict`` does) is a
+        plain dict: a state makes its own (StoredDict, made live when read)."""
+        return dict(*args, **kwargs)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # (d.__init__(...) updates d)
+        self.update(*args, **kwargs)
+
+    # -- reading -------------------------------------------------------------------------
+
     def __getitem__(self, key: Any) -> Any:
-        return self._view(key, self._core.read(self._raw, key))
+        core = self._core
+        value = core.read(_dict_getitem, self, key)
+        kind = type(value)
+        if kind is StoredDict:
+            _link(value, LiveDict, core, self, key)
+        elif kind is StoredList:
+            _link(value, LiveList, core, self, key)
+        return value
 
     def get(self, key: Any, default: Any = None) -> Any:
-        with self._core.lock:
-            raw = self._raw
-            return self._view(key, raw[key]) if key in raw else default
+        core = self._core
+        with core.lock:  # (not while another thread's transaction is open)
+            if not _dict_contains(self, key):
+                return default
+            return _linked(core, self, key, _dict_getitem(self, key))
 
     def __contains__(self, key: object) -> bool:
         with self._core.lock:
-            return key in self._raw
+            return _dict_contains(self, key)
+
+    def __len__(self) -> int:
+        with self._core.lock:
+            return _dict_len(self)
 
     def __iter__(self) -> Iterator[Any]:
         with self._core.lock:
-            keys = list(self._raw)
+            keys = list(_dict_keys(self))
         return iter(keys)
 
     def __reversed__(self) -> Iterator[Any]:
         with self._core.lock:
-            keys = list(reversed(self._raw))
+            keys = list(dict.__reversed__(self))
         return iter(keys)
 
+    def keys(self) -> KeysView[Any]:  # type: ignore[override]
+        return KeysView(self)
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        return ValuesView(self)
+
+    def items(self) -> ItemsView[Any, Any]:  # type: ignore[override]
+        return ItemsView(self)
+
+    # -- changing ------------------------------------------------------------------------
+
     def __setitem__(self, key: Any, value: Any) -> None:
-        encode = values.SCALAR_TEXT.get(type(value))
+        encode = _SCALAR_TEXT.get(type(value))
         if encode is not None and type(key) is str:  # a scalar under a str key: the short path
-            self._core.set_scalar(self, self._raw, key, value, encode)
+            self._core.set_scalar(self, key, value, encode)
             return
         core = self._core
         with core.lock:
-            if _already_there(value, self._raw.get(key, _MISSING)):
-                return
-            path = core.path_for_change(self, self._raw)
+            if type(value) in _CONTAINERS and value is _dict_get(self, key):
+                return  # already there: ``state.l += [4]`` sets state.l to the list it extended
+            path = core.path_for_change(self)
             record, change = self._set_change(path, key, value)
             core.commit([record], [change])
 
@@ -276,40 +349,41 @@ class DictOps(Node):
         except values.UnsupportedValue as error:
             raise error.to_builtin([*self._locate(), key]) from None
         copy, text = self._prepared(value, key)
-        return journal.set_record(path, key_text, text), Set((self._raw, stored_key, copy))
+        return journal.set_record(path, key_text, text), Set((self, stored_key, copy))
 
     def __delitem__(self, key: Any) -> None:
         core = self._core
         with core.lock:
-            path = core.path_for_change(self, self._raw)
-            if key not in self._raw:
+            path = core.path_for_change(self)
+            if not _dict_contains(self, key):
                 raise KeyError(key)
-            core.commit([journal.delete_record(path, _key_text(key))], [Delete((self._raw, key))])
+            key_text = values.key_text(key)[1]
+            core.commit([journal.delete_record(path, key_text)], [Delete((self, key))])
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value as plain data."""
         with self._core.lock:
-            if key not in self._raw:
+            if not _dict_contains(self, key):
                 if default is _MISSING:
                     raise KeyError(key)
                 return default
-            value = values.plain_copy(self._raw[key])
-            del self[key]
+            value = values.plain_copy(_dict_getitem(self, key))
+            LiveDict.__delitem__(self, key)  # (the top's own is dict's: TopDict)
             return value
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove the last inserted item and return it as plain data."""
         with self._core.lock:
-            if not self._raw:
+            if not _dict_len(self):
                 raise KeyError("popitem(): dictionary is empty")
-            key = next(reversed(self._raw))
+            key = next(dict.__reversed__(self))
             return key, self.pop(key)
 
     def update(self, other: Any = (), /, **extra: Any) -> None:
         """Set several keys as one change: all of them are written, or none."""
         core = self._core
         with core.lock:
-            path = core.path_for_change(self, self._raw)
+            path = core.path_for_change(self)
             if isinstance(other, Mapping) or hasattr(other, "keys"):
                 pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118 (any .keys() object)
             else:
@@ -324,11 +398,11 @@ class DictOps(Node):
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         with self._core.lock:
-            if key not in self._raw:
-                self[key] = default
+            if not _dict_contains(self, key):
+                LiveDict.__setitem__(self, key, default)  # (the top's own is dict's: TopDict)
             return self[key]
 
-    def __ior__(self, other: Any) -> Any:
+    def __ior__(self, other: Any) -> LiveDict:
         self.update(other)
         return self
 
@@ -336,85 +410,89 @@ class DictOps(Node):
         if not isinstance(other, Mapping):
             return NotImplemented
         result = self.copy()
-        result.update(values.plain_copy(unwrap(other)))
+        result.update(values.plain_copy(other))
         return result
 
     def __ror__(self, other: Any) -> Any:
         if not isinstance(other, Mapping):
             return NotImplemented
-        result = values.plain_copy(dict(unwrap(other)))
+        result = values.plain_copy(dict(other))
         result.update(self.copy())
         return result
 
 
-class DictProxy(DictOps, Proxy, MutableMapping[Any, Any]):
-    """A live dict inside the state."""
+class LiveList(Node, StoredList):
+    """A list inside a state: a real list whose every change is written to the state's file."""
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """A list made by other code (``type(l)(...)``) is a plain list: a state makes its own
+        (StoredList, made live when read)."""
+        return list(*args, **kwargs)
 
-class ListProxy(Proxy, MutableSequence[Any]):
-    """A live list inside the state, with the whole list API."""
-
-    __slots__ = ()
-
-    _raw: list[Any]
+    def __init__(self, items: Iterable[Any] = ()) -> None:  # (l.__init__(...) replaces the items)
+        self[:] = list(items)
 
     # -- reading -------------------------------------------------------------------------
 
     def __getitem__(self, index: Any) -> Any:
-        raw = self._raw
+        core = self._core
         if isinstance(index, slice):
-            with self._core.lock:
-                return [self._view(i, raw[i]) for i in range(*index.indices(len(raw)))]
+            with core.lock:
+                return [
+                    _linked(core, self, i, _list_getitem(self, i))
+                    for i in range(*index.indices(_list_len(self)))
+                ]
         position = operator.index(index)
         if position < 0:  # where the end is depends on the length: read both under the lock
-            with self._core.lock:
-                position = _position(position, len(raw), "list index out of range")
-                return self._view(position, raw[position])
-        return self._view(position, self._core.read(raw, position))
+            with core.lock:
+                position = _position(position, _list_len(self), "list index out of range")
+                value = _list_getitem(self, position)
+        else:
+            value = core.read(_list_getitem, self, position)
+        kind = type(value)
+        if kind is StoredDict:
+            _link(value, LiveDict, core, self, position)
+        elif kind is StoredList:
+            _link(value, LiveList, core, self, position)
+        return value
 
     def __iter__(self) -> Iterator[Any]:
+        core = self._core
         position = 0
         while True:
-            with self._core.lock:
-                if position >= len(self._raw):
+            with core.lock:
+                if position >= _list_len(self):
                     return
-                item = self._view(position, self._raw[position])
+                item = _linked(core, self, position, _list_getitem(self, position))
             yield item
             position += 1
 
     def __reversed__(self) -> Iterator[Any]:
         return iter(list(self)[::-1])
 
+    def __len__(self) -> int:
+        with self._core.lock:
+            return _list_len(self)
+
     def __contains__(self, value: object) -> bool:
         with self._core.lock:
-            return unwrap(value) in self._raw
+            return list.__contains__(self, value)
 
     def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize) -> int:
         with self._core.lock:
-            return self._raw.index(unwrap(value), start, stop)
+            return list.index(self, value, start, stop)
 
     def count(self, value: Any) -> int:
         with self._core.lock:
-            return self._raw.count(unwrap(value))
-
-    def __lt__(self, other: Any) -> bool:
-        return bool(self._raw < _as_list(other))
-
-    def __le__(self, other: Any) -> bool:
-        return bool(self._raw <= _as_list(other))
-
-    def __gt__(self, other: Any) -> bool:
-        return bool(self._raw > _as_list(other))
-
-    def __ge__(self, other: Any) -> bool:
-        return bool(self._raw >= _as_list(other))
+            return list.count(self, value)
 
     def __add__(self, other: Any) -> list[Any]:
-        if not isinstance(other, (list, ListProxy)):
-            return NotImplemented
-        return [*self.copy(), *values.plain_copy(unwrap(other))]
+        if not isinstance(other, list):
+            kind = type(other).__name__
+            raise TypeError(f'can only concatenate list (not "{kind}") to list')
+        return [*self.copy(), *values.plain_copy(other)]
 
     def __radd__(self, other: Any) -> list[Any]:
         if not isinstance(other, list):
@@ -422,7 +500,8 @@ class ListProxy(Proxy, MutableSequence[Any]):
         return [*values.plain_copy(other), *self.copy()]
 
     def __mul__(self, times: SupportsIndex) -> list[Any]:
-        return [values.plain_copy(item) for _ in range(times.__index__()) for item in self._raw]
+        with self._core.lock:
+            return [values.plain_copy(item) for _ in range(times.__index__()) for item in self]
 
     __rmul__ = __mul__
 
@@ -435,22 +514,20 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def __setitem__(self, index: Any, value: Any) -> None:
         core = self._core
         with core.lock:
-            path = core.path_for_change(self, self._raw)
-            raw = self._raw
+            path = core.path_for_change(self)
             if isinstance(index, slice):
                 self._assign_slice(core, path, index, value)
                 return
-            position = _position(index, len(raw), "list assignment index out of range")
-            if _already_there(value, raw[position]):
-                return
+            position = _position(index, _list_len(self), "list assignment index out of range")
+            if type(value) in _CONTAINERS and value is _list_getitem(self, position):
+                return  # already there: ``l[0] += [1]`` sets l[0] to the list it extended
             copy, text = self._prepared(value, position)
             core.commit(
-                [journal.set_record(path, str(position), text)], [Set((raw, position, copy))]
+                [journal.set_record(path, str(position), text)], [Set((self, position, copy))]
             )
 
     def _assign_slice(self, core: StateCore, path: str, index: slice, value: Any) -> None:
-        raw = self._raw
-        start, stop, step = index.indices(len(raw))
+        start, stop, step = index.indices(_list_len(self))
         items = list(value)
         if step == 1:
             stop = max(start, stop)
@@ -458,7 +535,7 @@ class ListProxy(Proxy, MutableSequence[Any]):
             if stop > start or copies:
                 core.commit(
                     [journal.splice_record(path, start, stop, texts)],
-                    [Splice((raw, start, stop, copies))],
+                    [Splice((self, start, stop, copies))],
                 )
             return
         positions = range(start, stop, step)
@@ -474,105 +551,110 @@ class ListProxy(Proxy, MutableSequence[Any]):
                     journal.set_record(path, str(p), t)
                     for p, t in zip(positions, texts, strict=True)
                 ],
-                [Set((raw, p, c)) for p, c in zip(positions, copies, strict=True)],
+                [Set((self, p, c)) for p, c in zip(positions, copies, strict=True)],
             )
 
     def __delitem__(self, index: Any) -> None:
         core = self._core
         with core.lock:
-            path = core.path_for_change(self, self._raw)
-            raw = self._raw
+            path = core.path_for_change(self)
+            size = _list_len(self)
             if not isinstance(index, slice):
-                position = _position(index, len(raw), "list assignment index out of range")
-                core.commit([journal.delete_record(path, str(position))], [Delete((raw, position))])
+                position = _position(index, size, "list assignment index out of range")
+                core.commit(
+                    [journal.delete_record(path, str(position))], [Delete((self, position))]
+                )
                 return
-            start, stop, step = index.indices(len(raw))
+            start, stop, step = index.indices(size)
             if step == 1:
                 if stop > start:
                     core.commit(
                         [journal.splice_record(path, start, stop, [])],
-                        [Splice((raw, start, stop, []))],
+                        [Splice((self, start, stop, []))],
                     )
                 return
             positions = sorted(range(start, stop, step), reverse=True)  # last first: no shifts
             if positions:
                 core.commit(
                     [journal.delete_record(path, str(p)) for p in positions],
-                    [Delete((raw, p)) for p in positions],
+                    [Delete((self, p)) for p in positions],
                 )
 
     def insert(self, index: SupportsIndex, value: Any) -> None:
-        core = self._core
-        with core.lock:
-            path = core.path_for_change(self, self._raw)
-            size = len(self._raw)
+        with self._core.lock:
+            size = _list_len(self)
             position = operator.index(index)
             if position < 0:
                 position = max(0, position + size)
-            position = min(position, size)
-            copy, text = self._prepared(value, position)
-            core.commit(
-                [journal.insert_record(path, position, text)], [Insert((self._raw, position, copy))]
-            )
+            self._insert_at(min(position, size), value)
 
     def append(self, value: Any) -> None:
         with self._core.lock:  # the end must not move before the insert
-            self.insert(len(self._raw), value)
+            self._insert_at(_list_len(self), value)
+
+    def _insert_at(self, position: int, value: Any) -> None:
+        core = self._core
+        path = core.path_for_change(self)
+        copy, text = self._prepared(value, position)
+        core.commit([journal.insert_record(path, position, text)], [Insert((self, position, copy))])
 
     def extend(self, items: Iterable[Any]) -> None:
         """Append all items as one change."""
         with self._core.lock:
-            end = len(self._raw)
+            end = _list_len(self)
             self[end:end] = list(items)
 
-    def __iadd__(self, items: Iterable[Any]) -> ListProxy:  # type: ignore[misc]
+    def __iadd__(self, items: Iterable[Any]) -> LiveList:  # type: ignore[misc]
         self.extend(items)
         return self
 
-    def __imul__(self, times: SupportsIndex) -> ListProxy:
+    def __imul__(self, times: SupportsIndex) -> LiveList:
         with self._core.lock:
             count = times.__index__()
             if count <= 0:
                 self.clear()
             elif count > 1:
-                self.extend(list(self._raw) * (count - 1))
+                self.extend(_list_copy(self) * (count - 1))
         return self
 
     def pop(self, index: SupportsIndex = -1) -> Any:
         """Remove the item at ``index`` and return it as plain data."""
         with self._core.lock:
-            if not self._raw:
+            if not _list_len(self):
                 raise IndexError("pop from empty list")
-            position = _position(index, len(self._raw), "pop index out of range")
-            value = values.plain_copy(self._raw[position])
+            position = _position(index, _list_len(self), "pop index out of range")
+            value = values.plain_copy(_list_getitem(self, position))
             del self[position]
             return value
 
     def remove(self, value: Any) -> None:
         with self._core.lock:
             try:
-                position = self._raw.index(unwrap(value))
+                position = list.index(self, value)
             except ValueError:
                 raise ValueError("list.remove(x): x not in list") from None
             del self[position]
 
     def reverse(self) -> None:
         with self._core.lock:
-            self._reorder(list(range(len(self._raw) - 1, -1, -1)))
+            self._reorder(list(range(_list_len(self) - 1, -1, -1)))
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
         """Sort in place. A key (or a comparison) that changes the list itself raises
         ValueError, as with a plain list: the list then holds its own items, sorted, and the
         changes the key made inside them."""
-        with self._core.lock:
-            items = list(self._raw)
+        core = self._core
+        with core.lock:
+            items = _list_copy(self)
             if key is None:
                 order = sorted(range(len(items)), key=items.__getitem__, reverse=reverse)
             else:
                 order = sorted(
-                    range(len(items)), key=lambda i: key(self._view(i, items[i])), reverse=reverse
+                    range(len(items)),
+                    key=lambda i: key(_linked(core, self, i, items[i])),
+                    reverse=reverse,
                 )
-            if len(items) == len(self._raw) and all(map(operator.is_, items, self._raw)):
+            if len(items) == _list_len(self) and all(map(operator.is_, items, self)):
                 self._reorder(order)
                 return
             self._put_back([items[i] for i in order])
@@ -581,23 +663,38 @@ class ListProxy(Proxy, MutableSequence[Any]):
     def _put_back(self, items: list[Any]) -> None:
         """Make the list hold ``items``, the very objects (some of them taken out of it)."""
         core = self._core
-        path = core.path_for_change(self, self._raw)
+        path = core.path_for_change(self)
         texts = [self._prepared(item, index)[1] for index, item in enumerate(items)]
-        end = len(self._raw)
-        core.commit(
-            [journal.splice_record(path, 0, end, texts)], [Splice((self._raw, 0, end, items))]
-        )
+        end = _list_len(self)
+        core.commit([journal.splice_record(path, 0, end, texts)], [Splice((self, 0, end, items))])
 
     def _reorder(self, order: list[int]) -> None:
-        """Move the existing items (the same objects: kept proxies follow them)."""
+        """Move the existing items (the same objects: kept references follow them)."""
         core = self._core
         with core.lock:
-            path = core.path_for_change(self, self._raw)
+            path = core.path_for_change(self)
             if order != list(range(len(order))):
-                core.commit([journal.reorder_record(path, order)], [Reorder((self._raw, order))])
+                core.commit([journal.reorder_record(path, order)], [Reorder((self, order))])
 
 
-values.register_views(Node, unwrap)
+class TopDict(LiveDict):
+    """The top of a state's data: a LiveDict whose item assignment and deletion are dict's
+    own, writing no record, so that the core's short path for a top-level scalar stores at a
+    plain dict's speed (CPython uses dict's C code only when both are dict's). The state's
+    methods, and LiveDict's, call LiveDict.__setitem__ and __delitem__ for it."""
+
+    __slots__ = ()
+
+    __setitem__ = dict.__setitem__
+    __delitem__ = dict.__delitem__
+
+    def copy(self) -> dict[Any, Any]:
+        with self._core.lock:
+            return values.plain_copy(dict.copy(self))  # type: ignore[no-any-return]
+
+
+_CONTAINERS = (LiveDict, LiveList)  # (the containers a program is given)
+values.register_containers(StoredDict, StoredList, (LiveDict, TopDict), (LiveList,))
 
 
 def _position(index: Any, size: int, message: str) -> int:
@@ -609,8 +706,27 @@ def _position(index: Any, size: int, message: str) -> int:
     return position
 
 
-def _as_list(other: Any) -> Any:
-    raw = unwrap(other)
-    if not isinstance(raw, list):
-        raise TypeError(f"cannot compare a list with {type(other).__name__}")
-    return raw
+# -- how other libraries see them ----------------------------------------------------------
+
+
+def _represent_dict(representer: Any, data: StoredDict) -> Any:
+    return representer.represent_dict(dict(_dict_items(data)))  # (a dict: sort_keys sorts it)
+
+
+def _represent_list(representer: Any, data: StoredList) -> Any:
+    return representer.represent_sequence("tag:yaml.org,2002:seq", _list_copy(data))
+
+
+# yaml.safe_dump and yaml.dump write them as the plain mappings and lists they are (PyYAML
+# looks representers up by exact type). Every dumper class that may hold its own table gets
+# them: a program may have copied a table by registering representers of its own.
+_DUMPERS = ("SafeDumper", "Dumper", "CSafeDumper", "CDumper")  # (the C ones: with libyaml)
+for _dumper in (
+    yaml.representer.SafeRepresenter,
+    yaml.representer.Representer,
+    *filter(None, (getattr(yaml, name, None) for name in _DUMPERS)),
+):
+    for _kind_of_dict in (StoredDict, LiveDict):
+        _dumper.add_representer(_kind_of_dict, _represent_dict)
+    for _kind_of_list in (StoredList, LiveList):
+        _dumper.add_representer(_kind_of_list, _represent_list)

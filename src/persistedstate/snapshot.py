@@ -104,9 +104,22 @@ class _PureSnapshotDumper(yaml.SafeDumper):
     ignore_aliases = _SnapshotDumper.ignore_aliases
 
 
+def _represent_mapping(dumper: Any, value: dict[Any, Any]) -> yaml.Node:
+    # (A state's dicts are a subclass of dict: their own items() is for other code.)
+    node: yaml.Node = dumper.represent_mapping("tag:yaml.org,2002:map", dict.items(value))
+    return node
+
+
+def _represent_sequence(dumper: Any, value: list[Any]) -> yaml.Node:
+    node: yaml.Node = dumper.represent_sequence("tag:yaml.org,2002:seq", list.copy(value))
+    return node
+
+
 for _dumper in (_SnapshotDumper, _PureSnapshotDumper):
     _dumper.add_representer(str, _represent_str)
     _dumper.add_representer(int, _represent_int)
+    _dumper.add_multi_representer(dict, _represent_mapping)  # the dicts and lists of a state
+    _dumper.add_multi_representer(list, _represent_sequence)
 
 
 def has_comments(snapshot: bytes) -> bool:
@@ -183,7 +196,7 @@ class SnapshotEntries:
         self._keys, self._values, self._pieces = list(top), list(top.values()), pieces
 
     def render(self, data: dict[Any, Any], changed_keys: set[Any]) -> bytes:
-        keys, values = list(data), list(data.values())
+        keys, values = list(dict.keys(data)), list(dict.values(data))
         known = len(self._keys)
         if len(keys) >= known and all(map(operator.is_, keys, self._keys)):
             # The usual case, found at C speed: the same keys in the same order, maybe more.
@@ -197,7 +210,7 @@ class SnapshotEntries:
             known_entries = zip(self._keys, self._values, self._pieces, strict=True)
             entries = {entry[0]: entry for entry in known_entries}
             stale, pieces = set(), []
-            for index, (key, value) in enumerate(data.items()):
+            for index, (key, value) in enumerate(dict.items(data)):
                 entry = entries.get(key)
                 if entry is None or entry[0] is not key or entry[1] is not value:
                     stale.add(index)
@@ -235,8 +248,13 @@ def _split_entries(snapshot: bytes) -> list[bytes]:
     return [snapshot[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
-def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
-    """Parse the snapshot document; raises CorruptStateError saying where it is wrong."""
+def load_snapshot(
+    path: str | os.PathLike[str], raw: bytes, *, stored: bool = False
+) -> dict[Any, Any]:
+    """Parse the snapshot document; raises CorruptStateError saying where it is wrong.
+
+    With ``stored``, the data comes in a state's own dicts and lists (``values.new_dict``).
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -250,7 +268,7 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
     except _LOAD_ERRORS as error:
         raise _corrupt(path, text, error) from None
     if data is None:
-        return {}
+        return values.new_dict() if stored else {}
     if type(data) is not dict:
         raise CorruptStateError(
             path,
@@ -260,7 +278,8 @@ def load_snapshot(path: str | os.PathLike[str], raw: bytes) -> dict[Any, Any]:
             text=text,
         )
     try:
-        checked: dict[Any, Any] = values.check_loaded(data)
+        with _collector_paused():  # (it makes the state's own dicts and lists: as many)
+            checked: dict[Any, Any] = values.check_loaded(data, stored=stored)
     except values.UnsupportedValue as error:
         where = _position_of(text, error.key_path)
         problem = f"{error.message} at key path {error.key_path}"

@@ -1,19 +1,20 @@
 """PersistedState, the public class: a dict-like state mapped onto one YAML file, and load().
 
-``PersistedState`` is what a program holds: the dict API at the top (from ``proxies.DictOps``)
-and attribute access. Its data, lock, file, journal and transactions live in a ``core.Core``,
-which its proxies share; this module only maps the public API onto the core's contract.
+``PersistedState`` is what a program holds: the dict API at the top (that of the top
+container of its data, a ``proxies.LiveDict``) and attribute access. Its data, lock, file,
+journal and transactions live in a ``core.Core``, which its containers share; this module only
+maps the public API onto the core's contract.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from . import core, journal, storage, values
 from .errors import PersistedStateError
-from .proxies import DictOps, Top
+from .proxies import LiveDict
 
 if TYPE_CHECKING:
     from .proxies import ReentrantLock
@@ -21,15 +22,15 @@ if TYPE_CHECKING:
 _SCALAR_TEXT = values.SCALAR_TEXT
 
 
-class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
+class PersistedState(MutableMapping[Any, Any]):
     """A dict whose every change is written to a YAML file before the call returns.
 
     ``PersistedState(path, **defaults)`` opens the file (creating it if needed) and sets each
     default that is not there yet. Keys that are identifiers are also attributes.
     """
 
-    _core: core.Core  # the data, the lock and the file, shared with the proxies
-    _raw: dict[Any, Any]  # (the core's data, for the methods of DictOps)
+    _core: core.Core  # the data, the lock and the file, shared with the containers
+    _raw: LiveDict  # the top of the data (the core's): the dict API below is its
     _thread_lock: ReentrantLock  # (the core's lock; here for programs that use it, as with 26.1)
     # Every attribute name of the class: a key of that name is reached with item syntax only.
     _attribute_names: frozenset[str] = frozenset()
@@ -104,7 +105,8 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
                 raise PersistedStateError("cannot run __init__ again inside a transaction")
             previous.detach_mirror()
             previous.close(compact=False)
-        initial = {}  # (bad defaults are refused before the file is touched)
+            previous.let_go()
+        initial = values.new_dict()  # (bad defaults are refused before the file is touched)
         for key, value in defaults.items():
             try:
                 initial[values.key_text(key)[0]] = values.prepare(value)[0]
@@ -148,11 +150,96 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
             raise
 
     def __del__(self) -> None:
-        # The core refers to this object's __dict__ (the mirror): let go of it, so that the
-        # core, and with it the lock, goes as soon as nothing else refers to it.
+        # The core refers to this object's __dict__ (the mirror), and to the data, which
+        # refers to the core: let go of both, so that the core, and with it the lock, goes as
+        # soon as nothing else refers to it or to its containers.
         state_core = self.__dict__.get("_core")
         if state_core is not None:
             state_core.detach_mirror()
+            state_core.let_go()
+
+    # -- the dict API: the top container's ---------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._raw[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._raw.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._raw)
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def keys(self) -> KeysView[Any]:
+        return self._raw.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self._raw.values()
+
+    def items(self) -> ItemsView[Any, Any]:
+        return self._raw.items()
+
+    def __eq__(self, other: object) -> bool:
+        return self._raw == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        LiveDict.__setitem__(self._raw, key, value)  # (the top's own writes no record)
+
+    def __delitem__(self, key: Any) -> None:
+        LiveDict.__delitem__(self._raw, key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        """Remove ``key`` and return its value as plain data."""
+        return self._raw.pop(key, *default)
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove the last inserted item and return it as plain data."""
+        return self._raw.popitem()
+
+    def update(self, other: Any = (), /, **extra: Any) -> None:
+        """Set several keys as one change: all of them are written, or none."""
+        self._raw.update(other, **extra)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        return self._raw.setdefault(key, default)
+
+    def clear(self) -> None:
+        self._raw.clear()
+
+    def __ior__(self, other: Any) -> PersistedState:
+        self._raw.update(other)
+        return self
+
+    def __or__(self, other: Any) -> Any:
+        return self._raw | other
+
+    def __ror__(self, other: Any) -> Any:
+        return other | self._raw
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain, independent deep copy of the data, taken at once (under the lock)."""
+        result: dict[Any, Any] = self._raw.copy()
+        return result
+
+    def __copy__(self) -> dict[Any, Any]:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[Any, Any]:
+        return self.copy()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        """Pickled as the plain data it holds (unpickled as a plain dict)."""
+        return self._raw.__reduce_ex__(protocol)
 
     # -- attribute access ----------------------------------------------------------------
 
@@ -168,18 +255,15 @@ class PersistedState(DictOps, Top, MutableMapping[Any, Any]):
         except KeyError:
             raise AttributeError(f"the state has no key {name!r}") from None
 
-    def _view(self, key: Any, item: Any) -> Any:
-        return self._core.view(key, item)  # (a proxy's parent is the core, never this object)
-
     def __setattr__(self, name: str, value: Any) -> None:
         if name[:1] in ("_", ""):
             object.__setattr__(self, name, value)
         elif name not in self._attribute_names:
             encode = _SCALAR_TEXT.get(type(value))
             if encode is not None and type(name) is str:  # (setattr passes a str subclass on)
-                self._core.set_scalar(self, self._raw, name, value, encode)
+                self._core.set_scalar(self._raw, name, value, encode)
             else:
-                self[name] = value
+                LiveDict.__setitem__(self._raw, name, value)
         elif hasattr(getattr(type(self), name), "__set__"):  # a subclass's property
             object.__setattr__(self, name, value)
         else:

@@ -19,7 +19,7 @@ import base64
 import datetime
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
@@ -137,14 +137,16 @@ def _datetimes_exactly_equal(left: datetime.datetime, right: datetime.datetime) 
 
 
 def _lists_exactly_equal(left: list[Any], right: list[Any]) -> bool:
-    return len(left) == len(right) and all(map(exactly_equal, left, right))
+    return list.__len__(left) == list.__len__(right) and all(
+        map(exactly_equal, list.copy(left), list.copy(right))
+    )
 
 
 def _dicts_exactly_equal(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
     return (
-        len(left) == len(right)
-        and all(map(exactly_equal, left, right))
-        and all(map(exactly_equal, left.values(), right.values()))
+        dict.__len__(left) == dict.__len__(right)
+        and all(map(exactly_equal, dict.keys(left), dict.keys(right)))
+        and all(map(exactly_equal, dict.values(left), dict.values(right)))
     )
 
 
@@ -284,16 +286,14 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
         return value, bool_text(value)
     if value is None:
         return None, "null"
-    if kind is dict:
-        return _prepare_dict(value, active, room)
-    if kind is list:
-        return _prepare_list(value, active, room)
-    if isinstance(value, _view_types):  # a proxy, or the state: the data it stands for
-        return _prepare(_data_of_view(value), active, room)
+    if kind in _DICT_TYPES:
+        return _prepare_dict(_dict_items(value), value, active, room)
+    if kind in _LIST_TYPES:
+        return _prepare_list(_list_copy(value), value, active, room)
     if isinstance(value, (dict, Mapping)):
-        return _prepare_dict(value, active, room)
+        return _prepare_dict(value.items(), value, active, room)
     if isinstance(value, (list, tuple)):
-        return _prepare_list(value, active, room)
+        return _prepare_list(value, value, active, room)
     if kind is bytes:
         return value, binary_text(value)
     if isinstance(value, datetime.date):
@@ -305,16 +305,30 @@ def _prepare(value: Any, active: set[int], room: int) -> tuple[Any, str]:
     raise UnsupportedValue(f"cannot store a value of type {kind.__name__}; supported: {_SUPPORTED}")
 
 
-# Objects that stand for data already in a state (the state and its proxies), and how to get
-# that data: proxies.py registers them (this module cannot import it).
-_view_types: tuple[type, ...] = ()
-_data_of_view: Callable[[Any], Any] = id  # (never called before register_views)
+# The containers of a state's data are subclasses of dict and list: made as ``new_dict`` and
+# ``new_list``, which become one of the ``live`` types once a program reads them (their changes
+# then reach the file). proxies.py defines them and registers them here, since this module
+# cannot import it. The base classes' methods read them without a record.
+new_dict: type[dict[Any, Any]] = dict
+new_list: type[list[Any]] = list
+_DICT_TYPES: frozenset[type] = frozenset({dict})  # every type of dict, plain or a state's
+_LIST_TYPES: frozenset[type] = frozenset({list})
+_dict_items = dict.items
+_list_copy = list.copy
 
 
-def register_views(kind: type, data_of: Callable[[Any], Any]) -> None:
-    """Make :func:`prepare` take an instance of ``kind`` as the data ``data_of`` gives."""
-    global _view_types, _data_of_view
-    _view_types, _data_of_view = (kind,), data_of
+def register_containers(
+    dict_type: type[dict[Any, Any]],
+    list_type: type[list[Any]],
+    live_dict_types: tuple[type, ...],
+    live_list_types: tuple[type, ...],
+) -> None:
+    """Make the data of a state of ``dict_type`` and ``list_type``, which become one of the
+    live types when read."""
+    global new_dict, new_list, _DICT_TYPES, _LIST_TYPES
+    new_dict, new_list = dict_type, list_type
+    _DICT_TYPES = frozenset({dict, dict_type, *live_dict_types})
+    _LIST_TYPES = frozenset({list, list_type, *live_list_types})
 
 
 def _stored_datetime(value: datetime.date) -> datetime.date:
@@ -364,11 +378,14 @@ def _enter(container: Any, active: set[int], room: int) -> None:
     active.add(id(container))
 
 
-def _prepare_dict(value: Mapping[Any, Any], active: set[int], room: int) -> tuple[Any, str]:
+def _prepare_dict(
+    items: Iterable[tuple[Any, Any]], value: Any, active: set[int], room: int
+) -> tuple[Any, str]:
+    """The copy and text of ``value``, a mapping whose ``items`` are given."""
     _enter(value, active, room)
     copy: dict[Any, Any] = {}
     parts = []
-    for key, item in value.items():
+    for key, item in items:
         try:
             stored_key, text = key_text(key)
             item_copy, item_text = _prepare(item, active, room)
@@ -380,16 +397,15 @@ def _prepare_dict(value: Mapping[Any, Any], active: set[int], room: int) -> tupl
             text = "? " + text
         parts.append(f"{text}: {item_text}")
     active.discard(id(value))
-    return copy, "{" + ", ".join(parts) + "}"
+    return new_dict(copy), "{" + ", ".join(parts) + "}"
 
 
-def _prepare_list(
-    value: list[Any] | tuple[Any, ...], active: set[int], room: int
-) -> tuple[Any, str]:
+def _prepare_list(items: Iterable[Any], value: Any, active: set[int], room: int) -> tuple[Any, str]:
+    """The copy and text of ``value``, a sequence of ``items``."""
     _enter(value, active, room)
     copy = []
     parts = []
-    for index, item in enumerate(value):
+    for index, item in enumerate(items):
         try:
             item_copy, item_text = _prepare(item, active, room)
         except UnsupportedValue as error:
@@ -398,34 +414,52 @@ def _prepare_list(
         copy.append(item_copy)
         parts.append(item_text)
     active.discard(id(value))
-    return copy, "[" + ", ".join(parts) + "]"
+    return new_list(copy), "[" + ", ".join(parts) + "]"
 
 
 def plain_copy(raw: Any) -> Any:
-    """A deep copy of data already in a state (so known to be valid plain data)."""
+    """A deep copy, in plain dicts and lists, of data already in a state (or valid for one)."""
     kind = type(raw)
-    if kind is dict:
-        return {key: plain_copy(item) for key, item in raw.items()}
-    if kind is list:
-        return [plain_copy(item) for item in raw]
+    if kind in _DICT_TYPES:
+        return {key: plain_copy(item) for key, item in _dict_items(raw)}
+    if kind in _LIST_TYPES:
+        return [plain_copy(item) for item in _list_copy(raw)]
     return raw
 
 
-def check_loaded(data: Any) -> Any:
-    """Validate data a YAML parser built; return it with shared containers unshared.
+def stored_like(container: Any, data: Any) -> Any:
+    """``data``, valid plain data (a journal record's value), in the kind of containers that
+    ``container`` is: a state's own when it is one of them, else as it is."""
+    if type(container) is dict or type(container) is list:
+        return data
+    return _stored(data)
+
+
+def _stored(data: Any) -> Any:
+    kind = type(data)
+    if kind is dict:
+        return new_dict({key: _stored(item) for key, item in data.items()})
+    if kind is list:
+        return new_list(list(map(_stored, data)))
+    return data
+
+
+def check_loaded(data: Any, *, stored: bool = False) -> Any:
+    """Validate data a YAML parser built; return it with shared containers unshared, in a
+    state's own dicts and lists if ``stored``.
 
     YAML anchors and aliases make one object appear in several places; a state needs each
     container in exactly one place, so repeats become independent copies. Raises
     UnsupportedValue (a ``!!set``, a date used as a key, a recursive alias, ...).
     """
-    return _check_loaded(data, set(), set())
+    return _check_loaded(data, set(), set(), stored)
 
 
 # (libyaml refuses such an escape itself; PyYAML's pure-Python reader builds the string.)
 _LOADED_SURROGATE = "a string with a lone surrogate (\\ud800-\\udfff), which no UTF-8 text holds"
 
 
-def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
+def _check_loaded(data: Any, seen: set[int], active: set[int], stored: bool) -> Any:
     kind = type(data)
     if kind is dict or kind is list:
         if id(data) in active:
@@ -453,41 +487,51 @@ def _check_loaded(data: Any, seen: set[int], active: set[int]) -> Any:
                     error.key_path.append(key)
                     raise error
                 try:
-                    checked = _check_loaded(item, seen, active)
+                    checked = _check_loaded(item, seen, active, stored)
                 except UnsupportedValue as error:
                     error.key_path.insert(0, key)
                     raise
                 if checked is not item:
                     data[key] = checked
-        else:
-            for index, item in enumerate(data):
-                try:
-                    checked = _check_loaded(item, seen, active)
-                except UnsupportedValue as error:
-                    error.key_path.insert(0, index)
-                    raise
-                if checked is not item:
-                    data[index] = checked
+            active.discard(id(data))
+            return new_dict(data) if stored else data
+        for index, item in enumerate(data):
+            try:
+                checked = _check_loaded(item, seen, active, stored)
+            except UnsupportedValue as error:
+                error.key_path.insert(0, index)
+                raise
+            if checked is not item:
+                data[index] = checked
         active.discard(id(data))
-        return data
+        return new_list(data) if stored else data
     if kind is str and not data.isascii() and _SURROGATE.search(data):
         raise UnsupportedValue(_LOADED_SURROGATE)
     if kind in _IMMUTABLE_TYPES:
         return data
     if kind is tuple:  # !!omap and !!pairs build lists of tuples
-        return _check_loaded(list(data), seen, active)
+        return _check_loaded(list(data), seen, active, stored)
     raise UnsupportedValue(f"a {kind.__name__} value is not supported")
 
 
 def exactly_equal(left: Any, right: Any) -> bool:
     """Equal in value and type all the way down, dict keys in the same order.
 
-    ``nan`` equals ``nan``; ``-0.0`` does not equal ``0.0``.
+    ``nan`` equals ``nan``; ``-0.0`` does not equal ``0.0``; a dict or list of a state's data
+    is of the same type as a plain one.
     """
-    kind = type(left)
-    if kind is not type(right):
+    kind = _plain_type(left)
+    if kind is not _plain_type(right):
         return False
     return _EXACTLY_EQUAL.get(kind, _equal)(left, right)
+
+
+def _plain_type(value: Any) -> type:
+    """The type of ``value``, a state's dicts and lists counting as dict and list."""
+    kind = type(value)
+    if kind in _DICT_TYPES:
+        return dict
+    return list if kind in _LIST_TYPES else kind
 
 
 def deeper_than(data: Any, limit: int) -> bool:
@@ -495,10 +539,10 @@ def deeper_than(data: Any, limit: int) -> bool:
     stack = [(data, 1)]
     while stack:
         item, level = stack.pop()
-        kind = type(item)
+        kind = _plain_type(item)
         if kind is dict or kind is list:
             if level > limit:
                 return True
-            children = item.values() if kind is dict else item
+            children = dict.values(item) if kind is dict else list.copy(item)
             stack.extend((child, level + 1) for child in children)
     return False

@@ -1,0 +1,309 @@
+"""README.md "Values read from a state": nested dicts and lists are real dicts and lists.
+
+Whatever reads them (isinstance checks, json, yaml.safe_dump, pickle, pprint) sees the plain
+data they hold, and every change made through them, by any method of dict or list, still
+reaches the file or is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import pickle
+import pprint
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+from conftest import assert_same, crash_copy, file_bytes
+
+import persistedstate
+from persistedstate import PersistedState
+
+NESTED: dict[str, Any] = {
+    "settings": {"batch": 100, "retry": {"times": 3, "waits": [1.5, 3.0]}, "name": "job"},
+    "done": ["a", {"id": 1, "tags": ["x", "y"]}, [1, [2, [3]]], None, True],
+    "long": {f"key number {n}": list(range(n, n + 12)) for n in range(6)},
+}
+
+
+def _reads(state: PersistedState) -> Iterator[tuple[str, Any, Any]]:
+    """(how it was read, what a state gives, what the plain data gives) for every way of
+    reading a nested dict or list."""
+    plain = copy.deepcopy(NESTED)
+    yield "attribute", state.settings, plain["settings"]
+    yield "item", state["done"], plain["done"]
+    yield "get", state.get("long"), plain["long"]
+    yield "two levels", state.settings["retry"], plain["settings"]["retry"]
+    yield "three levels", state.settings["retry"]["waits"], plain["settings"]["retry"]["waits"]
+    yield "list item", state.done[1], plain["done"][1]
+    yield "negative index", state.done[-3], plain["done"][-3]
+    yield "slice", state.done[1:3][1][1], plain["done"][1:3][1][1]
+    yield "nested get", state.settings.get("retry"), plain["settings"].get("retry")
+    yield "values()", list(state.values())[0], list(plain.values())[0]
+    yield "items()", list(state.settings.items())[1][1], list(plain["settings"].items())[1][1]
+    yield "iteration", list(state.done)[2], list(plain["done"])[2]
+    yield "setdefault", state.setdefault("done", []), plain.setdefault("done", [])
+
+
+@pytest.fixture
+def nested_state(state: PersistedState) -> PersistedState:
+    state.update(copy.deepcopy(NESTED))
+    return state
+
+
+def test_nested_values_are_dicts_and_lists(nested_state: PersistedState) -> None:
+    for how, live, plain in _reads(nested_state):
+        kind = type(plain)
+        assert isinstance(live, kind), how
+        assert live == plain, how
+
+
+def test_they_serialize_as_the_plain_data_would(nested_state: PersistedState) -> None:
+    dumpers = [yaml.SafeDumper, yaml.Dumper]
+    dumpers += [getattr(yaml, name) for name in ("CSafeDumper", "CDumper") if hasattr(yaml, name)]
+    for how, live, plain in _reads(nested_state):
+        assert json.dumps(live) == json.dumps(plain), how
+        assert json.dumps(live, indent=2, sort_keys=True) == json.dumps(
+            plain, indent=2, sort_keys=True
+        ), how
+        assert yaml.safe_dump(live) == yaml.safe_dump(plain), how
+        for dumper in dumpers:
+            assert yaml.dump(live, Dumper=dumper) == yaml.dump(plain, Dumper=dumper), how
+        assert pprint.pformat(live) == pprint.pformat(plain), how
+        assert pprint.pformat(live, width=30) == pprint.pformat(plain, width=30), how
+        assert repr(live) == repr(plain), how
+    assert "\n" in pprint.pformat(nested_state.long)  # (wide enough to need several lines)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_they_pickle_as_plain_data(nested_state: PersistedState, protocol: int) -> None:
+    for how, live, plain in _reads(nested_state):
+        assert_same(pickle.loads(pickle.dumps(live, protocol)), plain)  # (plain all the way)
+    assert_same(pickle.loads(pickle.dumps(nested_state, protocol)), NESTED)
+
+
+def test_copies_and_other_code_making_one_of_their_type_give_plain_data(
+    nested_state: PersistedState,
+) -> None:
+    @dataclasses.dataclass
+    class Holder:
+        settings: Any
+        done: Any
+
+    holder = Holder(nested_state.settings, nested_state.done)
+    assert_same(dataclasses.asdict(holder), {"settings": NESTED["settings"], "done": NESTED["done"]})
+    for how, live, plain in _reads(nested_state):
+        assert_same(copy.copy(live), plain)
+        assert_same(copy.deepcopy(live), plain)
+        assert_same(live.copy(), plain)
+        assert_same(type(live)(plain), plain)  # (a shallow plain copy, like type(plain)(plain))
+
+
+def test_changes_still_reach_the_file_after_being_serialized(
+    nested_state: PersistedState, state_path: str
+) -> None:
+    expected = copy.deepcopy(NESTED)
+    for how, live, plain in _reads(nested_state):
+        json.dumps(live)
+        yaml.safe_dump(live)
+        pickle.dumps(live)
+        pprint.pformat(live)
+    nested_state.settings["retry"]["waits"].append(6.0)
+    expected["settings"]["retry"]["waits"].append(6.0)
+    nested_state.done[1]["tags"].insert(0, "w")
+    expected["done"][1]["tags"].insert(0, "w")
+    assert_same(crash_copy(state_path, state_path + ".copy"), expected)
+
+
+# -- every method of dict and list -------------------------------------------------------------
+
+# Methods about the object rather than the data it holds (type, attributes, pickling, size).
+NOT_ABOUT_THE_DATA = {
+    "__class__",
+    "__class_getitem__",
+    "__delattr__",
+    "__dir__",
+    "__format__",
+    "__getattribute__",
+    "__getstate__",
+    "__init_subclass__",
+    "__new__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__setattr__",
+    "__sizeof__",
+    "__subclasshook__",
+}
+
+class Kw(dict[str, Any]):
+    """The keyword arguments of a call below."""
+
+
+# Calls to try for each method of dict and of list (the arguments of each call, and Kw(...)).
+# A method that Python adds later is not here, and fails the test below until its calls are
+# added.
+DICT_CALLS: dict[str, list[tuple[Any, ...]]] = {
+    "__contains__": [("a",), ("zz",)],
+    "__delitem__": [("a",), ("zz",)],
+    "__eq__": [({"a": 1},), (NESTED,)],
+    "__ge__": [({},)],
+    "__getitem__": [("a",), ("l",), ("zz",)],
+    "__gt__": [({},)],
+    "__init__": [({"a": 5, "new": [1]},), ((("p", 1),),), ((), Kw(kw={"x": 1}))],
+    "__ior__": [({"a": 2, "n": {"m": []}},), ([("p", 1)],), (5,)],
+    "__iter__": [()],
+    "__le__": [({},)],
+    "__len__": [()],
+    "__lt__": [({},)],
+    "__ne__": [({"a": 1},)],
+    "__or__": [({"a": 2},), (5,)],
+    "__repr__": [()],
+    "__reversed__": [()],
+    "__ror__": [({"a": 2},), (5,)],
+    "__setitem__": [("a", 7), ("new", {"x": [1]}), (3, None), ([], 1)],
+    "__str__": [()],
+    "clear": [()],
+    "copy": [()],
+    "fromkeys": [(["x", "y"], 0)],
+    "get": [("a",), ("zz", 0)],
+    "items": [()],
+    "keys": [()],
+    "pop": [("a",), ("zz",), ("zz", 0)],
+    "popitem": [()],
+    "setdefault": [("a", 9), ("new", [1])],
+    "update": [({"a": 3, "b": [2]},), ([("q", 1)],), ((), Kw(kw=1)), ([1],)],
+    "values": [()],
+}
+
+LIST_CALLS: dict[str, list[tuple[Any, ...]]] = {
+    "__add__": [([9],), ((9,),)],
+    "__contains__": [(1,), ({"k": 1},), (99,)],
+    "__delitem__": [(0,), (-1,), (slice(1, 3),), (slice(None, None, 2),), (99,)],
+    "__eq__": [([1],)],
+    "__ge__": [([1],)],
+    "__getitem__": [(0,), (-1,), (slice(1, 3),), (99,)],
+    "__gt__": [([1],)],
+    "__iadd__": [([7, [8]],), (5,)],
+    "__imul__": [(2,), (0,)],
+    "__init__": [([4, {"k": 2}],)],
+    "__iter__": [()],
+    "__le__": [([1],)],
+    "__len__": [()],
+    "__lt__": [([1],)],
+    "__mul__": [(2,)],
+    "__ne__": [([1],)],
+    "__repr__": [()],
+    "__reversed__": [()],
+    "__rmul__": [(2,)],
+    "__setitem__": [(0, 5), (-1, [6]), (slice(0, 2), [7]), (slice(None, None, 2), [1, 2]), (9, 1)],
+    "__str__": [()],
+    "append": [({"n": [1]},)],
+    "clear": [()],
+    "copy": [()],
+    "count": [(1,)],
+    "extend": [([3, 4],), (5,)],
+    "index": [(1,), (99,)],
+    "insert": [(1, "i"), (-9, "j")],
+    "pop": [(), (0,), (99,)],
+    "remove": [({"k": 1},), (99,)],
+    "reverse": [()],
+    "sort": [((), Kw(key=str)), ((), Kw(key=str, reverse=True)), ()],
+}
+
+DICT_START: dict[Any, Any] = {"a": 1, "l": [1, {"x": 2}], "d": {"e": None}, 2: "two"}
+LIST_START: list[Any] = [1, {"k": 1}, [2, 3], "s", 1]
+
+
+def _methods(kind: type) -> set[str]:
+    return {name for name in dir(kind) if callable(getattr(kind, name))} - NOT_ABOUT_THE_DATA
+
+
+def _as_data(result: Any) -> Any:
+    """A result as plain data: views and iterators become lists, containers plain copies."""
+    if isinstance(result, (dict, list)):
+        return copy.deepcopy(result)
+    if result is NotImplemented or isinstance(result, (str, int, type(None), tuple)):
+        return result
+    return [_as_data(item) for item in result]
+
+
+def _call(target: Any, name: str, call: tuple[Any, ...]) -> tuple[bool, Any]:
+    args, kwargs = (call[0], call[1]) if len(call) == 2 and type(call[1]) is Kw else (call, {})
+    try:
+        return True, _as_data(getattr(target, name)(*copy.deepcopy(args), **kwargs))
+    except Exception as error:
+        return False, type(error)
+
+
+def _mutating_calls(kind: type, calls: dict[str, list[tuple[Any, ...]]], start: Any) -> set[str]:
+    """The methods that change a plain container, by trying them."""
+    found = set()
+    for name, tries in calls.items():
+        for call in tries:
+            plain = copy.deepcopy(start)
+            _call(plain, name, call)
+            if plain != start:
+                found.add(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("kind", "calls", "start"), [(dict, DICT_CALLS, DICT_START), (list, LIST_CALLS, LIST_START)]
+)
+def test_every_method_behaves_as_on_a_plain_container_and_every_change_is_written(
+    state_path: str, kind: type, calls: dict[str, list[tuple[Any, ...]]], start: Any
+) -> None:
+    assert _methods(kind) == set(calls), "a method of this Python's dict or list is not tried"
+    mutating = _mutating_calls(kind, calls, start)
+    assert {"__setitem__", "__delitem__", "__init__", "clear", "pop"} <= mutating
+    state = PersistedState(state_path)
+    try:
+        for number, (name, call) in enumerate(
+            (name, call) for name, tries in calls.items() for call in tries
+        ):
+            key = f"c{number}"
+            state[key] = copy.deepcopy(start)
+            live = state[key]
+            expected = copy.deepcopy(start)
+            before = file_bytes(state_path)
+            outcome = _call(live, name, call)
+            wanted = _call(expected, name, call)
+            what = f"{kind.__name__}.{name}{call!r}"
+            assert outcome == wanted, f"{what}: {outcome!r}, plain Python: {wanted!r}"
+            assert_same(live.copy(), expected)
+            if name not in mutating or expected == start:
+                assert file_bytes(state_path) == before, f"{what} wrote to the file"
+            assert_same(crash_copy(state_path, state_path + ".copy")[key], expected)
+    finally:
+        state.close()
+    assert mutating  # (and each was written: the crash copies above held every change)
+
+
+def test_reads_through_views_and_slices_give_containers_that_write(
+    state: PersistedState, state_path: str
+) -> None:
+    state.update(d={"x": {"n": 0}}, l=[{"n": 0}, [0]])
+    writers: list[Callable[[], Any]] = [
+        lambda: next(iter(state.d.values())),
+        lambda: next(iter(state.d.items()))[1],
+        lambda: state.l[0:1][0],
+        lambda: next(iter(state.l)),
+        lambda: next(reversed(state.l)),
+        lambda: state.d.get("x"),
+        lambda: state.d.setdefault("x", {}),
+    ]
+    for number, read in enumerate(writers):
+        target = read()
+        if isinstance(target, dict):
+            target[f"w{number}"] = number
+        else:
+            target.append(number)
+    expected = {
+        "d": {"x": {"n": 0, "w0": 0, "w1": 1, "w5": 5, "w6": 6}},
+        "l": [{"n": 0, "w2": 2, "w3": 3}, [0, 4]],
+    }
+    assert_same(state.copy(), expected)
+    assert_same(crash_copy(state_path, state_path + ".copy"), expected)
