@@ -147,6 +147,32 @@ def test_exit_compacts_the_states_still_open_with_changes_and_only_those(tmp_pat
     assert done.stderr == ""
 
 
+def test_a_list_kept_after_its_state_was_dropped_is_written_and_exit_leaves_the_file_whole(
+    tmp_path: Path,
+) -> None:
+    """A program that keeps only a nested list goes on changing the file through it; at exit
+    that state is not compacted (its data went with the state object), so the file keeps
+    every value, not an empty document."""
+    path = tmp_path / "kept-list.state"
+    done = run_program(
+        """
+        import gc, sys
+        from persistedstate import PersistedState
+
+        state = PersistedState(sys.argv[1], done=[], last_id=7)
+        done = state.done
+        del state
+        gc.collect()
+        done.append("a")
+        done.append("b")
+        """,
+        path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert load(path) == {"done": ["a", "b"], "last_id": 7}
+    assert done.stderr == ""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_that_exits_normally_leaves_its_parent_s_state_alone(
     tmp_path: Path,

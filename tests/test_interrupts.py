@@ -258,7 +258,7 @@ def _changes(state: Any, items: Any, table: Any) -> dict[str, Callable[[int], No
         "reverse": lambda n: items.reverse(),
         "sort": lambda n: items.sort(key=str),
         "update": lambda n: table.update({"u": n, f"v{n % 3}": [n], "w": {"n": n}}),
-        "pop": lambda n: table.pop(next(iter(table))),
+        "pop": lambda n: table.pop(next(iter(table))) if len(table) > 1 else table.update(p=n),
         "clear": lambda n: table.clear() if n % 2 else table.update(x=n, y=n),
         "container at the top": lambda n: state.__setitem__("blob", {"at": n, "l": [n]}),
         "transaction": transaction,

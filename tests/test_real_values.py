@@ -19,7 +19,6 @@ import pytest
 import yaml
 from conftest import assert_same, crash_copy, file_bytes
 
-import persistedstate
 from persistedstate import PersistedState
 
 NESTED: dict[str, Any] = {
@@ -42,7 +41,7 @@ def _reads(state: PersistedState) -> Iterator[tuple[str, Any, Any]]:
     yield "negative index", state.done[-3], plain["done"][-3]
     yield "slice", state.done[1:3][1][1], plain["done"][1:3][1][1]
     yield "nested get", state.settings.get("retry"), plain["settings"].get("retry")
-    yield "values()", list(state.values())[0], list(plain.values())[0]
+    yield "values()", next(iter(state.values())), next(iter(plain.values()))
     yield "items()", list(state.settings.items())[1][1], list(plain["settings"].items())[1][1]
     yield "iteration", list(state.done)[2], list(plain["done"])[2]
     yield "setdefault", state.setdefault("done", []), plain.setdefault("done", [])
@@ -80,7 +79,7 @@ def test_they_serialize_as_the_plain_data_would(nested_state: PersistedState) ->
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_they_pickle_as_plain_data(nested_state: PersistedState, protocol: int) -> None:
-    for how, live, plain in _reads(nested_state):
+    for _how, live, plain in _reads(nested_state):
         assert_same(pickle.loads(pickle.dumps(live, protocol)), plain)  # (plain all the way)
     assert_same(pickle.loads(pickle.dumps(nested_state, protocol)), NESTED)
 
@@ -94,8 +93,10 @@ def test_copies_and_other_code_making_one_of_their_type_give_plain_data(
         done: Any
 
     holder = Holder(nested_state.settings, nested_state.done)
-    assert_same(dataclasses.asdict(holder), {"settings": NESTED["settings"], "done": NESTED["done"]})
-    for how, live, plain in _reads(nested_state):
+    assert_same(
+        dataclasses.asdict(holder), {"settings": NESTED["settings"], "done": NESTED["done"]}
+    )
+    for _how, live, plain in _reads(nested_state):
         assert_same(copy.copy(live), plain)
         assert_same(copy.deepcopy(live), plain)
         assert_same(live.copy(), plain)
@@ -106,7 +107,7 @@ def test_changes_still_reach_the_file_after_being_serialized(
     nested_state: PersistedState, state_path: str
 ) -> None:
     expected = copy.deepcopy(NESTED)
-    for how, live, plain in _reads(nested_state):
+    for _how, live, _plain in _reads(nested_state):
         json.dumps(live)
         yaml.safe_dump(live)
         pickle.dumps(live)
@@ -137,6 +138,7 @@ NOT_ABOUT_THE_DATA = {
     "__sizeof__",
     "__subclasshook__",
 }
+
 
 class Kw(dict[str, Any]):
     """The keyword arguments of a call below."""

@@ -330,7 +330,8 @@ class Core:
             if len(changes) == 1:
                 changes[0].apply(None)
             else:
-                self._apply_all(changes)
+                self._apply_all(changes)  # (interrupted as it returns: _applied says all)
+                self._applied = 0
         except storage.FileChangedError as error:  # (refused before writing a byte)
             self._keep_both_versions(error)
         except BaseException:
@@ -344,13 +345,12 @@ class Core:
 
     def _apply_all(self, changes: list[Change]) -> None:
         """Apply the changes of a _COMMIT after the first ``_applied``, counting them there
-        (an interrupted one is finished from that count)."""
+        (an interrupted one is finished from that count; the caller sets it back to 0)."""
         self._epoch += 1  # odd: readers wait until every part is applied
         try:
             for change in changes[self._applied :]:
                 change.apply(None)
                 self._applied += 1
-            self._applied = 0
         finally:
             self._epoch += 1
 
@@ -597,6 +597,10 @@ class Core:
         ``proxies.freeze_paths``) as long as it holds them, and keep the file and its lock
         until then; the file is no longer compacted, since the data is gone.
         """
+        _OPEN.pop(id(self), None)  # (nor at exit: the data is not here to write)
+        if self._closed_because is not None:  # (taken over: its lock refuses, nothing writes)
+            self._raw = values.new_dict()  # type: ignore[assignment]
+            return
         with self.lock:
             if self._storage is not None:
                 proxies.freeze_paths(self._raw)

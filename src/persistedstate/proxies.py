@@ -13,10 +13,10 @@ then applies the change in memory with the base class's methods (``journal``'s c
 A container is made as a StoredDict or StoredList, a plain dict or list with room for its place;
 when it is first read through its parent it becomes a LiveDict or LiveList (``__class__`` is
 set) and learns its place (the core, its parent, its key there): it is *linked*. (Building the
-data of a large file costs what plain dicts and lists cost.) Each container sits in exactly one
-place (values are copied in), so identity tells where it is now: a list element that moved (insert, sort, slice
-assignment) is found again, and a container that was replaced or deleted is *detached* and
-refuses changes. A container refers to its parent weakly and to its core strongly, and the core
+data of a large file costs what plain dicts and lists cost.) Each container sits in exactly
+one place (values are copied in), so identity tells where it is now: a list element that moved
+(insert, sort, slice assignment) is found again, and a container that was replaced or deleted
+is *detached* and refuses changes. A container refers to its parent weakly and to its core strongly, and the core
 lets go of the tree when its state is dropped (``freeze_paths``): no reference cycle outlives
 the state, so an unclosed state frees its lock as soon as nothing refers to it or to its
 containers.
@@ -247,7 +247,6 @@ def freeze_paths(top: LiveDict) -> None:
     then writes by the path noted here: its parent is gone, so nothing can move it any more.
     (A parent the program holds too is still there, and still checked.)
     """
-    core = top._core
     stack: list[tuple[Any, tuple[Any, ...]]] = [(top, ())]
     while stack:
         container, path = stack.pop()
