@@ -16,10 +16,10 @@ set) and learns its place (the core, its parent, its key there): it is *linked*.
 data of a large file costs what plain dicts and lists cost.) Each container sits in exactly
 one place (values are copied in), so identity tells where it is now: a list element that moved
 (insert, sort, slice assignment) is found again, and a container that was replaced or deleted
-is *detached* and refuses changes. A container refers to its parent weakly and to its core strongly, and the core
-lets go of the tree when its state is dropped (``freeze_paths``): no reference cycle outlives
-the state, so an unclosed state frees its lock as soon as nothing refers to it or to its
-containers.
+is *detached* and refuses changes. A container refers to its parent weakly and to its core
+strongly, and the core lets go of the tree when its state is dropped (``freeze_paths``): no
+reference cycle outlives the state, so an unclosed state frees its lock as soon as nothing
+refers to it or to its containers.
 """
 
 from __future__ import annotations
