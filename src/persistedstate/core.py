@@ -230,7 +230,7 @@ class Core:
             self._settle()
         if container is self._raw:
             return "[]"
-        keys, text = proxies.path_of(container)
+        keys, text = proxies.path_of(container, self._raw)
         self._changed_top_keys.add(keys[0])  # its snapshot entry must be written anew
         return text
 

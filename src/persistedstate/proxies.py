@@ -24,6 +24,7 @@ refers to it or to its containers.
 
 from __future__ import annotations
 
+import functools
 import operator
 import sys
 import weakref
@@ -117,7 +118,7 @@ class Node:
     _parent: weakref.ref[Any] | None  # its parent container (None: the top of the tree)
     _key: Any  # its key in the parent (in a list, its index when last seen)
     _frozen: tuple[Any, ...] | None  # its path when its state was dropped (freeze_paths)
-    _path: tuple[list[Any], str] | None  # the keys of its path last time, and their text
+    _path: tuple[list[Any], str, bool] | None  # its path last time: keys, text, all str keys?
 
     def _locate(self) -> list[Any]:
         """The keys and indexes from the top of the state; raises DetachedError.
@@ -222,15 +223,26 @@ def locate(container: Node) -> list[Any]:
     return container._locate()
 
 
-def path_of(container: Any) -> tuple[list[Any], str]:
-    """The keys and indexes from the top to ``container``, and their journal text (kept in
+def path_of(container: Any, top: dict[Any, Any]) -> tuple[list[Any], str]:
+    """The keys and indexes from ``top`` to ``container``, and their journal text (kept in
     the container for its next change); raises DetachedError."""
+    known: tuple[list[Any], str, bool] | None = container._path
+    if known is not None and known[2]:
+        # Fast path (speed device: a change 5 levels deep): a path of dict keys only is
+        # walked down from the top in C; arriving at this very container proves that it is
+        # there (each container sits in one place only).
+        try:
+            if functools.reduce(_dict_getitem, known[0], top) is container:
+                return known[0], known[1]
+        except (LookupError, TypeError):  # (gone, or a list on the way now)
+            pass
+    # Slow path: climb the parents, checking each step by identity.
     keys = container._locate()
-    known: tuple[list[Any], str] | None = container._path
     if known is None or known[0] != keys:
         text = journal.path_text([values.key_text(key)[1] for key in keys])
-        known = container._path = (keys, text)
-    return known
+        dicts_only = all(type(key) is str for key in keys)
+        known = container._path = (keys, text, dicts_only)
+    return known[0], known[1]
 
 
 def attach_top(top: LiveDict, core: StateCore) -> None:
