@@ -75,6 +75,9 @@ def test_they_serialize_as_the_plain_data_would(nested_state: PersistedState) ->
         assert pprint.pformat(live, width=30) == pprint.pformat(plain, width=30), how
         assert repr(live) == repr(plain), how
     assert "\n" in pprint.pformat(nested_state.long)  # (wide enough to need several lines)
+    # The state itself: its one documented call, .copy() (README "API").
+    assert json.dumps(nested_state.copy()) == json.dumps(NESTED)
+    assert yaml.safe_dump(nested_state.copy()) == yaml.safe_dump(NESTED)
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
