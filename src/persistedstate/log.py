@@ -8,6 +8,7 @@ waits for the first message.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -15,6 +16,13 @@ class _Logger:
     """Stands for the "persistedstate" logger: ``log.warning(...)`` and the like."""
 
     __slots__ = ()
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        # Until something imports logging nothing can have configured it, and its default
+        # level (WARNING) drops a debug message: importing it then (every compaction logs
+        # one) would only add its 0.5 MiB to the process.
+        if "logging" in sys.modules:
+            self.__getattr__("debug")(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         import logging
