@@ -9,7 +9,10 @@ waits for the first message.
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Logger:

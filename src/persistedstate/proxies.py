@@ -17,7 +17,6 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, SupportsIndex
 
 from . import journal, values
 from .errors import PersistedStateError
@@ -26,7 +25,9 @@ from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
 _MISSING: Any = object()
 
 
-if TYPE_CHECKING:  # (for the type checker only: no cost at import)
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Protocol, SupportsIndex
 
     class ReentrantLock(Protocol):
         """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
@@ -39,27 +40,26 @@ if TYPE_CHECKING:  # (for the type checker only: no cost at import)
 
         def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None: ...
 
+    class StateCore(Protocol):
+        """What proxies use of the core of their state (``core.Core``; documented there)."""
 
-class StateCore(Protocol):
-    """What proxies use of the core of their state (``core.Core``; documented there)."""
+        @property
+        def lock(self) -> ReentrantLock: ...
 
-    @property
-    def lock(self) -> ReentrantLock: ...
+        @property
+        def tx(self) -> object | None: ...
 
-    @property
-    def tx(self) -> object | None: ...
+        def read(self, container: Any, key: Any) -> Any: ...
 
-    def read(self, container: Any, key: Any) -> Any: ...
+        def ensure_open(self) -> None: ...
 
-    def ensure_open(self) -> None: ...
+        def path_for_change(self, node: Node, raw: Any) -> str: ...
 
-    def path_for_change(self, node: Node, raw: Any) -> str: ...
+        def set_scalar(
+            self, node: Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
+        ) -> None: ...
 
-    def set_scalar(
-        self, node: Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
-    ) -> None: ...
-
-    def commit(self, records: list[str], changes: list[Change]) -> None: ...
+        def commit(self, records: list[str], changes: list[Change]) -> None: ...
 
 
 class DetachedError(PersistedStateError):
@@ -347,13 +347,13 @@ class DictOps(Node):
         return result
 
 
-class DictProxy(DictOps, Proxy, MutableMapping[Any, Any]):
+class DictProxy(DictOps, Proxy, MutableMapping["Any", "Any"]):
     """A live dict inside the state."""
 
     __slots__ = ()
 
 
-class ListProxy(Proxy, MutableSequence[Any]):
+class ListProxy(Proxy, MutableSequence["Any"]):
     """A live list inside the state, with the whole list API."""
 
     __slots__ = ()

@@ -45,7 +45,6 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable
-from typing import TypeAlias
 
 from . import locking
 from .errors import PersistedStateError, StateLockedError
@@ -71,6 +70,10 @@ from .locking import (
     add,
 )
 from .log import log
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 _IS_WINDOWS = sys.platform == "win32"
 _MASK = (1 << 64) - 1  # header fields are unsigned 64-bit
