@@ -551,9 +551,10 @@ def _reads_import_memory(document: dict[str, Any]) -> list[str]:
         "bytecode cached (.pyc), as an installed package does: one untimed import comes first, "
         "and PYTHONDONTWRITEBYTECODE is not passed on. Seed example: the README's "
         "first program (`STATE = PersistedState(path, last_id=0)`, then `STATE.last_id = i` for "
-        "every i, no close()) as a fresh process, ru_maxrss at the end of the loop; the line "
-        "below is how far that peak rose above the peak the process had reached before it "
-        "opened the state (Python, the library and json imported): 0 when it never did.",
+        "every i, no close()) as a fresh process (benchmarks/seed_example.py), its peak "
+        "resident memory (VmHWM) as it ends, after the compaction at exit; the line below is "
+        "how far that peak rose above the peak the process had reached before it opened the "
+        "state (Python, the library and json imported): 0 when it never did.",
         "",
     ]
     if "import" in document["results"]:
@@ -675,8 +676,10 @@ def _method(document: dict[str, Any]) -> list[str]:
         "apart. Afterwards the store is reopened and the result checked.",
         "- The floor is a Python loop doing one os.write of a 40-byte record per iteration to "
         "an O_APPEND file (with fsync: os.write then os.fsync).",
-        "- Peak RSS is ru_maxrss of a fresh process that imported the library and opened the "
-        "state; the line below it is the growth over the process after the import.",
+        "- Peak RSS is the peak resident memory (Linux: VmHWM; elsewhere ru_maxrss, which "
+        "Linux carries over from the parent process across exec) of a fresh process that "
+        "imported the library and opened the state; the line below it is the growth over the "
+        "process after the import.",
         "- `make bench ROWS=import,memory` runs some rows only (changes, fsync, files, import, "
         "memory, read, or single cases); the other rows are kept from the earlier run, and the "
         "top of this report says when each was measured.",

@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from peers import Engine, plain
+from seed_example import peak_rss_bytes
 
 STATE_FILE = "state.yaml"
+SEED_EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_example.py")
 RECORD = b'--- ["set", [], "counter", 1234567]\n'.ljust(39) + b"\n"  # 40 bytes, like a record
 assert len(RECORD) == 40
 
@@ -298,22 +300,15 @@ def compact_file(engine: Engine, directory: str, params: dict[str, Any]) -> dict
 def peak_rss(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
     """Peak resident memory of this (fresh) process after opening params["source"].
 
-    Run it in a one-shot worker: ru_maxrss only grows, so it is meaningful once per process.
+    Run it in a one-shot worker: a peak only grows, so it is meaningful once per process.
     """
     _copy_in(params["source"], directory)
     importlib.import_module(engine.module)  # the baseline includes the library
-    baseline = _max_rss_bytes()
+    baseline = peak_rss_bytes()
     store = engine.open(directory)
-    peak = _max_rss_bytes()
+    peak = peak_rss_bytes()
     engine.close(store)
     return {"info": {"baseline_bytes": baseline, "peak_bytes": peak}}
-
-
-def _max_rss_bytes() -> int:
-    import resource  # POSIX only, like the measurement
-
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return usage if sys.platform == "darwin" else usage * 1024  # Linux reports KiB
 
 
 # -- reading, importing, the seed example's memory ----------------------------------------
@@ -461,30 +456,18 @@ def importtime_packages(profile: str, module: str) -> tuple[dict[str, int], int]
     return packages, entries[end][3]
 
 
-SEED_PROGRAM = """\
-import json, resource, sys
-from persistedstate import PersistedState
-
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-STATE = PersistedState(sys.argv[1], last_id=0)
-for i in range(1, int(sys.argv[2]) + 1):
-    STATE.last_id = i
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"baseline": baseline, "peak": peak}))
-"""
-
-
 @workload
 def seed_memory(engine: Engine, directory: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Peak RSS of a process that runs the README's first example: ``n`` changes of
-    ``STATE.last_id``, no close(). The program is a fresh ``python -c`` of this interpreter;
-    its state is then reopened here and checked."""
+    """Peak resident memory of a process that runs the README's first example (seed_example.py):
+    ``n`` changes of ``STATE.last_id``, no close(), measured as the process ends (after the
+    compaction at exit). The program is a fresh process of this interpreter; its state is then
+    reopened here and checked."""
     n = params["n"]
     path = os.path.join(directory, STATE_FILE)
     _cache_bytecode(engine.module, directory)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", SEED_PROGRAM, path, str(n)],
+        [sys.executable, SEED_EXAMPLE, path, str(n)],
         cwd=directory,
         env=_fresh_process_env(),
         capture_output=True,
@@ -493,9 +476,8 @@ def seed_memory(engine: Engine, directory: str, params: dict[str, Any]) -> dict[
     )
     seconds = time.perf_counter() - start
     said = json.loads(done.stdout.strip().splitlines()[-1])
-    unit = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
     _check("last_id", _reopened(engine, directory, lambda s: s["last_id"]), n)
-    info = {"baseline_bytes": said["baseline"] * unit, "peak_bytes": said["peak"] * unit}
+    info = {"baseline_bytes": said["baseline"], "peak_bytes": said["peak"]}
     return {"ops": n, "seconds": seconds, "close_seconds": 0.0, "info": info}
 
 

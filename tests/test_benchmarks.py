@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 RESULTS = BENCHMARKS / "results" / "results.json"
@@ -65,6 +67,23 @@ def assert_well_formed(document: dict[str, Any], engine: str, cases: tuple[str, 
             assert reply["ops"] >= 1
             assert reply["seconds"] > 0
             assert reply["close_seconds"] >= 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux's carry-over")
+def test_the_seed_example_reports_its_own_peak_not_its_parents(tmp_path: Path) -> None:
+    # Linux's ru_maxrss of a child keeps the peak of its parent across exec: a benchmark
+    # worker bigger than the example made every engine's figure the worker's.
+    ballast = b"x" * (256 << 20)  # (written, so resident)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "seed_example.py"), str(tmp_path / "s.state"), "1000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    said = json.loads(done.stdout)
+    assert 0 < said["baseline"] <= said["peak"] < len(ballast) // 2
+    # The state was open at exit, so the figure includes the compaction at exit.
+    assert (tmp_path / "s.state").read_text(encoding="utf-8") == "last_id: 1000\n"
 
 
 def test_quick_run_with_what_is_importable_here(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -373,6 +374,42 @@ def test_a_live_state_or_container_pickles_as_its_plain_data(tmp_path: Path, par
         unpickled = pickle.loads(pickle.dumps(live))
         assert unpickled == live
         assert type(unpickled) is type(live.copy())  # plain dicts and lists
+
+
+def test_a_program_changing_and_compacting_a_state_loads_neither_typing_nor_logging(
+    tmp_path: Path,
+) -> None:
+    """typing (0.7 MiB) is for the type checker only, and a debug message, which nothing can
+    have asked for while logging is not imported, does not import it (0.5 MiB)."""
+    probe = (
+        "import sys\n"
+        "from persistedstate import PersistedState\n"
+        "STATE = PersistedState(sys.argv[1], last_id=0)\n"
+        "for i in range(1, 101):\n"
+        "    STATE.last_id = i\n"
+        "STATE.compact()\n"
+        "print(sorted({'typing', 'logging'} & set(sys.modules)))\n"
+    )
+    command = [sys.executable, "-c", probe, str(tmp_path / "s.yaml")]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_compaction_does_not_hold_the_journal_in_memory(tmp_path: Path) -> None:
+    """It checks that the file is still ours in pieces: holding 2 MiB of journal whole would
+    raise the process's peak memory by as much, for nothing kept."""
+    with PersistedState.open(tmp_path / "s.yaml", {"n": 0}, compact_ratio=float("inf")) as state:
+        while os.path.getsize(tmp_path / "s.yaml") < 2 << 20:
+            for _ in range(1000):
+                state.n += 1
+        tracemalloc.start()
+        try:
+            state.compact()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 512 << 10
 
 
 def test_importing_the_package_loads_no_heavy_modules() -> None:

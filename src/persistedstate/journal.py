@@ -24,12 +24,15 @@ import operator
 import re
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
 
 from . import snapshot, values
 from .errors import CorruptStateError
 from .log import log
 from .textpos import line_and_column
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import Any
 
 # A document marker: "---" at the start of a line (the file's first, or one after a newline,
 # which a fast literal scan finds), followed by a blank or the line's end.
@@ -43,13 +46,14 @@ _MARKER_AFTER_NEWLINE = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")
 # list), and how replay checks a decoded record before applying that same change. (Changes are
 # built from a tuple, ``Insert((items, 0, value))``: a NamedTuple's constructor, a Python
 # function, cost 4% of an ``append``.) Record texts are built from already encoded parts: ``path``
-# is a flow list (``path_text``), keys and values are flow text from ``values``.
+# is a flow list (``path_text``), keys and values are flow text from ``values``. ("Any" is
+# quoted in a base class, which runs at import: typing is imported for the type checker only.)
 #
 # The containers of a state's data are dict and list subclasses whose own methods write
 # records (proxies.LiveDict, LiveList): a change is applied with the base class's methods.
 
 
-class Set(tuple[Any, Any, Any]):
+class Set(tuple["Any", "Any", "Any"]):
     """(container, key, value): ``container[key] = value``, a dict key or an existing index."""
 
     __slots__ = ()
@@ -65,7 +69,7 @@ class Set(tuple[Any, Any, Any]):
         base.__setitem__(container, key, value)
 
 
-class Delete(tuple[Any, Any]):
+class Delete(tuple["Any", "Any"]):
     """(container, key): ``del container[key]``."""
 
     __slots__ = ()
@@ -85,7 +89,7 @@ class Delete(tuple[Any, Any]):
         base.__delitem__(container, key)
 
 
-class Insert(tuple[list[Any], int, Any]):
+class Insert(tuple[list["Any"], int, "Any"]):
     """(container, index, value): ``container.insert(index, value)``; append inserts at len."""
 
     __slots__ = ()
@@ -97,7 +101,7 @@ class Insert(tuple[list[Any], int, Any]):
         list.insert(container, index, value)
 
 
-class Splice(tuple[list[Any], int, int, list[Any]]):
+class Splice(tuple[list["Any"], int, int, list["Any"]]):
     """(container, start, stop, items): ``container[start:stop] = items``."""
 
     __slots__ = ()
@@ -110,7 +114,7 @@ class Splice(tuple[list[Any], int, int, list[Any]]):
         list.__setitem__(container, slice(start, stop), items)
 
 
-class Clear(tuple[Any]):
+class Clear(tuple["Any"]):
     """(container,): ``container.clear()``."""
 
     __slots__ = ()
@@ -122,7 +126,7 @@ class Clear(tuple[Any]):
         (dict if isinstance(container, dict) else list).clear(container)
 
 
-class Reorder(tuple[list[Any], list[int], list[Any]]):
+class Reorder(tuple[list["Any"], list[int], list["Any"]]):
     """(container, order, items): ``container[:] = items`` (sort, reverse), where ``items`` is
     ``[container[i] for i in order]``, taken when the change is made: ``Reorder((container,
     order))``.
@@ -148,7 +152,7 @@ class Reorder(tuple[list[Any], list[int], list[Any]]):
         list.__setitem__(container, slice(None), items)
 
 
-class Restore(tuple[Any, list[Any]]):
+class Restore(tuple["Any", list["Any"]]):
     """(container, contents): undo only (no record), put back a dict's or a list's items."""
 
     __slots__ = ()
@@ -340,13 +344,22 @@ def _replay_reorder(container: Any, record: list[Any]) -> None:
     Reorder((container, order)).apply(None)
 
 
-class Operation(NamedTuple):
+class Operation:
     """One kind of journal record."""
 
-    name: str
-    fields: int  # the record's length, the name and the path included
-    build: Callable[..., str]  # the record's text from its encoded parts
-    replay: Callable[[Any, list[Any]], None]  # check a decoded record, then apply it
+    __slots__ = ("build", "fields", "name", "replay")
+
+    def __init__(
+        self,
+        name: str,
+        fields: int,  # the record's length, the name and the path included
+        build: Callable[..., str],  # the record's text from its encoded parts
+        replay: Callable[[Any, list[Any]], None],  # check a decoded record, then apply it
+    ) -> None:
+        self.name = name
+        self.fields = fields
+        self.build = build
+        self.replay = replay
 
 
 OPERATIONS = {
@@ -390,18 +403,38 @@ def _replay_tx(root: Any, record: list[Any]) -> None:
 TX = Operation("tx", 2, tx_record, _replay_tx)
 
 
-class ReadResult(NamedTuple):
+class ReadResult:
     """What :func:`read_state` found in a file."""
 
-    data: dict[Any, Any]
-    records: int  # journal records replayed
-    snapshot_size: int  # bytes of the first document (without the line heading the records)
-    # Bytes up to the end of the last good record: the file minus a torn tail; with no good
-    # record, the document alone (a line heading no record is dropped too).
-    good_size: int
-    needs_newline: bool  # the good part has no final newline (26.1 writes none)
-    snapshot_top: dict[Any, Any]  # the top-level values as the snapshot held them
-    touched: set[Any]  # top-level keys that records changed inside
+    __slots__ = (
+        "data",
+        "good_size",
+        "needs_newline",
+        "records",
+        "snapshot_size",
+        "snapshot_top",
+        "touched",
+    )
+
+    def __init__(
+        self,
+        data: dict[Any, Any],
+        records: int,  # journal records replayed
+        snapshot_size: int,  # bytes of the first document (without the records' heading line)
+        # Bytes up to the end of the last good record: the file minus a torn tail; with no
+        # good record, the document alone (a line heading no record is dropped too).
+        good_size: int,
+        needs_newline: bool,  # the good part has no final newline (26.1 writes none)
+        snapshot_top: dict[Any, Any],  # the top-level values as the snapshot held them
+        touched: set[Any],  # top-level keys that records changed inside
+    ) -> None:
+        self.data = data
+        self.records = records
+        self.snapshot_size = snapshot_size
+        self.good_size = good_size
+        self.needs_newline = needs_newline
+        self.snapshot_top = snapshot_top
+        self.touched = touched
 
 
 class _BadRecord(Exception):
@@ -438,7 +471,8 @@ def read_state(path: str, raw: bytes, *, stored: bool = False) -> ReadResult:
         markers = markers[1:]
     document_end, recorded_checksum = _find_header(body, snapshot_end)
     data = snapshot.load_snapshot(path, body[:document_end], stored=stored)
-    snapshot_top, touched = dict(dict.items(data)), set[Any]()
+    snapshot_top = dict(dict.items(data))
+    touched: set[Any] = set()
 
     ends = [*markers[1:], len(body)] if markers else []
     good_end = len(body)

@@ -29,13 +29,44 @@ import operator
 import sys
 import weakref
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from typing import TYPE_CHECKING, Any, Protocol, SupportsIndex
 
 import yaml
 
 from . import journal, values
 from .errors import PersistedStateError
 from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import Any, Protocol, SupportsIndex
+
+    class ReentrantLock(Protocol):
+        """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
+
+        def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+        def release(self) -> None: ...
+
+        def __enter__(self) -> bool: ...
+
+        def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None: ...
+
+    class StateCore(Protocol):
+        """What containers use of the core of their state (``core.Core``; documented there)."""
+
+        @property
+        def lock(self) -> ReentrantLock: ...
+
+        def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any: ...
+
+        def path_for_change(self, container: Node) -> str: ...
+
+        def set_scalar(
+            self, container: LiveDict, key: str, value: Any, encode: Callable[[Any], str]
+        ) -> None: ...
+
+        def commit(self, records: list[str], changes: list[Change]) -> None: ...
+
 
 _MISSING: Any = object()
 _SCALAR_TEXT = values.SCALAR_TEXT
@@ -52,37 +83,6 @@ _list_getitem = list.__getitem__
 _list_len = list.__len__
 
 
-if TYPE_CHECKING:  # (for the type checker only: no cost at import)
-
-    class ReentrantLock(Protocol):
-        """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
-
-        def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
-
-        def release(self) -> None: ...
-
-        def __enter__(self) -> bool: ...
-
-        def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None: ...
-
-
-class StateCore(Protocol):
-    """What containers use of the core of their state (``core.Core``; documented there)."""
-
-    @property
-    def lock(self) -> ReentrantLock: ...
-
-    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any: ...
-
-    def path_for_change(self, container: Node) -> str: ...
-
-    def set_scalar(
-        self, container: LiveDict, key: str, value: Any, encode: Callable[[Any], str]
-    ) -> None: ...
-
-    def commit(self, records: list[str], changes: list[Change]) -> None: ...
-
-
 class DetachedError(PersistedStateError):
     """A container is no longer in the state (it was replaced or deleted)."""
 
@@ -95,14 +95,14 @@ def _kind(container: Any) -> str:
 _SLOTS = ("_core", "_parent", "_key", "_frozen", "_path", "__weakref__")
 
 
-class StoredDict(dict[Any, Any]):
+class StoredDict(dict["Any", "Any"]):
     """A dict of a state's data not yet read through the state: a plain dict, with room for
     its place. Reading it through its parent makes it a LiveDict."""
 
     __slots__ = _SLOTS
 
 
-class StoredList(list[Any]):
+class StoredList(list["Any"]):
     """A list of a state's data not yet read through the state: a plain list, with room for
     its place. Reading it through its parent makes it a LiveList."""
 

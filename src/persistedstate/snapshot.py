@@ -21,7 +21,6 @@ import os
 import re
 from collections.abc import Iterator
 from itertools import compress
-from typing import Any, ClassVar
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -29,6 +28,10 @@ from yaml.constructor import SafeConstructor
 from . import values
 from .errors import CorruptStateError
 from .textpos import line_and_column
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 try:
     from yaml import CSafeDumper as _BaseDumper

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
-from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from . import core, journal, storage, values
 from .errors import PersistedStateError
 from .proxies import LiveDict
 
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
 if TYPE_CHECKING:
+    from typing import Any, SupportsIndex
+
     from .proxies import ReentrantLock
 
 _SCALAR_TEXT = values.SCALAR_TEXT
 
 
-class PersistedState(MutableMapping[Any, Any]):
+class PersistedState(MutableMapping["Any", "Any"]):
     """A dict whose every change is written to a YAML file before the call returns.
 
     ``PersistedState(path, **defaults)`` opens the file (creating it if needed) and sets each

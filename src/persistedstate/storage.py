@@ -45,7 +45,6 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable
-from typing import TypeAlias
 
 from . import locking
 from .errors import PersistedStateError, StateLockedError
@@ -71,6 +70,10 @@ from .locking import (
     add,
 )
 from .log import log
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 _IS_WINDOWS = sys.platform == "win32"
 _MASK = (1 << 64) - 1  # header fields are unsigned 64-bit
@@ -564,12 +567,12 @@ class StateFile:
             ) from None
         try:
             status = os.fstat(fd)
-            current = _read_all(fd)
+            size, checksum = _size_and_checksum(fd)
         finally:
             os.close(fd)
         if (status.st_dev, status.st_ino) != self._identity and not _IS_WINDOWS:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
-        if len(current) != self.size or zlib.crc32(current) != self._checksum:
+        if size != self.size or checksum != self._checksum:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
         return status
 
@@ -1175,6 +1178,17 @@ def _read_prefix(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         done += len(chunk)
     return b"".join(chunks)
+
+
+def _size_and_checksum(fd: int) -> tuple[int, int]:
+    """The length and CRC-32 of the file, read in pieces: compaction checks a journal of a
+    MiB or more, and holding it whole would raise the process's peak memory by that much
+    (the README's example: a quarter of its peak, for nothing kept)."""
+    size = checksum = 0
+    while chunk := os.read(fd, 64 << 10):  # (under glibc's mmap threshold: reused, not mapped)
+        size += len(chunk)
+        checksum = zlib.crc32(chunk, checksum)
+    return size, checksum
 
 
 def _read_all(fd: int) -> bytes:

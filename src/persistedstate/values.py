@@ -21,7 +21,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Characters a YAML reader treats as line breaks or rejects as non-printable, which
 # json's escaping leaves as they are; they are written as \uXXXX escapes instead.
@@ -150,19 +153,49 @@ def _dicts_exactly_equal(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
     )
 
 
-class ValueType(NamedTuple):
-    """A type a state holds, and every rule that depends on it: one row of VALUE_TYPES."""
+class ValueType:
+    """A type a state holds, and every rule that depends on it: one row of VALUE_TYPES.
 
-    python_type: type
-    name: str  # as the docs and error messages spell it
-    cli_name: str  # what the `persistedstate` command calls a value of this type
-    yaml_tag: str  # its tag in the snapshot
-    flow_text: Callable[[Any], str] | None  # its journal text (a container's: made by the walk)
-    exactly_equal: Callable[[Any, Any], bool] = _equal  # equal in value and type, all the way down
-    key: bool = False  # may be a dict key
-    mutable: bool = False  # copied deeply wherever a state takes or gives one; else shared
-    also_from: tuple[type, ...] = ()  # other types stored as this one
-    kept_as_given: bool = True  # memory holds the value itself (else what a reopen gives)
+    (A plain class, not a NamedTuple: typing is not imported at run time.)
+    """
+
+    __slots__ = (
+        "also_from",
+        "cli_name",
+        "exactly_equal",
+        "flow_text",
+        "kept_as_given",
+        "key",
+        "mutable",
+        "name",
+        "python_type",
+        "yaml_tag",
+    )
+
+    def __init__(
+        self,
+        python_type: type,
+        name: str,  # as the docs and error messages spell it
+        cli_name: str,  # what the `persistedstate` command calls a value of this type
+        yaml_tag: str,  # its tag in the snapshot
+        flow_text: Callable[[Any], str] | None,  # its journal text (a container's: the walk's)
+        exactly_equal: Callable[[Any, Any], bool] = _equal,  # equal in value and type, deeply
+        *,
+        key: bool = False,  # may be a dict key
+        mutable: bool = False,  # copied deeply wherever a state takes or gives one; else shared
+        also_from: tuple[type, ...] = (),  # other types stored as this one
+        kept_as_given: bool = True,  # memory holds the value itself (else what a reopen gives)
+    ) -> None:
+        self.python_type = python_type
+        self.name = name
+        self.cli_name = cli_name
+        self.yaml_tag = yaml_tag
+        self.flow_text = flow_text
+        self.exactly_equal = exactly_equal
+        self.key = key
+        self.mutable = mutable
+        self.also_from = also_from
+        self.kept_as_given = kept_as_given
 
 
 _TAG = "tag:yaml.org,2002:"
