@@ -527,13 +527,27 @@ def _run_interrupted(path: str, seed: int, seconds: float, report: str, shared: 
             return delays.uniform(0.000_010, 0.000_400)
         return delays.uniform(0.000_400, 0.004)
 
+    # Python 3.10 runs handlers at a taken conditional jump too, and the exception match of
+    # this loop's own ``except KeyboardInterrupt`` is one: a second interrupt there would end
+    # the child, not test the library. So on 3.10 the handler disarms itself as it raises (one
+    # interrupt per change); from 3.11 on, the interrupts go on while the library settles the
+    # first, until this loop disarms them.
+    disarm_as_it_raises = sys.version_info < (3, 11)
+
     def handler(signum: int, frame: Any) -> None:
         if running[0]:
             signal.setitimer(signal.ITIMER_REAL, delay())
         if armed[0]:
             stats["raised"] += 1
             raised_now[0] += 1
+            if disarm_as_it_raises:
+                armed[0] = False
             raise KeyboardInterrupt
+
+    # The first import of a module is importlib's Python code, whose clean-up an interrupt can
+    # itself interrupt (on 3.10, leaving the module half made): the library imports logging
+    # at its first warning, so it is imported here, before the interrupts (docs/design.md).
+    import logging  # noqa: F401
 
     state = PersistedState.open(path, compact_min_bytes=1024, compact_ratio=0.25, shared=shared)
     if "items" not in state:
