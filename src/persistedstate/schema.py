@@ -32,10 +32,11 @@ _MISSING: Any = object()
 class Misfit(Exception):
     """A value that does not fit its declared type; ``path`` is its key path in the state."""
 
-    def __init__(self, path: list[Any], problem: str) -> None:
+    def __init__(self, path: list[Any], problem: str, value: Any = _MISSING) -> None:
         super().__init__(problem)
         self.path = path
         self.problem = problem
+        self.value = value  # (the value refused; _MISSING when the key itself is wrong)
 
     def where(self) -> str:
         """The key path as Python would reach it: ``done[2]``, ``settings['batch']``."""
@@ -47,7 +48,7 @@ def _misfit(path: list[Any], expected: str, value: Any) -> Misfit:
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return Misfit(path, f"expected {expected}, found {type(value).__name__} {shown}")
+    return Misfit(path, f"expected {expected}, found {type(value).__name__} {shown}", value)
 
 
 class Kind:
@@ -391,16 +392,20 @@ class Schema:
             return TypeError(problem)
         document = text.decode("utf-8")  # (it was just read as UTF-8)
         where = None
+        found: Any = snapshot.load_snapshot(path, text)
         try:
-            found: Any = snapshot.load_snapshot(path, text)
             for key in misfit.path:
                 found = found[key]
-        except LookupError:
+        except (LookupError, TypeError):
             found = _MISSING
-        else:
+        if misfit.value is _MISSING:  # (a key not declared: point at it)
+            if found is not _MISSING:
+                where = snapshot.position_of(document, misfit.path)
+        # (the document may hold another value there, which a journal record replaced)
+        elif type(found) is type(misfit.value) and found == misfit.value:
             where = snapshot.position_of(document, misfit.path, at_value=True)
         hint = f"correct the value in the file, or the type {self.owner} declares"
-        if found is _MISSING:  # (the document does not hold it: a journal record set it)
+        if where is None:
             hint = f"a change after the document set it: {hint}"
         line, column = where or (None, None)
         return CorruptStateError(path, problem, line, column, text=document, hint=hint)
