@@ -3,6 +3,8 @@ defaults; a value that does not fit raises before anything is written, a file wh
 not fit is refused at open with where and what, and older data are upgraded in one transaction.
 """
 
+# ruff: noqa: RUF012 (a declared key's mutable default is copied into each state, never shared)
+
 from __future__ import annotations
 
 import datetime
@@ -295,7 +297,7 @@ def test_an_upgrade_that_leaves_data_that_do_not_fit_writes_nothing(tmp_path: Pa
 def test_data_of_a_newer_version_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "job.state"
     before = written(path, "last_ids: []\n_version: 3\n")
-    with pytest.raises(PersistedStateError, match="version 3, newer than JobV2.version"):
+    with pytest.raises(PersistedStateError, match=r"version 3, newer than JobV2\.version"):
         JobV2(path)
     assert path.read_bytes() == before
 
