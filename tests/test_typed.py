@@ -402,3 +402,84 @@ def test_mypy_refuses_a_typed_state_used_against_its_types(
     result = mypy(tmp_path, SNIPPET + wrong + "\n")
     assert result.returncode == 1
     assert f"snippet.py:11: error: {error}" in result.stdout
+
+
+# -- the command line: --schema MODULE:CLASS -------------------------------------------------
+
+JOB_MODULE = """\
+from persistedstate import PersistedState
+
+class Job(PersistedState):
+    last_id: int = 0
+    done: list[str] = []
+"""
+
+
+def command(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m persistedstate ARGS`` in ``cwd``, where the module jobdefs.py is."""
+    (cwd / "jobdefs.py").write_text(JOB_MODULE)
+    return subprocess.run(
+        [sys.executable, "-m", "persistedstate", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+def test_check_with_a_schema_reports_a_value_that_does_not_fit(tmp_path: Path) -> None:
+    before = written(tmp_path / "job.state", "done: []\nlast_id: abc\n")
+    result = command(tmp_path, "check", "job.state", "--schema", "jobdefs:Job")
+    assert result.returncode == 1
+    assert "job.state, line 2, column 10: key last_id: expected int, found str 'abc'" in (
+        result.stderr
+    )
+    assert "job.state does not fit Job; it was not changed" in result.stderr
+    assert (tmp_path / "job.state").read_bytes() == before
+    plain = command(tmp_path, "check", "job.state")
+    assert plain.returncode == 0, plain.stderr  # (without the schema, it is a valid state)
+
+
+def test_check_with_a_schema_says_that_a_good_file_fits(tmp_path: Path) -> None:
+    written(tmp_path / "job.state", "last_id: 3\n")
+    result = command(tmp_path, "check", "job.state", "--schema", "jobdefs:Job")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "job.state: OK, 1 key, 0 journal records, fits Job\n"
+
+
+def test_set_with_a_schema_refuses_a_value_that_does_not_fit(tmp_path: Path) -> None:
+    path = tmp_path / "job.state"
+    before = written(path, "last_id: 3\ndone: []\n")
+    refused = [
+        ("set", "job.state", "last_id", "abc"),
+        ("set", "job.state", "done.0", "5"),
+        ("set", "job.state", "other", "1"),
+        ("del", "job.state", "last_id"),
+    ]
+    for args in refused:
+        result = command(tmp_path, *args, "--schema", "jobdefs:Job")
+        assert result.returncode == 2, (args, result.stderr)
+        assert "refused by --schema: Job key" in result.stderr
+        assert path.read_bytes() == before
+    result = command(tmp_path, "set", "job.state", "last_id", "4", "--schema", "jobdefs:Job")
+    assert result.returncode == 0, result.stderr
+    assert load(path)["last_id"] == 4
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ("jobdefs", "give MODULE:CLASS"),
+        ("nosuchmodule:Job", "cannot import nosuchmodule"),
+        ("jobdefs:PersistedState", "not a subclass of PersistedState that declares keys"),
+        ("jobdefs:Nope", "not a subclass of PersistedState that declares keys"),
+    ],
+)
+def test_a_schema_that_cannot_be_found_is_a_usage_error(
+    tmp_path: Path, schema: str, message: str
+) -> None:
+    written(tmp_path / "job.state", "last_id: 3\n")
+    result = command(tmp_path, "check", "job.state", "--schema", schema)
+    assert result.returncode == 2
+    assert message in result.stderr

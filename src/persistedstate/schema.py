@@ -365,7 +365,7 @@ class Schema:
         Data of an older version are checked after ``upgrade``, not here.
         """
         if self.version is not None:
-            found = data.get(VERSION_KEY, 1)
+            found = self.data_version(data)
             if type(found) is int and found > self.version:
                 raise PersistedStateError(
                     f"{path}: its data are version {found}, newer than {self.owner}.version "
@@ -385,6 +385,10 @@ class Schema:
             raise CorruptStateError(
                 path, f"key {key!r} is missing; {problem} in the file", hint=None
             )
+
+    def data_version(self, data: dict[Any, Any]) -> Any:
+        """The version of the data (1 when they hold none); None for a class without one."""
+        return data.get(VERSION_KEY, 1) if self.version is not None else None
 
     def _corrupt(self, path: str, text: bytes | None, misfit: Misfit) -> Exception:
         problem = f"key {misfit.where()}: {misfit.problem} ({self.owner} declares it)"
@@ -464,6 +468,14 @@ class Schema:
                 for key in gone if type(container) is dict else ():
                     if not kind.removable(key):
                         raise Misfit([*keys, key], "it is declared, so it cannot be deleted")
+        except Misfit as misfit:
+            raise self._refused(misfit) from None
+
+    def check_data(self, data: dict[Any, Any]) -> None:
+        """The whole state's data (``persistedstate set --schema``); TypeError if they do not
+        fit, naming the first key that does not."""
+        try:
+            self.top.check(data, [])
         except Misfit as misfit:
             raise self._refused(misfit) from None
 

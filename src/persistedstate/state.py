@@ -305,6 +305,11 @@ def command(
     return state
 
 
+def schema_of(cls: type[PersistedState]) -> Schema | None:
+    """What a typed state class declares (``schema.Schema``); None for an untyped class."""
+    return cls._schema
+
+
 def load(path: storage.PathArg) -> dict[Any, Any]:
     """The state in a file as plain dicts and lists: takes no lock, changes nothing."""
     name = storage.path_text(path)
