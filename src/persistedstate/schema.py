@@ -512,30 +512,37 @@ class CheckedCore(core.Core):
         self._located: tuple[Any, list[Any]] = (None, [])
         check = functools.partial(schema.check_file, path, defaults)
         super().__init__(file, path, check=check, **options)
+        self._top = self.data  # (the same dict for the state's life)
+        # A top-level key of a scalar type is checked by its value's type alone.
+        self._scalar_types = {
+            key: kind.accepted for key, kind in schema.top.fields.items() if type(kind) is Exact
+        }
 
     def path_for_change(self, node: proxies.Node, raw: Any) -> str:
         text = super().path_for_change(node, raw)
-        if raw is not self.data:
+        if raw is not self._top:
             self._located = (raw, proxies.locate(node))
         return text
 
     def set_scalar(
         self, node: proxies.Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
     ) -> None:
-        if raw is self.data:
-            self.schema.check_set(key, value)
+        if raw is self._top:
+            if type(value) not in self._scalar_types.get(key, ()):
+                self.schema.check_set(key, value)
         else:
-            self.schema.check_change(self.data, proxies.locate(node), Set((raw, key, value)))
+            self.schema.check_change(self._top, proxies.locate(node), Set((raw, key, value)))
         super().set_scalar(node, raw, key, value, encode)
 
     def commit(self, records: list[str], changes: list[Change]) -> None:
         for change in changes:
             container = change[0]
-            keys = [] if container is self.data else self._located[1]
-            assert container is self.data or self._located[0] is container
-            self.schema.check_change(self.data, keys, change)
+            keys = [] if container is self._top else self._located[1]
+            assert container is self._top or self._located[0] is container
+            self.schema.check_change(self._top, keys, change)
         super().commit(records, changes)
 
 
 class CheckedSharedCore(CheckedCore, core.SharedCore):
     """A shared-mode core that checks every change (``CheckedCore``)."""
+
