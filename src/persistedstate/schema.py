@@ -545,4 +545,3 @@ class CheckedCore(core.Core):
 
 class CheckedSharedCore(CheckedCore, core.SharedCore):
     """A shared-mode core that checks every change (``CheckedCore``)."""
-
