@@ -168,7 +168,8 @@ def test_a_value_a_person_typed_wrong_is_refused_with_file_line_column_key_and_t
     error = raised.value
     assert (error.path, error.line, error.column) == (str(path), 1, 10)
     assert "key last_id: expected int, found str 'abc'" in error.problem
-    assert "Job declares it" in error.problem
+    assert "(the type Job declares)" in error.problem
+    assert error.hint == "correct the value, or the type Job declares"
     assert path.read_bytes() == before
 
 
@@ -189,12 +190,19 @@ def test_a_wrong_item_deep_inside_is_found_where_it_is(tmp_path: Path) -> None:
         Job(path)
     assert (raised.value.line, raised.value.column) == (3, 3)
     assert "key done[1]: expected str, found int 5" in str(raised.value)
+    assert path.read_bytes() == before
     path.write_text("settings:\n  batch: 1\n  name: [x]\n")
     with pytest.raises(CorruptStateError) as raised:
         Job(path)
     assert (raised.value.line, raised.value.column) == (3, 9)
     assert "settings['name']: expected str, found list" in str(raised.value)
-    assert before  # (each file is left as it was: below, for one the journal changed)
+    path.write_text("last_id: 1\nsettings:\n  batch: 1\n")
+    with pytest.raises(CorruptStateError) as raised:
+        Job(path)
+    assert (raised.value.line, raised.value.column) == (2, 1)
+    assert "key settings['name']: missing: Settings requires it" in str(raised.value)
+    assert raised.value.hint == "add the key, with a value of its type"
+    assert path.read_bytes() == b"last_id: 1\nsettings:\n  batch: 1\n"
 
 
 def test_a_wrong_value_set_by_a_journal_record_is_refused_too(tmp_path: Path) -> None:
@@ -216,6 +224,7 @@ def test_a_key_the_class_does_not_declare_is_refused_at_open(tmp_path: Path) -> 
         Job(path)
     assert raised.value.line == 2
     assert "key last_idd: not a key of Job" in str(raised.value)
+    assert raised.value.hint == "delete the key, or declare it in Job"
     assert path.read_bytes() == before
 
 

@@ -373,43 +373,48 @@ class Schema:
                 )
             if type(found) is int and found < self.version:
                 return  # (upgrade() brings it up to date, then it is checked)
-        for key, value in data.items():
-            try:
-                self.top.child(key, []).check(value, [key])
-            except Misfit as misfit:
-                raise self._corrupt(path, text, misfit) from None
+        if text is not None:  # (a new file's data are the defaults, checked already)
+            for key, value in data.items():
+                try:
+                    self.top.child(key, []).check(value, [key])
+                except Misfit as misfit:
+                    raise self._corrupt(path, text, misfit) from None
         for key in self.top.required - data.keys() - defaults.keys():
             problem = f"{self.owner} declares {key!r} with no default: give its value"
             if text is None:
                 raise TypeError(f"{problem}, {self.owner}(path, {key}=...)")
-            raise CorruptStateError(
-                path, f"key {key!r} is missing; {problem} in the file", hint=None
-            )
+            raise CorruptStateError(path, f"key {key!r} is missing; {problem} in the file")
 
     def data_version(self, data: dict[Any, Any]) -> Any:
         """The version of the data (1 when they hold none); None for a class without one."""
         return data.get(VERSION_KEY, 1) if self.version is not None else None
 
-    def _corrupt(self, path: str, text: bytes | None, misfit: Misfit) -> Exception:
-        problem = f"key {misfit.where()}: {misfit.problem} ({self.owner} declares it)"
-        if text is None:  # (a new file: the defaults given, checked already; never here)
-            return TypeError(problem)
+    def _corrupt(self, path: str, text: bytes, misfit: Misfit) -> CorruptStateError:
+        """The error for data read from ``path`` (whose document is ``text``) that do not fit:
+        at the value refused (or the key not declared), when the document holds it."""
         document = text.decode("utf-8")  # (it was just read as UTF-8)
-        where = None
         found: Any = snapshot.load_snapshot(path, text)
         try:
             for key in misfit.path:
                 found = found[key]
         except (LookupError, TypeError):
             found = _MISSING
-        if misfit.value is _MISSING:  # (a key not declared: point at it)
-            if found is not _MISSING:
-                where = snapshot.position_of(document, misfit.path)
-        # (the document may hold another value there, which a journal record replaced)
-        elif type(found) is type(misfit.value) and found == misfit.value:
-            where = snapshot.position_of(document, misfit.path, at_value=True)
-        hint = f"correct the value in the file, or the type {self.owner} declares"
-        if where is None:
+        problem = f"key {misfit.where()}: {misfit.problem}"
+        where = None
+        if misfit.value is not _MISSING:
+            problem += f" (the type {self.owner} declares)"
+            hint = f"correct the value, or the type {self.owner} declares"
+            # (the document may hold another value there, which a journal record replaced)
+            if type(found) is type(misfit.value) and found == misfit.value:
+                where = snapshot.position_of(document, misfit.path, at_value=True)
+        elif found is not _MISSING:  # a key not declared
+            hint = f"delete the key, or declare it in {self.owner}"
+            where = snapshot.position_of(document, misfit.path)
+        else:  # a required key of a TypedDict missing: point at what holds it
+            hint = "add the key, with a value of its type"
+            if len(misfit.path) > 1:
+                where = snapshot.position_of(document, misfit.path[:-1])
+        if where is None and misfit.value is not _MISSING:
             hint = f"a change after the document set it: {hint}"
         line, column = where or (None, None)
         return CorruptStateError(path, problem, line, column, text=document, hint=hint)
