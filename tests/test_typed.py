@@ -70,6 +70,15 @@ def test_defaults_given_to_the_constructor_override_the_class_ones(tmp_path: Pat
     assert job.last_id == 7 and job.done == []
 
 
+def test_a_value_is_checked_as_it_is_stored_a_tuple_as_a_list(tmp_path: Path) -> None:
+    job = Job(tmp_path / "job.state", done=("a",))
+    job.done = ("b", "c")
+    job.done += ("d",)
+    assert job.copy()["done"] == ["b", "c", "d"]
+    with pytest.raises(TypeError, match=r"Job key done\[0\]: expected str"):
+        Job(tmp_path / "other.state", done=(1,))
+
+
 def test_an_int_goes_into_a_float_key_and_comes_back_as_stored(tmp_path: Path) -> None:
     path = tmp_path / "job.state"
     with Job(path) as job:

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union
 
-from . import core, proxies, snapshot
+from . import core, proxies, snapshot, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Insert, Set, Splice
 
@@ -40,7 +40,7 @@ class Misfit(Exception):
 
     def where(self) -> str:
         """The key path as Python would reach it: ``done[2]``, ``settings['batch']``."""
-        first, *rest = self.path or ["(the state)"]
+        first, *rest = self.path
         return str(first) + "".join(f"[{key!r}]" for key in rest)
 
 
@@ -270,6 +270,15 @@ def kind_of(declared: Any, where: str) -> Kind:
     raise TypeError(f"{where}: a state cannot check values of type {declared!r}; {_SUPPORTED}")
 
 
+def _stored(value: Any, key: Any) -> Any:
+    """``value`` as a state stores it (a tuple as a list, a str subclass as a str): what is
+    checked. Raises what storing it would raise."""
+    try:
+        return values.prepare(value)[0]
+    except values.UnsupportedValue as error:
+        raise error.to_builtin([key]) from None
+
+
 def _is_typeddict(declared: Any) -> bool:
     # (typing_extensions' TypedDict too, on Python 3.10, which typing.is_typeddict misses)
     return (
@@ -321,7 +330,7 @@ class Schema:
             if default is not _MISSING:
                 delattr(owner, name)
                 try:
-                    kind.check(default, [name])
+                    kind.check(_stored(default, name), [name])
                 except Misfit as misfit:
                     raise TypeError(f"{where}: the default {misfit.problem}") from None
                 defaults[name] = default
@@ -349,7 +358,7 @@ class Schema:
         """The class's defaults overridden by the ones given to open the state; TypeError for
         a given one that is not declared or does not fit (before any file is touched)."""
         for key, value in given.items():
-            self.check_set(key, value)
+            self.check_set(key, _stored(value, key))
         merged = {**self.defaults, **given}
         if self.version is not None:
             merged[VERSION_KEY] = self.version
