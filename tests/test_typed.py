@@ -425,11 +425,20 @@ def test_mypy_refuses_a_typed_state_used_against_its_types(
 # -- the command line: --schema MODULE:CLASS -------------------------------------------------
 
 JOB_MODULE = """\
+from typing import ClassVar
+
 from persistedstate import PersistedState
 
 class Job(PersistedState):
     last_id: int = 0
     done: list[str] = []
+
+class JobV2(PersistedState):
+    version: ClassVar[int] = 2
+    last_ids: list[int] = []
+
+    def upgrade(self, from_version: int) -> None:
+        self.last_ids = [self.pop("last_id")]
 """
 
 
@@ -464,6 +473,22 @@ def test_check_with_a_schema_says_that_a_good_file_fits(tmp_path: Path) -> None:
     result = command(tmp_path, "check", "job.state", "--schema", "jobdefs:Job")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "job.state: OK, 1 key, 0 journal records, fits Job\n"
+
+
+def test_check_with_a_schema_leaves_older_data_to_the_upgrade_and_refuses_newer(
+    tmp_path: Path,
+) -> None:
+    written(tmp_path / "job.state", "last_id: abc\n")
+    result = command(tmp_path, "check", "job.state", "--schema", "jobdefs:JobV2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "job.state: OK, 1 key, 0 journal records, version 1: JobV2.upgrade() brings it to "
+        "version 2 when a program opens it (its types are checked then)\n"
+    )
+    written(tmp_path / "job.state", "last_ids: []\n_version: 3\n")
+    result = command(tmp_path, "check", "job.state", "--schema", "jobdefs:JobV2")
+    assert result.returncode == 1
+    assert "version 3, newer than JobV2.version (2)" in result.stderr
 
 
 def test_set_with_a_schema_refuses_a_value_that_does_not_fit(tmp_path: Path) -> None:
