@@ -139,6 +139,29 @@ def test_a_value_that_does_not_fit_raises_type_error_and_changes_nothing(
     assert Job(path).copy() == memory
 
 
+class Batches(PersistedState):
+    batches: list[Settings] = []
+    grid: list[list[int]] = []
+
+
+def test_a_change_deep_inside_names_where_it_is_now(tmp_path: Path) -> None:
+    state = Batches(tmp_path / "b.state")
+    state.batches.append({"batch": 1, "name": "a"})
+    kept = state.batches[0]
+    kept["batch"] = 2
+    state.batches.insert(0, {"batch": 0, "name": "z"})  # (kept is now at index 1)
+    with pytest.raises(TypeError, match=r"Batches key batches\[1\]\['batch'\]: expected int"):
+        kept["batch"] = "two"
+    with pytest.raises(TypeError, match=r"Batches key batches\[1\]\['extra'\]: not a key"):
+        kept.update(extra=1)
+    state.grid = [[1], [2, 3]]
+    with pytest.raises(TypeError, match=r"Batches key grid\[1\]\[2\]: expected int"):
+        state.grid[1].append("x")
+    state.grid[1].append(4)
+    assert state.copy()["grid"] == [[1], [2, 3, 4]]
+    assert state.batches[1] == {"batch": 2, "name": "a"}
+
+
 def test_a_refused_change_in_a_transaction_rolls_back_the_whole_block(tmp_path: Path) -> None:
     path = tmp_path / "job.state"
     job = Job(path)

@@ -56,6 +56,8 @@ class Kind:
 
     name: str
     container: type | None = None  # list or dict for the kinds of containers
+    # For a list of a scalar type, the types its items may have (a quick test for appends).
+    items_accepted: tuple[type, ...] = ()
 
     def check(self, value: Any, path: list[Any]) -> None:
         raise NotImplementedError
@@ -116,6 +118,8 @@ class ListOf(Kind):
     def __init__(self, item: Kind) -> None:
         self.item = item
         self.name = f"list[{item.name}]"
+        if type(item) is Exact:
+            self.items_accepted = item.accepted
 
     def check(self, value: Any, path: list[Any]) -> None:
         if type(value) is not list:
@@ -461,28 +465,37 @@ class Schema:
         except Misfit as misfit:
             raise self._refused(misfit) from None
 
-    def check_change(self, data: dict[Any, Any], keys: list[Any], change: Change) -> None:
-        """A change to the container at ``keys`` (its key path from the top)."""
-        container = change[0]
+    def kind_at(self, data: dict[Any, Any], keys: list[Any]) -> Kind:
+        """The kind of the container at ``keys`` (its key path from the top of ``data``)."""
         kind: Kind = self.top
         value: Any = data
         try:
             for depth, key in enumerate(keys):
                 kind = kind.member_for(value).child(key, keys[:depth])
                 value = value[key]
-            kind = kind.member_for(container)
+        except Misfit as misfit:  # (data that someone changed without the schema)
+            raise self._refused(misfit) from None
+        return kind.member_for(value)
+
+    def check_change(self, kind: Kind, change: Change, top: dict[Any, Any]) -> None:
+        """A change to a container of ``kind`` in the state whose data are ``top``."""
+        if type(change) is Insert and type(change[2]) in kind.items_accepted:
+            return  # (an append to a list of a scalar type)
+        container = change[0]
+        try:
             if type(change) is Set or type(change) is Insert:
-                kind.child(change[1], keys).check(change[2], [*keys, change[1]])
+                kind.child(change[1], []).check(change[2], [change[1]])
             elif type(change) is Splice:
                 start, items = change[1], change[3]
                 for offset, item in enumerate(items):
-                    kind.child(start + offset, keys).check(item, [*keys, start + offset])
+                    kind.child(start + offset, []).check(item, [start + offset])
             elif type(change) is Delete or type(change) is Clear:
                 gone = [change[1]] if type(change) is Delete else list(container)
                 for key in gone if type(container) is dict else ():
                     if not kind.removable(key):
-                        raise Misfit([*keys, key], "it is declared, so it cannot be deleted")
+                        raise Misfit([key], "it is declared, so it cannot be deleted")
         except Misfit as misfit:
+            misfit.path = [*_path_to(top, container), *misfit.path]
             raise self._refused(misfit) from None
 
     def check_data(self, data: dict[Any, Any]) -> None:
@@ -509,8 +522,9 @@ class CheckedCore(core.Core):
     """A core that checks every change against the schema before it is written.
 
     ``set_scalar`` and ``commit`` are the two ways a change reaches the data (see
-    ``proxies.StateCore``); ``commit``'s caller has just called ``path_for_change`` for the
-    container, whose key path is kept for it.
+    ``proxies.StateCore``). ``commit``'s caller has just called ``path_for_change`` for the
+    container of its changes, which notes the container's kind. (No proxy is kept: a proxy
+    refers to the core, and a cycle would keep a dropped state's file locked.)
     """
 
     def __init__(
@@ -523,10 +537,13 @@ class CheckedCore(core.Core):
         **options: Any,
     ) -> None:
         self.schema = schema
-        self._located: tuple[Any, list[Any]] = (None, [])
+        # id(container) -> (container, its kind). A container stays where it is while it is in
+        # the state (values are copied in), so its kind does too; kept, its id is not reused.
+        self._kinds: dict[int, tuple[Any, Kind]] = {}
         check = functools.partial(schema.check_file, path, defaults)
         super().__init__(file, path, check=check, **options)
         self._top = self.data  # (the same dict for the state's life)
+        self._kinds[id(self._top)] = (self._top, schema.top)
         # A top-level key of a scalar type is checked by its value's type alone.
         self._scalar_types = {
             key: kind.accepted for key, kind in schema.top.fields.items() if type(kind) is Exact
@@ -534,9 +551,22 @@ class CheckedCore(core.Core):
 
     def path_for_change(self, node: proxies.Node, raw: Any) -> str:
         text = super().path_for_change(node, raw)
-        if raw is not self._top:
-            self._located = (raw, proxies.locate(node))
+        cached = self._kinds.get(id(raw))
+        if cached is None or cached[0] is not raw:
+            self._kind(node, raw)
         return text
+
+    def _kind(self, node: proxies.Node, raw: Any) -> Kind:
+        """The kind of the container ``raw``, which ``node`` stands for."""
+        cached = self._kinds.get(id(raw))
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        kind = self.schema.kind_at(self._top, proxies.locate(node))
+        if len(self._kinds) >= _KINDS_CACHE_SIZE:
+            self._kinds.clear()
+            self._kinds[id(self._top)] = (self._top, self.schema.top)
+        self._kinds[id(raw)] = (raw, kind)
+        return kind
 
     def set_scalar(
         self, node: proxies.Node, raw: Any, key: str, value: Any, encode: Callable[[Any], str]
@@ -545,16 +575,31 @@ class CheckedCore(core.Core):
             if type(value) not in self._scalar_types.get(key, ()):
                 self.schema.check_set(key, value)
         else:
-            self.schema.check_change(self._top, proxies.locate(node), Set((raw, key, value)))
+            change = Set((raw, key, value))
+            self.schema.check_change(self._kind(node, raw), change, self._top)
         super().set_scalar(node, raw, key, value, encode)
 
     def commit(self, records: list[str], changes: list[Change]) -> None:
         for change in changes:
             container = change[0]
-            keys = [] if container is self._top else self._located[1]
-            assert container is self._top or self._located[0] is container
-            self.schema.check_change(self._top, keys, change)
+            kind = self._kinds[id(container)][1]  # (noted by path_for_change)
+            self.schema.check_change(kind, change, self._top)
         super().commit(records, changes)
+
+
+_KINDS_CACHE_SIZE = 1024  # containers whose kind a typed core keeps
+
+
+def _path_to(top: dict[Any, Any], container: Any) -> list[Any]:
+    """The key path of ``container`` in the state, found by identity (for a message only)."""
+    pending: list[tuple[list[Any], Any]] = [([], top)]
+    while pending:
+        keys, value = pending.pop()
+        if value is container:
+            return keys
+        items = value.items() if type(value) is dict else enumerate(value)
+        pending.extend(([*keys, key], item) for key, item in items if type(item) in (dict, list))
+    raise LookupError("the container is not in the state")  # (never: it was just located)
 
 
 class CheckedSharedCore(CheckedCore, core.SharedCore):
