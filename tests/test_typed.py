@@ -8,6 +8,7 @@ not fit is refused at open with where and what, and older data are upgraded in o
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import subprocess
 import sys
@@ -160,6 +161,30 @@ def test_a_change_deep_inside_names_where_it_is_now(tmp_path: Path) -> None:
     state.grid[1].append(4)
     assert state.copy()["grid"] == [[1], [2, 3, 4]]
     assert state.batches[1] == {"batch": 2, "name": "a"}
+
+
+def test_a_typed_state_nobody_closed_frees_its_file_as_soon_as_it_is_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.state"
+
+    def work() -> None:
+        job = Job(path)
+        job.done.append("a")  # (a typed core keeps the kinds of containers, not proxies)
+        job.settings["batch"] = 5
+        with pytest.raises(TypeError):
+            job.done.append(1)
+
+    collecting = gc.isenabled()
+    gc.disable()  # only reference counting: the lock must not wait for the cycle collector
+    try:
+        work()
+        assert b'\n--- ["insert"' in path.read_bytes()  # not compacted: no close() was called
+        with PersistedState.open(path) as again:  # raises StateLockedError if still held
+            assert again["done"] == ["a"] and again["settings"]["batch"] == 5
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def test_a_refused_change_in_a_transaction_rolls_back_the_whole_block(tmp_path: Path) -> None:
