@@ -180,8 +180,10 @@ def test_a_typed_state_nobody_closed_frees_its_file_as_soon_as_it_is_dropped(
     try:
         work()
         assert b'\n--- ["insert"' in path.read_bytes()  # not compacted: no close() was called
-        with PersistedState.open(path) as again:  # raises StateLockedError if still held
-            assert again["done"] == ["a"] and again["settings"]["batch"] == 5
+        code = "import sys; from persistedstate import PersistedState as S; S(sys.argv[1])"
+        other = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True)
+        assert other.returncode == 0, other.stderr  # (StateLockedError if still held)
+        assert load(path)["done"] == ["a"] and load(path)["settings"]["batch"] == 5
     finally:
         if collecting:
             gc.enable()
