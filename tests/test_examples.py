@@ -146,9 +146,38 @@ def test_process_items_killed_with_sigkill_resumes_where_it_stopped(tmp_path: Pa
     assert yaml.safe_load(path.read_text("utf-8")) == expected
 
 
+# -- typed_job.py ----------------------------------------------------------------------------
+
+
+def test_typed_job_upgrades_a_version_1_file_and_refuses_a_wrong_type(tmp_path: Path) -> None:
+    path = tmp_path / "job.state"
+    path.write_text("next_item: 3\n")  # (version 1 of the job kept only this)
+    done = run_example("typed_job.py", str(path), "4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == ["processed item 3", "processed item 4"]
+    assert "refused: Job key next_item: expected int, found str 'the end'" in done.stdout
+    assert load(path) == {
+        "next_item": 5,
+        "done": ["item-1", "item-2", "item-3", "item-4"],
+        "settings": {"batch": 10, "label": "nightly"},
+        "_version": 2,
+    }
+
+
+def test_typed_job_refuses_a_file_a_person_got_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "job.state"
+    path.write_text("next_item: three\n_version: 2\n")
+    failed = run_example("typed_job.py", str(path), "4", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert f"CorruptStateError: {path}, line 1, column 12: key next_item: expected int" in (
+        failed.stderr
+    )
+    assert path.read_text() == "next_item: three\n_version: 2\n"
+
+
 # -- every example has a test --------------------------------------------------------------
 
-TESTED = {"demo.py", "process_items.py"}
+TESTED = {"demo.py", "process_items.py", "typed_job.py"}
 
 
 def test_every_example_is_run_by_a_test_here() -> None:

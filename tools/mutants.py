@@ -54,6 +54,7 @@ ONE_WRITER = "One writer"
 THREADS = "Threads"
 EDITS = "Someone else's edit"
 COMMENTS = "Comments"
+TYPED = "Typed states"
 PROMISES: dict[str, list[str]] = {
     EXACT: ["tests/test_values.py"],
     CONSISTENCY: ["tests/test_model.py"],
@@ -65,6 +66,7 @@ PROMISES: dict[str, list[str]] = {
     THREADS: ["tests/test_threads.py"],
     EDITS: ["tests/test_locks.py"],
     COMMENTS: ["tests/test_comments.py"],
+    TYPED: ["tests/test_typed.py"],
 }
 
 
@@ -347,6 +349,23 @@ MUTANTS = [
       "if node is not None and _same_scalar(node, data):",
       "if False:",
       "unchanged values are rewritten: 'yes' quotes, hex and dates as the person wrote them go"),
+    # -- typed states -----------------------------------------------------------------------
+    M("typed-int-takes-bool", TYPED, "schema.py",
+      'int: Exact("int", (int,)),',
+      'int: Exact("int", (int, bool)),',
+      "True goes into an int key, and reads back as a bool"),
+    M("typed-nested-changes-unchecked", TYPED, "schema.py",
+      "self.schema.check_change(self._top, keys, change)",
+      "pass",
+      "a list or dict change (append, update, ...) is not checked"),
+    M("typed-file-unchecked", TYPED, "schema.py",
+      "raise self._corrupt(path, text, misfit) from None",
+      "pass",
+      "a file whose value does not fit the declared type opens"),
+    M("typed-position-of-another-value", TYPED, "schema.py",
+      "elif type(found) is type(misfit.value) and found == misfit.value:",
+      "elif found is not _MISSING:",
+      "a value a record set is reported at the document's older value's line"),
 ]
 # fmt: on
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -43,13 +44,16 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, MutableSequence, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import editing, journal, mistakes, snapshot, storage, values
 from .errors import CorruptStateError, PersistedStateError, StateLockedError
-from .state import COMMAND_WAIT, PersistedState, command
+from .state import COMMAND_WAIT, PersistedState, command, schema_of
+
+if TYPE_CHECKING:
+    from .schema import Schema
 from .textpos import line_and_column
 
 PROG = "persistedstate"
@@ -301,7 +305,33 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> Schema | None:
+    """The schema of ``--schema MODULE:CLASS``: the module is imported (from the current
+    directory too, as ``python -m`` does) and CLASS must be a typed PersistedState."""
+    text: str | None = args.schema
+    if text is None:
+        return None
+    module_name, _, name = text.partition(":")
+    if not module_name or not name:
+        raise UsageError(f"--schema {text}: give MODULE:CLASS, such as myjob:Job")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"--schema {text}: cannot import {module_name}: {error}") from None
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    declared = schema_of(found) if isinstance(found, type) else None
+    if not issubclass(found if isinstance(found, type) else type, PersistedState) or not declared:
+        raise UsageError(
+            f"--schema {text}: {name} is not a subclass of PersistedState that declares keys"
+        )
+    return declared
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    declared = _schema(args)
     raw = _read_raw(args.file)
     try:
         with _library_quiet():
@@ -313,13 +343,31 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"`{PROG} edit {shlex.quote(args.file)}`, or restore a backup."
         )
         return 1
+    note = ""
+    if declared is not None:
+        snapshot_text = raw[: result.snapshot_size]
+        try:
+            declared.check_file(args.file, declared.defaults, result.data, snapshot_text)
+        except CorruptStateError as error:
+            _say(error.describe())
+            _say(
+                f"{PROG}: {args.file} does not fit {declared.owner}; it was not changed. Correct "
+                f"it by hand or with `{PROG} edit {shlex.quote(args.file)}`."
+            )
+            return 1
+        version = declared.data_version(result.data)
+        note = f", fits {declared.owner}"
+        if version != declared.version:
+            note = (
+                f", version {version}: {declared.owner}.upgrade() brings it to version "
+                f"{declared.version} when a program opens it (its types are checked then)"
+            )
     _warn_of_values_read_otherwise(args.file, raw[: result.snapshot_size])
     keys = _count(len(result.data), "key")
     records = _count(result.records, "journal record")
-    note = ""
     if result.good_size < len(raw):
         torn_line = line_and_column(raw, result.good_size)[0]
-        note = (
+        note += (
             f"; an incomplete last record at line {torn_line} (left by an interrupted write) "
             "is ignored and will be dropped by the next writer"
         )
@@ -364,11 +412,27 @@ def _require_file(path: str) -> None:
         raise CliError(f"{path}: no such file")
 
 
-def _change(path: str, wait: float, change: Callable[[PersistedState], None]) -> None:
-    """Open the state, apply ``change(state)``, then close (compact) it, or on error leave it."""
+def _change(
+    path: str,
+    wait: float,
+    change: Callable[[PersistedState], None],
+    declared: Schema | None = None,
+) -> None:
+    """Open the state, apply ``change(state)``, then close (compact) it, or on error leave it.
+
+    With ``declared`` (--schema), a change after which the state does not fit it is refused.
+    """
     state = _open_state(path, wait)
     try:
-        change(state)
+        if declared is None:
+            change(state)
+        else:
+            with state.transaction():  # (refused: rolled back, nothing written)
+                change(state)
+                try:
+                    declared.check_data(state.copy())
+                except TypeError as error:
+                    raise UsageError(f"refused by --schema: {error}") from None
     except BaseException:
         state.close(compact=False)  # a failed command leaves the file byte for byte
         raise
@@ -433,7 +497,7 @@ def cmd_set(args: argparse.Namespace) -> int:
             raise CliError(f"{args.file}: no such file (use --create to start a new state file)")
         if len(segments) > 1:  # a new state is empty: only a top-level key can be set
             resolve({}, segments[:-1])
-    _change(args.file, args.wait, change)
+    _change(args.file, args.wait, change, _schema(args))
     return 0
 
 
@@ -447,7 +511,7 @@ def cmd_del(args: argparse.Namespace) -> int:
         del parent[_step(parent, segments[-1], segments[:-1])]
 
     _require_file(args.file)
-    _change(args.file, args.wait, change)
+    _change(args.file, args.wait, change, _schema(args))
     return 0
 
 
@@ -641,6 +705,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(parser=sub)
         return sub
 
+    def schema_option(sub: argparse.ArgumentParser, what: str) -> None:
+        sub.add_argument(
+            "--schema",
+            metavar="MODULE:CLASS",
+            help=f"{what} the keys and types that CLASS (a typed PersistedState subclass "
+            "in MODULE, imported from the current directory too) declares",
+        )
+
     def wait_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--wait",
@@ -684,11 +756,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     set_.add_argument("--create", action="store_true", help="create FILE if it does not exist")
     wait_option(set_)
+    schema_option(set_, "refuse a change that leaves the state not fitting")
     set_.set_defaults(run=cmd_set)
 
     del_ = command("del", "delete the key or list item at PATH", "Delete the value at PATH.")
     del_.add_argument("path", metavar="PATH", help="what to delete")
     wait_option(del_)
+    schema_option(del_, "refuse a change that leaves the state not fitting")
     del_.set_defaults(run=cmd_del)
 
     check = command(
@@ -700,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as warnings. Takes no lock and never changes the file.",
         takes_path=False,
     )
+    schema_option(check, "also check that the state fits")
     check.set_defaults(run=cmd_check)
 
     compact = command(

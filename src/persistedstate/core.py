@@ -112,12 +112,14 @@ class Core:
         initial: dict[Any, Any] | None = None,
         compact_min_bytes: float = COMPACT_MIN_BYTES,
         compact_ratio: float = COMPACT_RATIO,
+        check: Callable[[dict[Any, Any], bytes | None], None] | None = None,
     ) -> None:
         """Read ``file`` (an open, locked state file; created if it does not exist).
 
         ``path`` names the file in messages. A file that does not exist is created with
-        ``initial`` (checked and copied values) as its first snapshot. On any error the file
-        is closed.
+        ``initial`` (checked and copied values) as its first snapshot. ``check(data,
+        document)`` may refuse the data read (``document``: the file's first document, None
+        for a new file) before anything is written. On any error the file is closed.
         """
         self._storage: Storage | None = None  # first, so __del__ always finds it
         self._path = path
@@ -148,6 +150,8 @@ class Core:
             raw = file.read()
             if raw is None:
                 self._raw: LiveDict = initial if initial is not None else values.new_dict()  # type: ignore[assignment]
+                if check is not None:
+                    check(self._raw, None)
                 snapshot = self._snapshot_entries.render(self._raw, set())
                 file.replace(snapshot)
                 file.prefix_next_append(journal.header_line)
@@ -156,6 +160,8 @@ class Core:
                 result = journal.read_state(path, raw, stored=True)
                 self._raw = result.data  # type: ignore[assignment]
                 snapshot_size = result.snapshot_size
+                if check is not None:
+                    check(self._raw, raw[:snapshot_size])
                 if has_comments(raw[:snapshot_size]):
                     self._commented_snapshot = raw[:snapshot_size]
                 else:

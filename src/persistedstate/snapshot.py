@@ -284,7 +284,7 @@ def load_snapshot(
         with _collector_paused():  # (it makes the state's own dicts and lists: as many)
             checked: dict[Any, Any] = values.check_loaded(data, stored=stored)
     except values.UnsupportedValue as error:
-        where = _position_of(text, error.key_path)
+        where = position_of(text, error.key_path)
         problem = f"{error.message} at key path {error.key_path}"
         raise CorruptStateError(path, problem, *(where or (None, None)), text=text) from None
     return checked
@@ -464,12 +464,15 @@ def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> C
         problem = f"invalid YAML: character {code:#x} is not allowed"
         line, column = line_and_column(text, error.position)
         return CorruptStateError(path, problem, line, column, text=text)
-    where = _position_of(text, None)
+    where = position_of(text, None)
     return CorruptStateError(path, f"invalid value: {error!r}", *(where or (None, None)), text=text)
 
 
-def _position_of(text: str, key_path: list[Any] | None) -> tuple[int, int] | None:
-    """Where the node at ``key_path`` (or else the first value that cannot be built) starts.
+def position_of(
+    text: str, key_path: list[Any] | None, *, at_value: bool = False
+) -> tuple[int, int] | None:
+    """Where the node at ``key_path`` (or else the first value that cannot be built) starts:
+    for a mapping's entry, its key, or with ``at_value`` its value.
 
     Errors found after parsing (a bad timestamp, a date used as a key) carry no position; the
     document is parsed again, without building values, to find one.
@@ -489,7 +492,7 @@ def _position_of(text: str, key_path: list[Any] | None) -> tuple[int, int] | Non
             pending = [_child(builder, node, key)]
             if pending[0] is None:
                 return None
-            if not key_path and isinstance(node, yaml.MappingNode):  # point at the key itself
+            if not key_path and isinstance(node, yaml.MappingNode) and not at_value:  # the key
                 pending = [_key_node(builder, node, key) or pending[0]]
             continue
         try:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any, SupportsIndex
 
     from .proxies import ReentrantLock
+    from .schema import Schema
 
 _SCALAR_TEXT = values.SCALAR_TEXT
 
@@ -36,9 +37,17 @@ class PersistedState(MutableMapping["Any", "Any"]):
     _thread_lock: ReentrantLock  # (the core's lock; here for programs that use it, as with 26.1)
     # Every attribute name of the class: a key of that name is reached with item syntax only.
     _attribute_names: frozenset[str] = frozenset()
+    # What a typed subclass declares (its keys' types and defaults), else None.
+    _schema: Schema | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # (a class's __annotations__ are its own, on Python 3.10 and later)
+        declared = [name for name in cls.__annotations__ if name[:1] != "_"]
+        if declared or cls._schema is not None:
+            from .schema import Schema  # (only for a typed state: see schema.py)
+
+            cls._schema = Schema.of(cls, cls._schema, PersistedState._attribute_names)
         cls._attribute_names = frozenset(dir(cls))
 
     def __init__(self, path: storage.PathArg, /, **defaults: Any) -> None:
@@ -101,6 +110,9 @@ class PersistedState(MutableMapping["Any", "Any"]):
         compact_ratio: float = core.COMPACT_RATIO,
     ) -> None:
         name = storage.path_text(path)  # (a bad path is refused before anything changes)
+        schema = type(self)._schema
+        if schema is not None:  # (checked, and the class's defaults added)
+            defaults = schema.defaults_with(defaults)
         previous = self.__dict__.get("_core")
         if previous is not None:  # __init__ again: let go of the earlier file and its values
             if previous.tx is not None:
@@ -116,24 +128,29 @@ class PersistedState(MutableMapping["Any", "Any"]):
                 raise error.to_builtin([key]) from None
         state_core: core.Core
         # (a new file's first snapshot holds the defaults)
+        options: dict[str, Any] = {}
+        if schema is not None:  # a core that checks each change, and the data at open
+            options = {"schema": schema, "defaults": defaults}
         if mode == "shared":
             shared = storage.SharedStateFile(name, fsync=fsync, lock_timeout=lock_timeout)
-            state_core = core.SharedCore(
+            state_core = (core.SharedCore if schema is None else schema.shared_core)(
                 shared,
                 name,
                 initial=initial,
                 compact_min_bytes=compact_min_bytes,
                 compact_ratio=compact_ratio,
+                **options,
             )
         else:
             kind = storage.CommandStateFile if mode == "command" else storage.StateFile
             file = kind(name, fsync=fsync, lock_timeout=lock_timeout)
-            state_core = core.Core(
+            state_core = (core.Core if schema is None else schema.core)(
                 file,
                 name,
                 initial=initial,
                 compact_min_bytes=compact_min_bytes,
                 compact_ratio=compact_ratio,
+                **options,
             )
         self._core = state_core
         self._raw = state_core.data
@@ -145,7 +162,9 @@ class PersistedState(MutableMapping["Any", "Any"]):
         try:
             with state_core.lock:  # (one operation: in shared mode, another process may set
                 missing = {k: v for k, v in defaults.items() if k not in self._raw}  # them)
-                if missing:
+                if schema is not None:  # (and an upgrade of older data)
+                    schema.settle(self, missing)
+                elif missing:
                     self.update(missing)
         except BaseException:
             state_core.close(compact=False)
@@ -370,6 +389,11 @@ def command(
     state = PersistedState.__new__(PersistedState)
     state._setup(path, {}, fsync=fsync, lock_timeout=wait, mode="command")
     return state
+
+
+def schema_of(cls: type[PersistedState]) -> Schema | None:
+    """What a typed state class declares (``schema.Schema``); None for an untyped class."""
+    return cls._schema
 
 
 def load(path: storage.PathArg) -> dict[Any, Any]:
