@@ -2,7 +2,7 @@
 
 Every change follows one path, in this order, under the core's lock:
 
-1. a proxy (or the state) checks the value and encodes one journal record;
+1. a container (or the state) checks the value and encodes one journal record;
 2. :meth:`Core.commit` writes the record (or keeps it, inside a transaction);
 3. only then is the change applied in memory, so a failed write changes nothing.
 
@@ -311,7 +311,7 @@ class Core:
             for change in changes:
                 if change[0] is self._raw:
                     self._forget_mirrored(change)
-        # Every change of one commit is to one container (the proxy's): its length before
+        # Every change of one commit is to one container (the caller's): its length before
         # them tells _settle which of them an interrupted commit applied.
         length = journal.base_len(changes[0][0])
         if tx is not None:
@@ -559,8 +559,8 @@ class Core:
     # -- the attribute mirror ------------------------------------------------------------
 
     # The public object keeps the current value of each top-level key that is an identifier
-    # in its instance __dict__ (a proxy, for a dict or list), so ``state.counter`` is a plain
-    # attribute read. Invariant: a mirrorable name in the mirror holds the current value of
+    # in its instance __dict__ (the container, for a dict or list), so ``state.counter`` is a
+    # plain attribute read. Invariant: a mirrorable name in the mirror holds the current value of
     # that key. A top-level change takes its keys out of the mirror first, or (the scalar
     # fast path) replaces the value; ``attribute`` puts a value back if it gets the lock at
     # once and no transaction is open, so other threads never see a value that may yet be
@@ -743,7 +743,7 @@ class Core:
             file.close()
 
     def __del__(self) -> None:
-        # No state and no proxy refers to this any more: a state nobody closed. Free the
+        # No state and no container refers to this any more: a state nobody closed. Free the
         # lock; never write from here.
         self._release()
 

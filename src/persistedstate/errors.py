@@ -6,7 +6,8 @@ import os
 
 
 class PersistedStateError(Exception):
-    """Base class: misuse of a state (closed, detached proxy) or a problem with its file."""
+    """Base class: misuse of a state (closed, a detached dict or list) or a problem with its
+    file."""
 
 
 class CorruptStateError(PersistedStateError):

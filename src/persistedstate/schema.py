@@ -528,8 +528,9 @@ class CheckedCore(core.Core):
 
     ``set_scalar`` and ``commit`` are the two ways a change reaches the data (see
     ``proxies.StateCore``). ``commit``'s caller has just called ``path_for_change`` for the
-    container of its changes, which notes the container's kind. (No proxy is kept: a proxy
-    refers to the core, and a cycle would keep a dropped state's file locked.)
+    container of its changes, which notes the container's kind. (The kinds are let go of with
+    the data when the state is dropped: a container refers to the core, and that cycle would
+    keep a dropped state's file locked.)
     """
 
     def __init__(
