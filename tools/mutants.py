@@ -45,22 +45,26 @@ PACKAGE = "src/persistedstate"
 
 # The promises of README.md's Guarantees table and the test files it names for each.
 EXACT = "Exact values"
+REAL_VALUES = "Real dicts and lists"
 CONSISTENCY = "Consistency"
 CRASH = "Crash safety"
 POWER = "Power-cut safety"
 RECOVERY = "Recovery"
 FAILED_WRITES = "Failed writes"
+CTRL_C = "Ctrl-C"
 ONE_WRITER = "One program"
 THREADS = "Threads"
 EDITS = "Someone else's edit"
 COMMENTS = "Comments"
 PROMISES: dict[str, list[str]] = {
     EXACT: ["tests/test_values.py"],
+    REAL_VALUES: ["tests/test_real_values.py"],
     CONSISTENCY: ["tests/test_model.py"],
     CRASH: ["tests/test_crash.py"],
     POWER: ["tests/test_powercut.py"],
     RECOVERY: ["tests/test_journal.py", "tests/test_fuzz.py"],
     FAILED_WRITES: ["tests/test_faults.py"],
+    CTRL_C: ["tests/test_interrupts.py"],
     ONE_WRITER: ["tests/test_locks.py"],
     THREADS: ["tests/test_threads.py"],
     EDITS: ["tests/test_locks.py"],
@@ -118,6 +122,15 @@ MUTANTS = [
       "    elif kind is bool:\n        text = bool_text(key)",
       "    elif kind is bool:\n        text = int_text(int(key))",
       "a bool key is written as 1/0 in records, reads back as an int"),
+    # -- real dicts and lists ---------------------------------------------------------------
+    M("list-remove-not-overridden", REAL_VALUES, "proxies.py",
+      "    def remove(self, value: Any) -> None:",
+      "    def _remove(self, value: Any) -> None:",
+      "a nested list's remove() is list's own: it changes memory and writes no record"),
+    M("yaml-dict-representer-missing", REAL_VALUES, "proxies.py",
+      "        _dumper.add_representer(_kind_of_dict, _represent_dict)",
+      "        pass",
+      "yaml.safe_dump refuses a nested dict (PyYAML looks its representers up by exact type)"),
     # -- consistency ------------------------------------------------------------------------
     M("multi-change-first-record-only", CONSISTENCY, "core.py",
       "records[0] if len(records) == 1 else journal.tx_record(records)",
@@ -270,7 +283,22 @@ MUTANTS = [
       "self.size += len(data)\n            self._checksum = zlib.crc32(data, self._checksum)\n"
       "            written = os.write(self._fd, data)",
       "the file's length is counted before the write, so a failure is not cut back"),
-    # -- one writer -------------------------------------------------------------------------
+    # -- Ctrl-C -----------------------------------------------------------------------------
+    M("interrupted-commit-not-settled", CTRL_C, "core.py",
+      "            self._unsettled = (_COMMIT, changes, length, line)\n"
+      "            self.lock = self._settling_lock  # (plain stores first: see _settle)\n"
+      "            self._epoch |= 1\n            self._settle_interrupted()\n",
+      "",
+      "a change interrupted between its write and memory keeps its record in the file"),
+    M("take-back-leaves-written-record", CTRL_C, "storage.py",
+      "written = self._last_written(data)\n        if written is not None:  # it returned",
+      "written = None\n        if written is not None:  # it returned",
+      "take_back() cuts nothing once the append returned: the file keeps a change memory lacks"),
+    M("half-applied-change-not-finished", CTRL_C, "core.py",
+      "                self._applied = done\n                self._apply_all(changes)\n",
+      "                pass\n",
+      "update() of several keys interrupted halfway stays half applied; the file has all of it"),
+    # -- one program ------------------------------------------------------------------------
     M("lock-timeout-ignored", ONE_WRITER, "locking.py",
       "deadline = time.monotonic() + timeout",
       "deadline = time.monotonic()",
