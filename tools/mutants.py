@@ -21,7 +21,7 @@ Before the mutants, the test files they need are run once on an unchanged copy
 A mutant whose tests are still running at the timeout counts as caught (a hang gets noticed)
 and is reported as such. The exit status is 0 when every mutant was caught, 1 otherwise.
 
-It is not part of the test suite (it runs the suite's slowest files about 60 times).
+It is not part of the test suite (it runs the suite's slowest files about 65 times).
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ MUTANTS = [
     M("len-without-lock", THREADS, "proxies.py",
       "        with self._core.lock:\n            return _dict_len(self)",
       "        if True:  # (no lock)\n            return _dict_len(self)",
-      "len() of a dict or list sees inside another thread's transaction"),
+      "len() of the state or a dict sees inside another thread's transaction"),
     M("multi-change-not-marked-for-readers", THREADS, "core.py",
       "self._epoch += 1  # odd: readers wait until every part is applied",
       "pass",
