@@ -176,7 +176,10 @@ def test_a_state_nobody_closed_frees_its_lock_as_soon_as_it_is_dropped(path: Pat
     try:
         assert read_setting() == 4
         assert b'\n--- ["set"' in path.read_bytes()  # not compacted: no close() was called
-        with PersistedState.open(path) as again:  # raises StateLockedError if still held
+        # Another process asks (this one would take the file over from a state still held).
+        out, _ = Child("try-open", str(path), "0").finish()
+        assert out.split() == ["opened"], f"the dropped state still holds the file: {out}"
+        with PersistedState.open(path) as again:
             assert again.copy() == {"config": {"retries": 4}, "runs": 1}
     finally:
         if collecting:
