@@ -385,7 +385,7 @@ MUTANTS = [
       'int: Exact("int", (int, bool)),',
       "True goes into an int key, and reads back as a bool"),
     M("typed-nested-changes-unchecked", TYPED, "schema.py",
-      "self.schema.check_change(self._top, keys, change)",
+      "self.schema.check_change(kind, change, self.data)",
       "pass",
       "a list or dict change (append, update, ...) is not checked"),
     M("typed-file-unchecked", TYPED, "schema.py",
@@ -393,8 +393,8 @@ MUTANTS = [
       "pass",
       "a file whose value does not fit the declared type opens"),
     M("typed-position-of-another-value", TYPED, "schema.py",
-      "elif type(found) is type(misfit.value) and found == misfit.value:",
-      "elif found is not _MISSING:",
+      "if values.exactly_equal(found, misfit.value):",
+      "if found is not _MISSING:",
       "a value a record set is reported at the document's older value's line"),
 ]
 # fmt: on
