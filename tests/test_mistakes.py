@@ -68,6 +68,17 @@ def test_the_exception_shows_the_line_and_a_caret_under_the_column(tmp_path: Pat
     assert str(error).startswith(f"{error.path}, line {error.line}, column {error.column}: ")
 
 
+def test_lines_are_counted_as_an_editor_counts_them(tmp_path: Path) -> None:
+    """NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR end a line for the YAML parser, not in most
+    editors, nor in every other position the library reports (a line and column that pointed
+    past the end of the file was found by the fuzz test)."""
+    for separator in ("\x85", "\u2028", "\u2029"):
+        error = _damage(tmp_path, f"a: 1\nb: x{separator}y: [\n")
+        assert (error.line, error.column) == (3, 1), repr(separator)
+        error = _damage(tmp_path, f"0{separator}--- ")
+        assert (error.line, error.column) == (1, 3), repr(separator)  # ("---" after 2 chars)
+
+
 def test_an_unclosed_bracket_is_named_where_it_opens(tmp_path: Path) -> None:
     """Where the parser notices it is where the caret goes; the words point at the bracket."""
     error = _damage(tmp_path, "host: example\nretries: [3\nname: x\n")

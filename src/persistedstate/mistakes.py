@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import yaml
 from yaml.constructor import SafeConstructor
 
-from . import values
+from . import textpos, values
 
 
 class Explanation(NamedTuple):
@@ -35,6 +35,8 @@ _OPENING = {"]": "[", "}": "{"}
 
 def explain(text: str, error: yaml.MarkedYAMLError) -> Explanation:
     """What the parser's ``error`` in ``text`` most likely means; it must have a problem mark."""
+    error.problem_mark = _recounted(error.problem_mark, text)
+    error.context_mark = _recounted(error.context_mark, text)
     mark, start = error.problem_mark, error.context_mark
     assert mark is not None
     context, problem = error.context or "", error.problem or ""
@@ -134,6 +136,17 @@ def _never_closed(text: str, opening: int) -> bool:
             if depth == 0:
                 return False
     return True
+
+
+def _recounted(mark: Any, text: str) -> Any:
+    """``mark`` with its line and column counted as every other position is
+    (``textpos``): PyYAML also ends a line at NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR,
+    which most editors show inside a line. (Its ``index`` counts characters, with either
+    loader.)"""
+    if mark is None or not 0 <= mark.index <= len(text):
+        return mark
+    line, column = textpos.line_and_column(text, mark.index)
+    return yaml.error.Mark(mark.name, mark.index, line - 1, column - 1, None, 0)
 
 
 def _line(text: str, number: int) -> str:

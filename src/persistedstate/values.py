@@ -469,12 +469,24 @@ def stored_like(container: Any, data: Any) -> Any:
 
 
 def _stored(data: Any) -> Any:
-    kind = type(data)
-    if kind is dict:
-        return new_dict({key: _stored(item) for key, item in data.items()})
-    if kind is list:
-        return new_list(list(map(_stored, data)))
-    return data
+    # Without recursion: a damaged record may nest deeper than Python's recursion limit (where
+    # json reads it, as 3.13's does), and replay refuses it only once it is applied.
+    if type(data) is not dict and type(data) is not list:
+        return data
+    found: list[tuple[Any, Any, Any]] = []  # (parent, key, container), parents first
+    pending: list[tuple[Any, Any, Any]] = [(None, None, data)]
+    while pending:
+        entry = pending.pop()
+        found.append(entry)
+        node = entry[2]
+        items = node.items() if type(node) is dict else enumerate(node)
+        pending.extend((node, key, item) for key, item in items if type(item) in (dict, list))
+    made = data
+    for parent, key, node in reversed(found):  # (children first: each is copied into its own)
+        made = new_dict(node) if type(node) is dict else new_list(node)
+        if parent is not None:
+            parent[key] = made
+    return made
 
 
 def check_loaded(data: Any, *, stored: bool = False) -> Any:
