@@ -54,7 +54,7 @@ import pytest
 from conftest import first_difference
 
 import persistedstate
-from persistedstate import PersistedState, load
+from persistedstate import PersistedState, journal, load
 
 pytestmark = [
     pytest.mark.skipif(
@@ -325,3 +325,54 @@ def test_an_interrupt_at_every_point_where_python_runs_a_handler(tmp_path: Path)
     assert not problems, f"{len(problems)} broken promises:\n" + "\n".join(problems[:8])
     assert interrupted > 500, "too few points: is the library's code being traced?"
     assert len(points) == len(kinds), f"a kind of change was never interrupted: {points}"
+
+
+@pytest.mark.parametrize("mode", ["default", "shared"])
+def test_a_read_after_an_interrupted_settling_sees_the_whole_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A second interrupt lands while the first one's change is being settled (the change's
+    record is in the file, half of it in memory): the next read settles it first, and sees
+    all of it; in shared mode it does so before it takes in another process's change made
+    meanwhile, which came after it."""
+    path = tmp_path / "settling.state"
+    state = PersistedState.open(path, {"items": [0] * 6}, shared=mode == "shared")
+    items = state["items"]
+    apply = journal.Set.apply
+    calls = 0
+
+    def interrupted(change: journal.Set, undo: list[journal.Change] | None) -> None:
+        nonlocal calls
+        apply(change, undo)
+        calls += 1
+        if calls <= 2:  # after the change's first part, then while it is being settled
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal.Set, "apply", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        items[::2] = [7, 7, 7]  # three parts, one record
+    monkeypatch.undo()
+    assert calls == 2
+    if mode == "shared":  # another process changes the list meanwhile, after our record
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from persistedstate import PersistedState; "
+                "s = PersistedState.open(sys.argv[1], shared=True); s['items'].insert(0, 9); "
+                "s.close()",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(persistedstate.__file__).parents[1])},
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    expected = [9, 7, 0, 7, 0, 7, 0] if mode == "shared" else [7, 0, 7, 0, 7, 0]
+    assert items[-2] == 7  # a read: the whole change, and whatever came after it
+    assert load(path)["items"] == expected
+    assert state.copy() == {"items": expected}
+    items.append(1)
+    state.close(compact=False)
+    assert load(path) == {"items": [*expected, 1]}

@@ -296,6 +296,7 @@ class Core(Top):
             except BaseException:
                 self._unsettled = (_SCALAR, raw, key, value, line, mirrored)
                 self.lock = self._settling_lock  # (plain stores first: see _settle)
+                self.read = self._settling_read  # type: ignore[method-assign]
                 self._epoch |= 1
                 self._settle_interrupted()
                 raise
@@ -335,6 +336,7 @@ class Core(Top):
                     _TX_CHANGE, changes, length, tx, records, records_before, undo_before
                 )  # fmt: skip
                 self.lock = self._settling_lock  # (plain stores first: see _settle)
+                self.read = self._settling_read  # type: ignore[method-assign]
                 self._settle_interrupted()
                 raise
             return
@@ -352,6 +354,7 @@ class Core(Top):
         except BaseException:
             self._unsettled = (_COMMIT, changes, length, line)
             self.lock = self._settling_lock  # (plain stores first: see _settle)
+            self.read = self._settling_read  # type: ignore[method-assign]
             self._epoch |= 1
             self._settle_interrupted()
             raise
@@ -401,8 +404,17 @@ class Core(Top):
     def _use_lock(self, lock: ReentrantLock) -> None:
         """Make ``lock`` the state's lock, and the one a settling lock stands in for."""
         self._plain_lock = lock
-        self._settling_lock: ReentrantLock = _SettlingLock(lock, weakref.ref(self))
+        settling = _SettlingLock(lock, weakref.ref(self))
+        self._settling_lock: ReentrantLock = settling
+        # While a settle is owed, reads go through the settling lock too: a shared core's
+        # lock-free read does not look at the epoch (see SharedCore).
+        self._settling_read = settling.read
         self.lock = lock
+        self._plain_reads()
+
+    def _plain_reads(self) -> None:
+        """Read as when nothing is owed: ``read`` above."""
+        vars(self).pop("read", None)
 
     def _settle_interrupted(self) -> None:
         """Settle now, in an ``except`` clause: a failure leaves it to the next operation."""
@@ -438,6 +450,7 @@ class Core(Top):
         else:
             self._settle_marker(marker)
         self._unsettled = None
+        self._plain_reads()
         self.lock = self._plain_lock
         if self._epoch & 1 and self.tx is None:
             self._epoch += 1
@@ -529,6 +542,7 @@ class Core(Top):
                 # which is kept if it is in the file, and then nothing is undone).
                 self._unsettled = (_ROLL_BACK, tx, mark, ending or self._unsettled)
                 self.lock = self._settling_lock
+                self.read = self._settling_read  # type: ignore[method-assign]
                 self._settle_interrupted()
                 raise
             finally:
@@ -903,9 +917,7 @@ class SharedCore(Core):
             super().__init__(file, path, **options)
         finally:
             file.end_operation()  # (the open held the write lock)
-        lock = OperationLock(self, file)
-        self._use_lock(lock)
-        self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
+        self._use_lock(OperationLock(self, file))
 
     def read(self, container: Any, key: Any) -> Any:
         lock = self.lock
@@ -917,11 +929,16 @@ class SharedCore(Core):
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)
 
-    def _taken_over(self, reason: str) -> None:
-        super()._taken_over(reason)
-        vars(self).pop("read", None)  # (reads go through the refusing lock again)
+    def _plain_reads(self) -> None:
+        lock = self._plain_lock
+        if type(lock) is OperationLock:
+            self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
+        else:  # (a state taken over: reads go through the refusing lock)
+            vars(self).pop("read", None)
 
     def _catch_up_shared(self) -> None:
+        if self._unsettled is not None:  # (our interrupted change came before theirs)
+            self._settle()
         if self._storage is not None:
             self._catch_up()
 
@@ -1010,6 +1027,11 @@ class _SettlingLock:
 
     def release(self) -> None:
         self._lock.release()
+
+    def read(self, container: Any, key: Any) -> Any:
+        """``container[key]``, once what is owed is settled (``Core.read`` meanwhile)."""
+        with self:
+            return container[key]
 
     def __enter__(self) -> bool:
         return self.acquire()
