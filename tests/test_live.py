@@ -239,6 +239,31 @@ def test_edit_while_the_program_runs_merges_and_keeps_the_comments(
     assert load(path) == {"settings": {"batch": 7}, "counter": 4}
 
 
+def test_the_order_of_keys_an_edit_gives_survives_the_program_s_compaction(
+    path: Path, program: Program, tmp_path: Path
+) -> None:
+    """The person puts the keys in another order and adds one at the top, at every level,
+    in a file without comments, while the program runs: the program, which takes the edit in
+    and then compacts the file, keeps that order (it used to write its own order back)."""
+    program.step()
+    editor = write_editor(
+        tmp_path,
+        """
+        import yaml
+        data = yaml.safe_load(path.read_text())
+        path.write_text(
+            f"added: 1\\ncounter: {data['counter']}\\n"
+            "settings:\\n  mode: fast\\n  batch: 100\\n"
+        )
+        """,
+    )
+    done = command("edit", path, EDITOR=editor, TMPDIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert program.step() == {"batch": 100, "counter": 2}
+    program.close()
+    assert path.read_text() == "added: 1\ncounter: 2\nsettings:\n  mode: fast\n  batch: 100\n"
+
+
 def test_a_key_both_changed_reopens_the_editor_naming_it(
     path: Path, program: Program, tmp_path: Path
 ) -> None:

@@ -115,8 +115,9 @@ class EditSession:
             if merge.yours:  # programs holding the file take the edit in as records
                 file.append(journal.line(_tx(merge.yours)))
             tail = journal.line(_tx(merge.theirs)) if merge.theirs else b""
+            # (programs parse it: records gave them the values, not the person's key order)
             file.replace(
-                edited + tail, consistent_size=len(edited) + len(tail), snapshot_size=len(edited)
+                edited + tail, consistent_size=storage.PARSE_WHOLE, snapshot_size=len(edited)
             )
         finally:
             file.close()

@@ -77,6 +77,9 @@ _MASK = (1 << 64) - 1  # header fields are unsigned 64-bit
 
 # A default-mode program looks this often for a command waiting for the file (docs/design.md).
 HANDOVER_SECONDS = 0.05
+# A consistent size no file has: the new file holds the state in an order of its own (a
+# person's edit), so the others parse it whole and put their dicts in that order.
+PARSE_WHOLE = _MASK
 # A shared-mode open waits at least this long for the holder lock: another shared-mode process
 # may hold it alone for a moment while it opens.
 SHARED_OPEN_GRACE = 0.5
@@ -466,7 +469,8 @@ class StateFile:
 
         ``consistent_size`` (all of ``data`` by default) is how many of its bytes hold exactly
         the state the file held at its end, and ``snapshot_size`` where its snapshot ends: the
-        header tells other processes, which adopt the new file without parsing it.
+        header tells other processes, which adopt the new file without parsing it (unless it
+        is ``PARSE_WHOLE``).
 
         Raises FileChangedError, writing nothing, when the file on disk is no longer the
         one this object has been appending to.
