@@ -231,6 +231,52 @@ def test_a_process_killed_in_a_transaction_blocks_nobody_and_leaves_nothing(
     assert load(path) == {"n": 3}
 
 
+def test_a_forked_child_reading_a_shared_state_leaves_its_parent_s_lock_alone(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    """A child made by fork shares its parent's write lock (one open file description): a
+    read in the child that took and let go of it let go of it for the parent too, in the
+    middle of the parent's transaction, and another process's increment was lost. The child
+    reads what it inherited, and touches neither the lock nor the file."""
+    other, _ = two
+    state = PersistedState.open(path, {"counter": 0}, shared=True)
+    go_read, go_write = os.pipe()
+    said_read, said_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.read(go_read, 1)
+            os.write(said_write, repr(state.copy()).encode())
+        finally:
+            os._exit(0)
+    assert other("state.update(x=1)") is None  # (this process has yet to take it in)
+    try:
+        with state.transaction():
+            counter = state["counter"]
+            os.write(go_write, b"x")
+            assert os.read(said_read, 1000) == repr({"counter": 0}).encode()  # inherited
+            os.waitpid(pid, 0)
+            pid = 0
+            incrementing = subprocess.Popen(
+                [sys.executable, str(workers.SCRIPT), "count", str(path), "1"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            with pytest.raises(subprocess.TimeoutExpired):
+                incrementing.wait(timeout=2)  # it waits for the transaction to end
+            state["counter"] = counter + 1
+        out, err = incrementing.communicate(timeout=120)
+        assert out == "done\n", err
+        assert state.copy() == {"counter": 2, "x": 1}
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        state.close()
+    assert load(path) == {"counter": 2, "x": 1}
+
+
 def test_opening_the_same_file_again_in_shared_mode_takes_it_over(path: Path) -> None:
     first = PersistedState.open(path, {"x": 1, "items": []}, shared=True)
     items = first["items"]

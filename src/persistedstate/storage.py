@@ -1022,6 +1022,9 @@ def _mark_inherited() -> None:
     for file in list(_OPEN_FILES):
         file._inherited = True
         file._repair_needed = True  # (the flag append() checks first: no cost until a write)
+        if isinstance(file, SharedStateFile) and file._lock is not None:
+            file._lock.freeze()
+            file._note_counters()  # (so no operation of the child catches up)
 
 
 class _Handover:
