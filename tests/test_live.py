@@ -23,7 +23,7 @@ from typing import Any
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 
-from persistedstate import PersistedState, load, state
+from persistedstate import CorruptStateError, PersistedState, editing, load, state
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals"),
@@ -348,3 +348,42 @@ def test_a_command_in_the_process_holding_the_file_is_refused_plainly(path: Path
         with pytest.raises(Exception, match="open in this very process"):
             state.command(path)
         assert held.n == 1
+
+
+HEADING = "# The lines below are changes made after the document above was written"
+
+
+def _hand_edit_is_refused(path: Path, old: str, new: str) -> None:
+    """The heading heads the records, so a person's later edit of the document (no program
+    running) is refused, not undone by the records without a word."""
+    text = path.read_text()
+    assert HEADING in text.split("\n--- ", 1)[0], text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(CorruptStateError, match="persistedstate compact"):
+        load(path)
+
+
+def test_records_a_program_writes_after_a_command_come_under_the_heading(
+    path: Path, program: Program
+) -> None:
+    """The command leaves the file compacted; the program's next record is the first one
+    after the document, and brings the heading (it came without one)."""
+    program.step()
+    assert command("set", path, "settings.batch", "20").returncode == 0
+    assert program.step() == {"batch": 20, "counter": 2}
+    program.kill()  # (the records stay)
+    _hand_edit_is_refused(path, "batch: 20", "batch: 30")
+
+
+def test_records_an_edit_writes_after_the_person_s_text_come_under_the_heading(
+    path: Path,
+) -> None:
+    with PersistedState(path, a=1, b=1):
+        pass
+    session = editing.EditSession(str(path), wait=10)
+    session.start()
+    with state.command(path) as other:  # a program changes b meanwhile
+        other.b = 2
+    assert session.save(b"a: 5\nb: 1\n") == []
+    assert load(path) == {"a": 5, "b": 2}
+    _hand_edit_is_refused(path, "a: 5", "a: 6")

@@ -159,6 +159,28 @@ def test_a_compaction_by_one_process_is_seen_by_the_others_with_the_comments(
     assert path.read_text().startswith("# settings, by hand\n")
 
 
+def test_the_first_record_after_another_process_s_compaction_brings_the_heading(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    """Whichever process writes the first record after a compaction writes the heading with
+    it (only the compactor did, and another's record came first without one), so a person's
+    edit of the document, once every process is gone, is refused and not undone."""
+    first, second = two
+    assert first("state.update(n=1, m=1)") is None
+    assert second("state.update(m=2)") is None  # (second has the file open already)
+    assert first("state.compact()") is None
+    assert second("state.update(m=3)") is None  # the first record after the compaction
+    assert first("state.update(n=2)") is None
+    first.kill()
+    second.kill()
+    text = path.read_text()
+    assert text.count("# The lines below are changes") == 1, text
+    assert text.split("\n--- ", 1)[0].rsplit("\n", 1)[-1].startswith("# The lines below"), text
+    path.write_text(text.replace("n: 1", "n: 5", 1))
+    with pytest.raises(PersistedStateError, match="persistedstate compact"):
+        load(path)
+
+
 def test_a_proxy_kept_across_others_compactions_stays_attached(path: Path) -> None:
     """Several compactions by another process pass between two operations of this one (it
     then parses the file and updates its dicts and lists in place)."""

@@ -57,7 +57,7 @@ class Storage(Protocol):
 
     def append(self, data: bytes) -> None: ...
 
-    def prefix_next_append(self, make: Callable[[int], bytes]) -> None: ...
+    def prefix_next_append(self, make: Callable[[int], bytes] | None) -> None: ...
 
     def landed(self, data: bytes) -> bool: ...
 
@@ -818,6 +818,10 @@ class Core(Top):
                 )
             )
         self._changed_top_keys |= touched
+        # The heading goes with the first record after the document, whoever writes it: owed
+        # while none follows it (another process compacted), never once one does.
+        no_records = file.size == self._snapshot_size
+        file.prefix_next_append(journal.header_line if no_records else None)
 
     def _adopt_snapshot(self, snapshot: bytes) -> None:
         """Another process compacted: its snapshot is ours now (the template of our next

@@ -325,8 +325,9 @@ class StateFile:
 
     # -- appending -----------------------------------------------------------------------
 
-    def prefix_next_append(self, make: Callable[[int], bytes]) -> None:
-        """Write ``make(checksum)`` in front of the next append's data, in the same write.
+    def prefix_next_append(self, make: Callable[[int], bytes] | None) -> None:
+        """Write ``make(checksum)`` in front of the next append's data, in the same write
+        (None: nothing, after all).
 
         ``checksum`` is the CRC-32 of the file as it is then (after any repair).
         """
