@@ -331,6 +331,28 @@ def test_shared_mode_refuses_a_network_file_system(
         assert state.alone
 
 
+@pytest.mark.parametrize(
+    ("mounted", "kind"),
+    [
+        ("{here} - fuse.sshfs user@host:/srv", "fuse.sshfs"),
+        ("{here} - cifs //server/share", "cifs"),
+        ("{here} - tmpfs tmpfs", None),  # local, though a network mount's name starts alike
+    ],
+)
+def test_the_file_system_type_comes_from_the_longest_mount_point_holding_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: str, kind: str | None
+) -> None:
+    here = str(tmp_path).replace(" ", "\\040")
+    mounts = tmp_path / "mountinfo"
+    mounts.write_text(
+        "27 1 254:0 / / rw,relatime - nfs4 server:/ rw\n"
+        f"41 27 0:51 / {here}-other rw,relatime - nfs server:/other rw\n"
+        f"40 27 0:50 / {mounted.format(here=here).replace(' - ', ' rw shared:1 - ')} rw\n"
+    )
+    monkeypatch.setattr(storage, "MOUNTINFO", str(mounts))
+    assert storage.network_file_system(str(tmp_path / "x.state")) == kind
+
+
 # -- kills -------------------------------------------------------------------------------------
 
 KILLS = int(os.environ.get("PERSISTEDSTATE_SHARED_KILLS", "40"))
