@@ -223,16 +223,18 @@ def test_a_command_changes_the_state_of_shared_programs(
 
 
 def test_default_and_shared_mode_refuse_each_other(path: Path) -> None:
+    """Each refusal says which mode holds the file and what to do (it said "one writer at a
+    time", which sent a shared-mode user looking for a second run)."""
     shared = Driven(path)
     try:
-        with pytest.raises(StateLockedError) as caught:
+        with pytest.raises(StateLockedError, match=r"open in shared mode .*shared=True") as caught:
             PersistedState.open(path)
         assert caught.value.holder_pid == shared.proc.pid
     finally:
         shared.close()
     alone = Driven(path, shared=False)
     try:
-        with pytest.raises(StateLockedError) as caught:
+        with pytest.raises(StateLockedError, match=r"in the default mode.*shared=True") as caught:
             PersistedState.open(path, shared=True)
         assert caught.value.holder_pid == alone.proc.pid
     finally:

@@ -245,7 +245,9 @@ class StateFile:
             lock = locking.LockFile(self.path + ".lock")
             try:
                 if not lock.acquire(which, shared=shared, timeout=_left(deadline)):
-                    raise StateLockedError(self.shown_path, lock.holder_pid())
+                    raise StateLockedError(
+                        self.shown_path, lock.holder_pid(), _holding_mode(lock, shared)
+                    )
                 if lock.is_current():
                     return lock
             except BaseException:
@@ -941,6 +943,17 @@ _NETWORK_FUSE = frozenset(["sshfs", "s3fs", "rclone", "gcsfuse", "glusterfs", "c
 def _unescape_mount(text: str) -> str:
     """A mount point as mountinfo writes it: a space is ``\\040``."""
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
+
+
+def _holding_mode(lock: locking.LockFile, shared: bool) -> str:
+    """How the others hold the holder lock we were refused: "default" (one program, alone),
+    "shared", or "" (the same mode as ours: a second run of a default-mode job)."""
+    if shared:
+        return "default"
+    if lock.acquire(HOLDER, shared=True, timeout=0):
+        lock.release(HOLDER)
+        return "shared"
+    return ""
 
 
 def _left(deadline: float) -> float:
