@@ -904,11 +904,30 @@ class OperationLock:
             self._depth = depth
             self._lock.release()
             return
+        interrupted = None if kind is None else self._settle_before_letting_go()
         try:
             self._end()
         finally:
             self._depth = 0
             self._lock.release()
+        if interrupted is not None:
+            raise interrupted
+
+    def _settle_before_letting_go(self) -> BaseException | None:
+        """Settle what an exception interrupted while this process still holds the write
+        lock: once it is let go, others append after the interrupted change's record, and
+        taking that record back would cut theirs off with it. An exception that interrupts
+        settling (another Ctrl-C) is settled again, and returned to be raised after."""
+        core = self._core()
+        interrupted = None
+        while core is not None and core._unsettled is not None:
+            try:
+                core._settle()
+            except (OSError, PersistedStateError):  # (a cut that failed stays owed to the
+                break  # next write, which makes it first, still holding the lock)
+            except BaseException as error:
+                interrupted = error
+        return interrupted
 
 
 class SharedCore(Core):
@@ -941,8 +960,6 @@ class SharedCore(Core):
             vars(self).pop("read", None)
 
     def _catch_up_shared(self) -> None:
-        if self._unsettled is not None:  # (our interrupted change came before theirs)
-            self._settle()
         if self._storage is not None:
             self._catch_up()
 
@@ -1040,8 +1057,8 @@ class _SettlingLock:
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
+        self._lock.__exit__(kind, value, traceback)  # (a shared core's settles before it lets go)
 
 
 # The kinds of critical section (the first item of Core._unsettled), and what follows it:

@@ -625,6 +625,8 @@ class StateFile:
         if cut and len(complete) < len(data):
             os.ftruncate(self._fd, self.size + len(complete))
         self._cut_owed = False  # (a cut we owed: the bytes past size are others' or gone)
+        if complete:  # (our last record is no longer the file's end: never take it back)
+            self._last_data = self._last_prefixed = None
         self._newline_owed = self._newline_owed and not complete
         self._repair_needed = self._inherited or self._newline_owed
         self.size += len(complete)
@@ -646,6 +648,7 @@ class StateFile:
         self._fd = fd
         self._identity, self._status = (status.st_dev, status.st_ino), status
         self._newline_owed = False
+        self._last_data = self._last_prefixed = None  # (ours are in the file it replaced)
         return raw
 
     def adopt(self, good_size: int, *, newline_owed: bool, raw: bytes) -> None:
