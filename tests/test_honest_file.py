@@ -196,13 +196,17 @@ def test_a_forked_child_that_exits_normally_leaves_its_parent_s_state_alone(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "untouched by the child: True\n"
-    # The child did not try, and fail, to compact its parent's state. (Python 3.12+ warns
-    # that fork() in a process with threads, here the state's handover thread, may deadlock.)
-    problems = [
-        line
-        for line in done.stderr.splitlines()
-        if "use of fork() may lead to deadlocks" not in line and "os.fork()" not in line
-    ]
+    # The child did not try, and fail, to compact its parent's state; and the parent was not
+    # multi-threaded when it forked (the handover thread stops around fork), so Python 3.12
+    # did not warn that fork() may deadlock. 3.13.0 warns anyway: it counts the threads after
+    # the hook that starts the thread again (CPython gh-137109, fixed since).
+    problems = done.stderr.splitlines()
+    if sys.version_info >= (3, 13):
+        problems = [
+            line
+            for line in problems
+            if "use of fork() may lead to deadlocks" not in line and "os.fork()" not in line
+        ]
     assert problems == []
     assert path.read_text("utf-8") == "n: 2\n"  # the parent's exit compacted it
 

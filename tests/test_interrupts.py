@@ -54,7 +54,7 @@ import pytest
 from conftest import first_difference
 
 import persistedstate
-from persistedstate import PersistedState, load
+from persistedstate import PersistedState, journal, load, storage
 
 pytestmark = [
     pytest.mark.skipif(
@@ -325,3 +325,94 @@ def test_an_interrupt_at_every_point_where_python_runs_a_handler(tmp_path: Path)
     assert not problems, f"{len(problems)} broken promises:\n" + "\n".join(problems[:8])
     assert interrupted > 500, "too few points: is the library's code being traced?"
     assert len(points) == len(kinds), f"a kind of change was never interrupted: {points}"
+
+
+@pytest.mark.parametrize("mode", ["default", "shared"])
+def test_a_read_after_an_interrupted_settling_sees_the_whole_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A second interrupt lands while the first one's change is being settled (the change's
+    record is in the file, half of it in memory): the next read sees all of it, and in shared
+    mode another process's change made meanwhile after it. (A shared-mode read went around
+    the settling lock and saw half of it; the operation, before it let go of the file, now
+    settles again.)"""
+    path = tmp_path / "settling.state"
+    state = PersistedState.open(path, {"items": [0] * 6}, shared=mode == "shared")
+    items = state["items"]
+    apply = journal.Set.apply
+    calls = 0
+
+    def interrupted(change: journal.Set, undo: list[journal.Change] | None) -> None:
+        nonlocal calls
+        apply(change, undo)
+        calls += 1
+        if calls <= 2:  # after the change's first part, then while it is being settled
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal.Set, "apply", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        items[::2] = [7, 7, 7]  # three parts, one record
+    monkeypatch.undo()
+    assert calls == (3 if mode == "shared" else 2)  # (shared: settled before letting go)
+    if mode == "shared":  # another process changes the list meanwhile, after our record
+        _in_another_process(path, "s['items'].insert(0, 9); s.close()")
+    expected = [9, 7, 0, 7, 0, 7, 0] if mode == "shared" else [7, 0, 7, 0, 7, 0]
+    assert items[-2] == 7  # a read: the whole change, and whatever came after it
+    assert load(path)["items"] == expected
+    assert state.copy() == {"items": expected}
+    items.append(1)
+    state.close(compact=False)
+    assert load(path) == {"items": [*expected, 1]}
+
+
+def test_a_shared_process_settles_before_it_lets_go_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second interrupt lands while a change whose record is in the file, but not in
+    memory, is being taken back (settled): the process must settle before it lets go of the
+    write lock. It let go first, another process appended a change after that record, and the
+    later take-back cut the other process's acknowledged change off the file."""
+    path = tmp_path / "settling.state"
+    state = PersistedState.open(path, {"items": [0]}, shared=True)
+    apply, take_back = journal.Set.apply, storage.StateFile.take_back
+    calls = {"apply": 0, "take_back": 0}
+
+    def interrupted_apply(change: journal.Set, undo: list[journal.Change] | None) -> None:
+        calls["apply"] += 1
+        if calls["apply"] == 1:  # the record is written, the change not yet in memory
+            raise KeyboardInterrupt
+        apply(change, undo)
+
+    def interrupted_take_back(file: storage.StateFile, data: bytes) -> None:
+        calls["take_back"] += 1
+        if calls["take_back"] == 1:  # the second interrupt, as settling begins
+            raise KeyboardInterrupt
+        take_back(file, data)
+
+    monkeypatch.setattr(journal.Set, "apply", interrupted_apply)
+    monkeypatch.setattr(storage.StateFile, "take_back", interrupted_take_back)
+    with pytest.raises(KeyboardInterrupt):
+        state["items"] = [1, 2]
+    _in_another_process(path, "s['other'] = 1; s.close(compact=False)")
+    assert state.copy() == {"items": [0], "other": 1}
+    monkeypatch.undo()
+    state.close(compact=False)
+    assert load(path) == {"items": [0], "other": 1}  # the other process's change is kept
+
+
+def _in_another_process(path: Path, code: str) -> None:
+    """Run ``code`` in another process, with the state open in shared mode as ``s``."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from persistedstate import PersistedState; "
+            f"s = PersistedState.open(sys.argv[1], shared=True, lock_timeout=60); {code}",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(persistedstate.__file__).parents[1])},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ from typing import Any
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
 
-from persistedstate import PersistedState, load, state
+from persistedstate import CorruptStateError, PersistedState, editing, load, state
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals"),
@@ -239,6 +239,31 @@ def test_edit_while_the_program_runs_merges_and_keeps_the_comments(
     assert load(path) == {"settings": {"batch": 7}, "counter": 4}
 
 
+def test_the_order_of_keys_an_edit_gives_survives_the_program_s_compaction(
+    path: Path, program: Program, tmp_path: Path
+) -> None:
+    """The person puts the keys in another order and adds one at the top, at every level,
+    in a file without comments, while the program runs: the program, which takes the edit in
+    and then compacts the file, keeps that order (it used to write its own order back)."""
+    program.step()
+    editor = write_editor(
+        tmp_path,
+        """
+        import yaml
+        data = yaml.safe_load(path.read_text())
+        path.write_text(
+            f"added: 1\\ncounter: {data['counter']}\\n"
+            "settings:\\n  mode: fast\\n  batch: 100\\n"
+        )
+        """,
+    )
+    done = command("edit", path, EDITOR=editor, TMPDIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert program.step() == {"batch": 100, "counter": 2}
+    program.close()
+    assert path.read_text() == "added: 1\ncounter: 2\nsettings:\n  mode: fast\n  batch: 100\n"
+
+
 def test_a_key_both_changed_reopens_the_editor_naming_it(
     path: Path, program: Program, tmp_path: Path
 ) -> None:
@@ -323,3 +348,42 @@ def test_a_command_in_the_process_holding_the_file_is_refused_plainly(path: Path
         with pytest.raises(Exception, match="open in this very process"):
             state.command(path)
         assert held.n == 1
+
+
+HEADING = "# The lines below are changes made after the document above was written"
+
+
+def _hand_edit_is_refused(path: Path, old: str, new: str) -> None:
+    """The heading heads the records, so a person's later edit of the document (no program
+    running) is refused, not undone by the records without a word."""
+    text = path.read_text()
+    assert HEADING in text.split("\n--- ", 1)[0], text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(CorruptStateError, match="persistedstate compact"):
+        load(path)
+
+
+def test_records_a_program_writes_after_a_command_come_under_the_heading(
+    path: Path, program: Program
+) -> None:
+    """The command leaves the file compacted; the program's next record is the first one
+    after the document, and brings the heading (it came without one)."""
+    program.step()
+    assert command("set", path, "settings.batch", "20").returncode == 0
+    assert program.step() == {"batch": 20, "counter": 2}
+    program.kill()  # (the records stay)
+    _hand_edit_is_refused(path, "batch: 20", "batch: 30")
+
+
+def test_records_an_edit_writes_after_the_person_s_text_come_under_the_heading(
+    path: Path,
+) -> None:
+    with PersistedState(path, a=1, b=1):
+        pass
+    session = editing.EditSession(str(path), wait=10)
+    session.start()
+    with state.command(path) as other:  # a program changes b meanwhile
+        other.b = 2
+    assert session.save(b"a: 5\nb: 1\n") == []
+    assert load(path) == {"a": 5, "b": 2}
+    _hand_edit_is_refused(path, "a: 5", "a: 6")

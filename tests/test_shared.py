@@ -159,6 +159,28 @@ def test_a_compaction_by_one_process_is_seen_by_the_others_with_the_comments(
     assert path.read_text().startswith("# settings, by hand\n")
 
 
+def test_the_first_record_after_another_process_s_compaction_brings_the_heading(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    """Whichever process writes the first record after a compaction writes the heading with
+    it (only the compactor did, and another's record came first without one), so a person's
+    edit of the document, once every process is gone, is refused and not undone."""
+    first, second = two
+    assert first("state.update(n=1, m=1)") is None
+    assert second("state.update(m=2)") is None  # (second has the file open already)
+    assert first("state.compact()") is None
+    assert second("state.update(m=3)") is None  # the first record after the compaction
+    assert first("state.update(n=2)") is None
+    first.kill()
+    second.kill()
+    text = path.read_text()
+    assert text.count("# The lines below are changes") == 1, text
+    assert text.split("\n--- ", 1)[0].rsplit("\n", 1)[-1].startswith("# The lines below"), text
+    path.write_text(text.replace("n: 1", "n: 5", 1))
+    with pytest.raises(PersistedStateError, match="persistedstate compact"):
+        load(path)
+
+
 def test_a_proxy_kept_across_others_compactions_stays_attached(path: Path) -> None:
     """Several compactions by another process pass between two operations of this one (it
     then parses the file and updates its dicts and lists in place)."""
@@ -201,16 +223,18 @@ def test_a_command_changes_the_state_of_shared_programs(
 
 
 def test_default_and_shared_mode_refuse_each_other(path: Path) -> None:
+    """Each refusal says which mode holds the file and what to do (it said "one writer at a
+    time", which sent a shared-mode user looking for a second run)."""
     shared = Driven(path)
     try:
-        with pytest.raises(StateLockedError) as caught:
+        with pytest.raises(StateLockedError, match=r"open in shared mode .*shared=True") as caught:
             PersistedState.open(path)
         assert caught.value.holder_pid == shared.proc.pid
     finally:
         shared.close()
     alone = Driven(path, shared=False)
     try:
-        with pytest.raises(StateLockedError) as caught:
+        with pytest.raises(StateLockedError, match=r"in the default mode.*shared=True") as caught:
             PersistedState.open(path, shared=True)
         assert caught.value.holder_pid == alone.proc.pid
     finally:
@@ -229,6 +253,52 @@ def test_a_process_killed_in_a_transaction_blocks_nobody_and_leaves_nothing(
     assert second("state.update(n=3)") is None
     second.close()
     assert load(path) == {"n": 3}
+
+
+def test_a_forked_child_reading_a_shared_state_leaves_its_parent_s_lock_alone(
+    path: Path, two: tuple[Driven, Driven]
+) -> None:
+    """A child made by fork shares its parent's write lock (one open file description): a
+    read in the child that took and let go of it let go of it for the parent too, in the
+    middle of the parent's transaction, and another process's increment was lost. The child
+    reads what it inherited, and touches neither the lock nor the file."""
+    other, _ = two
+    state = PersistedState.open(path, {"counter": 0}, shared=True)
+    go_read, go_write = os.pipe()
+    said_read, said_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.read(go_read, 1)
+            os.write(said_write, repr(state.copy()).encode())
+        finally:
+            os._exit(0)
+    assert other("state.update(x=1)") is None  # (this process has yet to take it in)
+    try:
+        with state.transaction():
+            counter = state["counter"]
+            os.write(go_write, b"x")
+            assert os.read(said_read, 1000) == repr({"counter": 0}).encode()  # inherited
+            os.waitpid(pid, 0)
+            pid = 0
+            incrementing = subprocess.Popen(
+                [sys.executable, str(workers.SCRIPT), "count", str(path), "1"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            with pytest.raises(subprocess.TimeoutExpired):
+                incrementing.wait(timeout=2)  # it waits for the transaction to end
+            state["counter"] = counter + 1
+        out, err = incrementing.communicate(timeout=120)
+        assert out == "done\n", err
+        assert state.copy() == {"counter": 2, "x": 1}
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        state.close()
+    assert load(path) == {"counter": 2, "x": 1}
 
 
 def test_opening_the_same_file_again_in_shared_mode_takes_it_over(path: Path) -> None:
@@ -261,6 +331,28 @@ def test_shared_mode_refuses_a_network_file_system(
     assert not path.exists()
     with PersistedState.open(path, {"alone": True}) as state:  # one program: as before
         assert state.alone
+
+
+@pytest.mark.parametrize(
+    ("mounted", "kind"),
+    [
+        ("{here} - fuse.sshfs user@host:/srv", "fuse.sshfs"),
+        ("{here} - cifs //server/share", "cifs"),
+        ("{here} - tmpfs tmpfs", None),  # local, though a network mount's name starts alike
+    ],
+)
+def test_the_file_system_type_comes_from_the_longest_mount_point_holding_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: str, kind: str | None
+) -> None:
+    here = str(tmp_path).replace(" ", "\\040")
+    mounts = tmp_path / "mountinfo"
+    mounts.write_text(
+        "27 1 254:0 / / rw,relatime - nfs4 server:/ rw\n"
+        f"41 27 0:51 / {here}-other rw,relatime - nfs server:/other rw\n"
+        f"40 27 0:50 / {mounted.format(here=here).replace(' - ', ' rw shared:1 - ')} rw\n"
+    )
+    monkeypatch.setattr(storage, "MOUNTINFO", str(mounts))
+    assert storage.network_file_system(str(tmp_path / "x.state")) == kind
 
 
 # -- kills -------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
         def append(self, data: bytes) -> None: ...
 
-        def prefix_next_append(self, make: Callable[[int], bytes]) -> None: ...
+        def prefix_next_append(self, make: Callable[[int], bytes] | None) -> None: ...
 
         def landed(self, data: bytes) -> bool: ...
 
@@ -287,6 +287,7 @@ class Core:
             except BaseException:
                 self._unsettled = (_SCALAR, container, key, value, line, mirrored)
                 self.lock = self._settling_lock  # (plain stores first: see _settle)
+                self.read = self._settling_read  # type: ignore[method-assign]
                 self._epoch |= 1
                 self._settle_interrupted()
                 raise
@@ -326,6 +327,7 @@ class Core:
                     _TX_CHANGE, changes, length, tx, records, records_before, undo_before
                 )  # fmt: skip
                 self.lock = self._settling_lock  # (plain stores first: see _settle)
+                self.read = self._settling_read  # type: ignore[method-assign]
                 self._settle_interrupted()
                 raise
             return
@@ -344,6 +346,7 @@ class Core:
         except BaseException:
             self._unsettled = (_COMMIT, changes, length, line)
             self.lock = self._settling_lock  # (plain stores first: see _settle)
+            self.read = self._settling_read  # type: ignore[method-assign]
             self._epoch |= 1
             self._settle_interrupted()
             raise
@@ -392,8 +395,17 @@ class Core:
     def _use_lock(self, lock: ReentrantLock) -> None:
         """Make ``lock`` the state's lock, and the one a settling lock stands in for."""
         self._plain_lock = lock
-        self._settling_lock: ReentrantLock = _SettlingLock(lock, weakref.ref(self))
+        settling = _SettlingLock(lock, weakref.ref(self))
+        self._settling_lock: ReentrantLock = settling
+        # While a settle is owed, reads go through the settling lock too: a shared core's
+        # lock-free read does not look at the epoch (see SharedCore).
+        self._settling_read = settling.read
         self.lock = lock
+        self._plain_reads()
+
+    def _plain_reads(self) -> None:
+        """Read as when nothing is owed: ``read`` above."""
+        vars(self).pop("read", None)
 
     def _settle_interrupted(self) -> None:
         """Settle now, in an ``except`` clause: a failure leaves it to the next operation."""
@@ -429,6 +441,7 @@ class Core:
         else:
             self._settle_marker(marker)
         self._unsettled = None
+        self._plain_reads()
         self.lock = self._plain_lock
         if self._epoch & 1 and self.tx is None:
             self._epoch += 1
@@ -520,6 +533,7 @@ class Core:
                 # which is kept if it is in the file, and then nothing is undone).
                 self._unsettled = (_ROLL_BACK, tx, mark, ending or self._unsettled)
                 self.lock = self._settling_lock
+                self.read = self._settling_read  # type: ignore[method-assign]
                 self._settle_interrupted()
                 raise
             finally:
@@ -805,6 +819,10 @@ class Core:
                 )
             )
         self._changed_top_keys |= touched
+        # The heading goes with the first record after the document, whoever writes it: owed
+        # while none follows it (another process compacted), never once one does.
+        no_records = file.size == self._snapshot_size
+        file.prefix_next_append(journal.header_line if no_records else None)
 
     def _adopt_snapshot(self, snapshot: bytes) -> None:
         """Another process compacted: its snapshot is ours now (the template of our next
@@ -887,11 +905,30 @@ class OperationLock:
             self._depth = depth
             self._lock.release()
             return
+        interrupted = None if kind is None else self._settle_before_letting_go()
         try:
             self._end()
         finally:
             self._depth = 0
             self._lock.release()
+        if interrupted is not None:
+            raise interrupted
+
+    def _settle_before_letting_go(self) -> BaseException | None:
+        """Settle what an exception interrupted while this process still holds the write
+        lock: once it is let go, others append after the interrupted change's record, and
+        taking that record back would cut theirs off with it. An exception that interrupts
+        settling (another Ctrl-C) is settled again, and returned to be raised after."""
+        core = self._core()
+        interrupted = None
+        while core is not None and core._unsettled is not None:
+            try:
+                core._settle()
+            except (OSError, PersistedStateError):  # (a cut that failed stays owed to the
+                break  # next write, which makes it first, still holding the lock)
+            except BaseException as error:
+                interrupted = error
+        return interrupted
 
 
 class SharedCore(Core):
@@ -904,9 +941,7 @@ class SharedCore(Core):
             super().__init__(file, path, **options)
         finally:
             file.end_operation()  # (the open held the write lock)
-        lock = OperationLock(self, file)
-        self._use_lock(lock)
-        self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
+        self._use_lock(OperationLock(self, file))
 
     def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
         lock = self.lock
@@ -918,9 +953,12 @@ class SharedCore(Core):
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)
 
-    def _taken_over(self, reason: str) -> None:
-        super()._taken_over(reason)
-        vars(self).pop("read", None)  # (reads go through the refusing lock again)
+    def _plain_reads(self) -> None:
+        lock = self._plain_lock
+        if type(lock) is OperationLock:
+            self.read = lock.read  # type: ignore[method-assign]  # (a call less per read)
+        else:  # (a state taken over: reads go through the refusing lock)
+            vars(self).pop("read", None)
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:
@@ -1012,11 +1050,16 @@ class _SettlingLock:
     def release(self) -> None:
         self._lock.release()
 
+    def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
+        """``get(container, key)``, once what is owed is settled (``Core.read`` meanwhile)."""
+        with self:
+            return get(container, key)
+
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
+        self._lock.__exit__(kind, value, traceback)  # (a shared core's settles before it lets go)
 
 
 # The kinds of critical section (the first item of Core._unsettled), and what follows it:

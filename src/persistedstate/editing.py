@@ -12,6 +12,7 @@ program's, a key both changed to different values is a :class:`Conflict`.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -114,9 +115,12 @@ class EditSession:
                 return merge.conflicts
             if merge.yours:  # programs holding the file take the edit in as records
                 file.append(journal.line(_tx(merge.yours)))
-            tail = journal.line(_tx(merge.theirs)) if merge.theirs else b""
+            tail = b""
+            if merge.theirs:  # (under the heading, as every record after a document)
+                tail = journal.header_line(zlib.crc32(edited)) + journal.line(_tx(merge.theirs))
+            # (programs parse it: records gave them the values, not the person's key order)
             file.replace(
-                edited + tail, consistent_size=len(edited) + len(tail), snapshot_size=len(edited)
+                edited + tail, consistent_size=storage.PARSE_WHOLE, snapshot_size=len(edited)
             )
         finally:
             file.close()

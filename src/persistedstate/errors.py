@@ -76,8 +76,27 @@ def _line_of(text: str | bytes, line: int) -> str | None:
 class StateLockedError(PersistedStateError):
     """Another writer (process or open state object) holds the state file."""
 
-    def __init__(self, path: str | os.PathLike[str], holder_pid: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], holder_pid: int | None = None, mode: str = ""
+    ) -> None:
+        """``mode`` says in which mode the holder has the file, when the refusal is one of a
+        mode by the other: "shared" (processes in shared mode refuse a default-mode open) or
+        "default" (a default-mode program refuses a shared-mode open)."""
         self.path = os.fspath(path)
         self.holder_pid = holder_pid
         holder = f"process {holder_pid}" if holder_pid is not None else "another writer"
-        super().__init__(f"{self.path} is locked by {holder}; one writer at a time may open it")
+        if mode == "shared":
+            message = (
+                f"{self.path} is open in shared mode ({holder} among others), and a program in "
+                "the default mode holds the file alone: open it with shared=True to share it, "
+                "or wait until they close it (lock_timeout)"
+            )
+        elif mode == "default":
+            message = (
+                f"{self.path} is held by {holder}, a program in the default mode, which holds "
+                "the file alone: to share it, open it with shared=True there too; or wait "
+                "until it closes (lock_timeout)"
+            )
+        else:
+            message = f"{self.path} is locked by {holder}; one writer at a time may open it"
+        super().__init__(message)

@@ -129,6 +129,16 @@ class LockFile:
             self._try(lock, True)  # back to shared (record locks convert atomically)
         return True
 
+    def freeze(self) -> None:
+        """In a forked child: the write lock becomes a no-op and the header a private copy.
+        The child shares the parent's locks (one open file description, for ``flock``):
+        taking and letting go of one would let go of it for the parent, and the child may
+        only read what it inherited (docs/design.md, "A forked child")."""
+        frozen = memoryview(bytearray(self.header)).cast("Q")
+        self.header.release()
+        self.header = frozen
+        self.take_writer = self.drop_writer = _nothing
+
     def write_lock(self) -> None:
         """Take the write lock, waiting as long as it takes (the per-operation path)."""
         self.acquire(WRITER)
@@ -192,6 +202,10 @@ class LockFile:
 
     def _unlock(self, lock: int) -> None:
         raise NotImplementedError
+
+
+def _nothing() -> None:
+    pass
 
 
 def add(header: memoryview, field: int, amount: int = 1) -> None:

@@ -80,6 +80,9 @@ _MASK = (1 << 64) - 1  # header fields are unsigned 64-bit
 
 # A default-mode program looks this often for a command waiting for the file (docs/design.md).
 HANDOVER_SECONDS = 0.05
+# A consistent size no file has: the new file holds the state in an order of its own (a
+# person's edit), so the others parse it whole and put their dicts in that order.
+PARSE_WHOLE = _MASK
 # A shared-mode open waits at least this long for the holder lock: another shared-mode process
 # may hold it alone for a moment while it opens.
 SHARED_OPEN_GRACE = 0.5
@@ -245,7 +248,9 @@ class StateFile:
             lock = locking.LockFile(self.path + ".lock")
             try:
                 if not lock.acquire(which, shared=shared, timeout=_left(deadline)):
-                    raise StateLockedError(self.shown_path, lock.holder_pid())
+                    raise StateLockedError(
+                        self.shown_path, lock.holder_pid(), _holding_mode(lock, shared)
+                    )
                 if lock.is_current():
                     return lock
             except BaseException:
@@ -325,8 +330,9 @@ class StateFile:
 
     # -- appending -----------------------------------------------------------------------
 
-    def prefix_next_append(self, make: Callable[[int], bytes]) -> None:
-        """Write ``make(checksum)`` in front of the next append's data, in the same write.
+    def prefix_next_append(self, make: Callable[[int], bytes] | None) -> None:
+        """Write ``make(checksum)`` in front of the next append's data, in the same write
+        (None: nothing, after all).
 
         ``checksum`` is the CRC-32 of the file as it is then (after any repair).
         """
@@ -469,7 +475,8 @@ class StateFile:
 
         ``consistent_size`` (all of ``data`` by default) is how many of its bytes hold exactly
         the state the file held at its end, and ``snapshot_size`` where its snapshot ends: the
-        header tells other processes, which adopt the new file without parsing it.
+        header tells other processes, which adopt the new file without parsing it (unless it
+        is ``PARSE_WHOLE``).
 
         Raises FileChangedError, writing nothing, when the file on disk is no longer the
         one this object has been appending to.
@@ -621,6 +628,8 @@ class StateFile:
         if cut and len(complete) < len(data):
             os.ftruncate(self._fd, self.size + len(complete))
         self._cut_owed = False  # (a cut we owed: the bytes past size are others' or gone)
+        if complete:  # (our last record is no longer the file's end: never take it back)
+            self._last_data = self._last_prefixed = None
         self._newline_owed = self._newline_owed and not complete
         self._repair_needed = self._inherited or self._newline_owed
         self.size += len(complete)
@@ -642,6 +651,7 @@ class StateFile:
         self._fd = fd
         self._identity, self._status = (status.st_dev, status.st_ino), status
         self._newline_owed = False
+        self._last_data = self._last_prefixed = None  # (ours are in the file it replaced)
         return raw
 
     def adopt(self, good_size: int, *, newline_owed: bool, raw: bytes) -> None:
@@ -941,6 +951,17 @@ def _unescape_mount(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
 
 
+def _holding_mode(lock: locking.LockFile, shared: bool) -> str:
+    """How the others hold the holder lock we were refused: "default" (one program, alone),
+    "shared", or "" (the same mode as ours: a second run of a default-mode job)."""
+    if shared:
+        return "default"
+    if lock.acquire(HOLDER, shared=True, timeout=0):
+        lock.release(HOLDER)
+        return "shared"
+    return ""
+
+
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
@@ -1021,6 +1042,9 @@ def _mark_inherited() -> None:
     for file in list(_OPEN_FILES):
         file._inherited = True
         file._repair_needed = True  # (the flag append() checks first: no cost until a write)
+        if isinstance(file, SharedStateFile) and file._lock is not None:
+            file._lock.freeze()
+            file._note_counters()  # (so no operation of the child catches up)
 
 
 class _Handover:
