@@ -297,7 +297,7 @@ class LiveDict(Node, StoredDict):
     def __getitem__(self, key: Any) -> Any:
         core = self._core
         value = core.read(_dict_getitem, self, key)
-        kind = type(value)
+        kind = type(value)  # (_linked, written out: a speed device, docs/design.md)
         if kind is StoredDict:
             _link(value, LiveDict, core, self, key)
         elif kind is StoredList:
@@ -462,7 +462,7 @@ class LiveList(Node, StoredList):
                 value = _list_getitem(self, position)
         else:
             value = core.read(_list_getitem, self, position)
-        kind = type(value)
+        kind = type(value)  # (_linked, written out, as in LiveDict.__getitem__)
         if kind is StoredDict:
             _link(value, LiveDict, core, self, position)
         elif kind is StoredList:
