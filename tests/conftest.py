@@ -14,7 +14,9 @@ import math
 import os
 import select
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,6 +30,61 @@ from hypothesis import strategies as st
 import persistedstate
 
 # -- deep equality ---------------------------------------------------------------------------
+
+
+WORKERS_SCRIPT = Path(__file__).with_name("_workers.py")
+
+
+def tmpfs_directory(prefix: str) -> Path | None:
+    """A new directory on a tmpfs (``/dev/shm``, Linux's), where fsync costs nothing, or None
+    where there is none: a test then stays in its own temporary directory."""
+    shm = Path(os.sep, "dev", "shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
+
+
+class Worker:
+    """A child process running a ``_workers.py`` mode, spoken to line by line: ``tell`` it a
+    line, read the next line it prints with ``said``."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKERS_SCRIPT), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def said(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            _, err = self.proc.communicate(timeout=30)
+            raise AssertionError(f"the child process exited: {err}")
+        return line.strip()
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        """For the modes that close the state when told ``close``, and say ``closed``."""
+        self.tell("close")
+        assert self.said() == "closed"
+        self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=30)
 
 
 def show(value: Any, limit: int = 200) -> str:

@@ -43,7 +43,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import CodeType, FrameType
@@ -51,7 +50,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
-from conftest import first_difference
+from conftest import first_difference, tmpfs_directory
 
 import persistedstate
 from persistedstate import PersistedState, journal, load, storage
@@ -78,10 +77,8 @@ TOTALS = (
 
 def _directories(tmp_path: Path) -> list[Path]:
     """Where each child keeps its state: alternately tmp_path and a tmpfs, if there is one."""
-    fast = Path("/dev/shm")
-    places = [tmp_path]
-    if fast.is_dir() and os.access(fast, os.W_OK):
-        places.append(Path(tempfile.mkdtemp(prefix="persistedstate-interrupts-", dir=fast)))
+    fast = tmpfs_directory("persistedstate-interrupts-")
+    places = [tmp_path] if fast is None else [tmp_path, fast]
     return [places[number % len(places)] / f"child-{number}" for number in range(CHILDREN)]
 
 
@@ -271,10 +268,7 @@ def _changes(state: Any, items: Any, table: Any) -> dict[str, Callable[[int], No
     sys.version_info < (3, 11), reason="models the points of CPython 3.11 and later (RESUME)"
 )
 def test_an_interrupt_at_every_point_where_python_runs_a_handler(tmp_path: Path) -> None:
-    fast = Path("/dev/shm")
-    directory = tmp_path
-    if fast.is_dir() and os.access(fast, os.W_OK):  # (compaction's fsyncs cost nothing there)
-        directory = Path(tempfile.mkdtemp(prefix="persistedstate-points-", dir=fast))
+    directory = tmpfs_directory("persistedstate-points-") or tmp_path  # (fsyncs cost nothing)
     path = directory / "points.state"
     problems: list[str] = []
     runs = interrupted = 0

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
+from conftest import Worker
 
 from persistedstate import CorruptStateError, PersistedState, editing, load, state
 
@@ -53,47 +53,17 @@ def command(*args: Any, **extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class Program:
+class Program(Worker):
     """``_workers.py loop``: a job that reads a setting and counts, one step per request."""
 
     def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(workers.SCRIPT), "loop", str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-        )
+        super().__init__("loop", str(path), env=env())
         assert self.said() == "ready"
-
-    def said(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            _, err = self.proc.communicate(timeout=30)
-            raise AssertionError(f"the program exited: {err}")
-        return line.strip()
-
-    def tell(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
 
     def step(self) -> dict[str, Any]:
         self.tell("step")
         seen: dict[str, Any] = json.loads(self.said())
         return seen
-
-    def close(self) -> None:
-        self.tell("close")
-        assert self.said() == "closed"
-        self.proc.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.communicate(timeout=30)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +19,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
-from conftest import needs_fork, run_in_fork
+from conftest import Worker, needs_fork, run_in_fork
 
 from persistedstate import (
     PersistedState,
@@ -38,21 +36,8 @@ pytestmark = [
 ]
 
 
-class Child:
+class Child(Worker):
     """A child process running a _workers.py mode, talking line by line."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(workers.SCRIPT), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def expect(self, line: str, timeout: float = 20.0) -> str:
         assert self.proc.stdout is not None
@@ -65,20 +50,10 @@ class Child:
         assert time.monotonic() <= deadline
         return got.strip()
 
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
     def finish(self, timeout: float = 20.0) -> tuple[str, str]:
         out, err = self.proc.communicate(timeout=timeout)
         assert self.proc.returncode == 0, err
         return out, err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.communicate(timeout=10)
 
 
 @pytest.fixture
@@ -233,7 +208,7 @@ def test_lock_timeout_waits_then_gives_up(path: Path, holder: Child) -> None:
 
 def test_lock_timeout_gets_the_state_when_the_holder_closes(path: Path, holder: Child) -> None:
     started = time.monotonic()
-    holder.send("close")  # the child sets "released" and closes
+    holder.tell("close")  # the child sets "released" and closes
     state = PersistedState.open(path, lock_timeout=20)
     try:
         assert time.monotonic() - started < 15
@@ -248,7 +223,7 @@ def test_a_waiting_open_gets_the_state_when_the_holder_closes_later(path: Path) 
     child = Child("hold", str(path))
     child.expect("locked")
     try:
-        timer = threading.Timer(0.5, child.send, args=("close",))
+        timer = threading.Timer(0.5, child.tell, args=("close",))
         timer.start()
         started = time.monotonic()
         state = PersistedState.open(path, lock_timeout=20)

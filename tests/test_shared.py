@@ -24,6 +24,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
+from conftest import Worker
 
 from persistedstate import PersistedState, PersistedStateError, StateLockedError, load, storage
 
@@ -35,48 +36,20 @@ pytestmark = [
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-class Driven:
+class Driven(Worker):
     """``_workers.py drive``: a process with the state open, evaluating what it is sent."""
 
     def __init__(self, path: Path, *, shared: bool = True) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(workers.SCRIPT), "drive", str(path), "1" if shared else "0"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self._line() == "ready"
-
-    def _line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            _, err = self.proc.communicate(timeout=30)
-            raise AssertionError(f"the process exited: {err}")
-        return line.strip()
+        super().__init__("drive", str(path), "1" if shared else "0")
+        assert self.said() == "ready"
 
     def __call__(self, expression: str) -> Any:
         """Evaluate ``expression`` there; its value (a literal), or the error's text."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(expression + "\n")
-        self.proc.stdin.flush()
-        said = self._line()
+        self.tell(expression)
+        said = self.said()
         if said.startswith("error "):
             return said
         return ast.literal_eval(said)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("close\n")
-        self.proc.stdin.flush()
-        assert self._line() == "closed"
-        self.proc.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.communicate(timeout=30)
 
 
 @pytest.fixture
