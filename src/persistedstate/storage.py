@@ -406,7 +406,7 @@ class StateFile:
         written = self._last_written(data)
         if written is not None:  # it returned: its record is the last one counted
             start = self.size - len(written)
-            checksum = zlib.crc32(_read_prefix(self._fd, start))  # (the checksum before it)
+            checksum = zlib.crc32(_read_at(self._fd, start, 0))  # (the checksum before it)
             self._repair_needed = True  # (plain stores first: the cut is owed from here)
             self._cut_owed = True
             self.size = start
@@ -623,7 +623,7 @@ class StateFile:
             return b""
         if end < self.size:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
-        data = os.pread(self._fd, end - self.size, self.size)
+        data = _read_at(self._fd, end - self.size, self.size)
         complete = data[: data.rfind(b"\n") + 1]
         if cut and len(complete) < len(data):
             os.ftruncate(self._fd, self.size + len(complete))
@@ -1193,17 +1193,6 @@ def _open_regular(path: str, flags: int) -> int:
     return fd
 
 
-def _read_prefix(fd: int, size: int) -> bytes:
-    """The first ``size`` bytes of the file. (It moves the offset: an O_APPEND descriptor
-    writes at the end wherever that is; os.pread is not on Windows.)"""
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks, done = [], 0
-    while done < size and (chunk := os.read(fd, min(size - done, 1 << 20))):
-        chunks.append(chunk)
-        done += len(chunk)
-    return b"".join(chunks)
-
-
 def _size_and_checksum(fd: int) -> tuple[int, int]:
     """The length and CRC-32 of the file, read in pieces: compaction checks a journal of a
     MiB or more, and holding it whole would raise the process's peak memory by that much
@@ -1226,11 +1215,22 @@ def _read_all(fd: int) -> bytes:
 
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
-if _IS_WINDOWS:  # no FIFOs to wait on, no owners to keep (a new file takes the folder's ACL)
-    _O_NO_WAIT = 0
+# (Tested as sys.platform itself, not _IS_WINDOWS: `mypy --platform win32`, run by
+# `make types`, checks each platform's branch only then.)
+if sys.platform == "win32":  # no FIFOs to wait on, no owners to keep (a new file takes the
+    _O_NO_WAIT = 0  # folder's ACL), no os.pread
 
     def _wait_again(fd: int) -> None:
         pass
+
+    def _read_at(fd: int, size: int, offset: int) -> bytes:
+        """``size`` bytes from ``offset`` (moving the descriptor's offset: ours only)."""
+        os.lseek(fd, offset, os.SEEK_SET)
+        chunks, done = [], 0
+        while done < size and (chunk := os.read(fd, size - done)):
+            chunks.append(chunk)
+            done += len(chunk)
+        return b"".join(chunks)
 
     def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
         pass
@@ -1241,6 +1241,8 @@ else:
 
     def _wait_again(fd: int) -> None:
         os.set_blocking(fd, True)
+
+    _read_at = os.pread
 
     def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
         """Give the new file ``like``'s permission bits, owner and group, as far as allowed.
