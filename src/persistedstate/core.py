@@ -834,6 +834,7 @@ class Core:
     def _taken_over(self, reason: str) -> None:
         """This process opened the same file again: this state is closed, without writing
         (its changes are in the file), and every later use of it raises, saying why."""
+        _OPEN.pop(id(self), None)  # (nothing of its own to compact at exit)
         with self.lock:
             self._closed_because = reason
             self._forget_all_mirrored()

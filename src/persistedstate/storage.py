@@ -1042,8 +1042,9 @@ def _mark_inherited() -> None:
     for file in list(_OPEN_FILES):
         file._inherited = True
         file._repair_needed = True  # (the flag append() checks first: no cost until a write)
-        if isinstance(file, SharedStateFile) and file._lock is not None:
+        if file._lock is not None:
             file._lock.freeze()
+        if isinstance(file, SharedStateFile):
             file._note_counters()  # (so no operation of the child catches up)
 
 
