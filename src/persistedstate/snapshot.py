@@ -45,7 +45,9 @@ except ImportError:  # PyYAML built without libyaml
 _COMMENT = re.compile(rb"(?:^|[ \t])#", re.MULTILINE)
 
 _ESCAPED_ASTRAL = re.compile(r"\\U[0-9A-Fa-f]{8}")
-_YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+# YAML's line breaks besides "\n" and "\r" (NEL, LS, PS): the emitters (PyYAML's Python one,
+# ruamel.yaml's) fold them in every style but double quotes.
+YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 # A YAML parser or constructor may raise almost anything on bad input: ValueError for
 # "2026-13-45", AttributeError for `!!timestamp "2026"`, KeyError for `!!bool maybe`,
@@ -88,8 +90,8 @@ class _SnapshotDumper(_BaseDumper):
 
 def _represent_str(dumper: Any, value: str) -> yaml.Node:
     # Multi-line text as a literal block; the emitter falls back to quotes when it must.
-    if _YAML_LINE_BREAKS.search(value):
-        style: str | None = '"'  # PyYAML's Python emitter folds these in other styles
+    if YAML_LINE_BREAKS.search(value):
+        style: str | None = '"'
     else:
         style = "|" if "\n" in value.rstrip("\n") else None
     node: yaml.Node = dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
