@@ -514,16 +514,22 @@ def _child(builder: Any, node: Any, key: Any) -> Any:
         return node.value[key]
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            if _built(builder, key_node) == key:
+            if _is_key(_built(builder, key_node), key):
                 return value_node
     return None
 
 
 def _key_node(builder: Any, node: Any, key: Any) -> Any:
     for key_node, _ in node.value:
-        if _built(builder, key_node) == key:
+        if _is_key(_built(builder, key_node), key):
             return key_node
     return None
+
+
+def _is_key(built: Any, key: Any) -> bool:
+    """Whether a key built from the document is ``key`` of a key path: equal, or both NaN
+    (refused as a key, and to be pointed at)."""
+    return bool(built == key) or (built != built and key != key)
 
 
 def _built(builder: Any, node: Any) -> Any:
