@@ -418,7 +418,8 @@ def _change(
     change: Callable[[PersistedState], None],
     declared: Schema | None = None,
 ) -> None:
-    """Open the state, apply ``change(state)``, then close (compact) it, or on error leave it.
+    """Open the state, apply ``change(state)``, then close it (compacted, unless a program
+    has it open), or on error leave it.
 
     With ``declared`` (--schema), a change after which the state does not fit it is refused.
     """
@@ -517,7 +518,13 @@ def cmd_del(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     _require_file(args.file)
-    _change(args.file, args.wait, lambda state: None)
+    state = _open_state(args.file, args.wait)
+    try:
+        state.compact()  # (close() would leave it to a program that has the file open)
+    except OSError as error:
+        raise CliError(f"compacting {args.file} failed: {error}") from None
+    finally:
+        state.close(compact=False)
     return 0
 
 

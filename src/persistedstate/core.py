@@ -70,6 +70,8 @@ if TYPE_CHECKING:
 
         def replace(self, data: bytes) -> None: ...
 
+        def compacts_at_close(self) -> bool: ...
+
         def close(self) -> None: ...
 
         def save_conflict_copy(self, data: bytes) -> str: ...
@@ -744,7 +746,7 @@ class Core:
             if self.tx is not None:
                 raise PersistedStateError("cannot close inside a transaction")
             try:
-                if compact:
+                if compact and self._storage.compacts_at_close():
                     self._write_snapshot()
             finally:
                 self._release()

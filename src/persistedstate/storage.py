@@ -723,6 +723,10 @@ class StateFile:
                 self._fd = -1
                 os.close(fd)
 
+    def compacts_at_close(self) -> bool:
+        """Whether closing the state folds the journal in (a program's file: yes)."""
+        return True
+
     def close(self) -> None:
         """Close the file and release the locks; safe to call twice. The last process to
         let go deletes the lock file (where the platform allows).
@@ -887,6 +891,12 @@ class CommandStateFile(SharedStateFile):
     def _others_hold_the_file(self) -> bool:
         assert self._lock is not None
         return not self._lock.alone(HOLDER)
+
+    def compacts_at_close(self) -> bool:
+        """Not while a program has the file open: that program compacts it in its time (or
+        when it closes), and the command's compaction would stall it meanwhile (docs/design.md,
+        "Handing the file over")."""
+        return not self._others_hold_the_file()
 
     def begin_operation(self) -> bool:
         return False  # (the write lock is held from open to close)
