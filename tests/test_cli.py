@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import name_of_bytes
 
 from persistedstate import CorruptStateError, PersistedState, load
 from persistedstate import journal as journal_module
@@ -783,6 +784,25 @@ def test_edit_saves_a_valid_edit_as_written(
     assert "last_id: 8  # was 7\n" in text
     assert load(state_file)["last_id"] == 8
     assert list(temp_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.pathconf")
+def test_edit_works_on_a_name_as_long_as_the_file_system_takes(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    """Its temporary file is named after the state file, as are the lock file and the
+    compaction's temporary file: all must fit."""
+    state_file = name_of_bytes(tmp_path, 0)
+    write_state(state_file, "last_id: 7\n")
+    editor = make_editor(tmp_path, "path.write_text(path.read_text('utf-8').replace('7', '8'))")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert load(state_file) == {"last_id": 8}
+    assert list(temp_dir.iterdir()) == []
+    assert run("set", state_file, "last_id", "9").returncode == 0
+    assert run("compact", state_file).returncode == 0
+    assert state_file.read_text("utf-8") == "last_id: 9\n"
+    assert sorted(tmp_path.iterdir()) == sorted([state_file, tmp_path / "editor.py", temp_dir])
 
 
 def test_edit_refuses_a_broken_edit_without_a_terminal(

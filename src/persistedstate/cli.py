@@ -537,7 +537,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if session.damage is not None:
         _say(session.damage.describe())
         _say(f"{PROG}: {path} is damaged; opening it as it is so that you can repair it")
-    fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + "-", suffix=".yaml")
+    # (mkstemp adds 8 random characters between prefix and suffix)
+    stem = storage.derived_name(tempfile.gettempdir(), os.path.basename(path), len("-.yaml") + 8)
+    fd, temp_path = tempfile.mkstemp(prefix=stem + "-", suffix=".yaml")
     try:
         with os.fdopen(fd, "wb") as temp:
             temp.write(original)
