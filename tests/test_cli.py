@@ -805,6 +805,24 @@ def test_edit_works_on_a_name_as_long_as_the_file_system_takes(
     assert sorted(tmp_path.iterdir()) == sorted([state_file, tmp_path / "editor.py", temp_dir])
 
 
+def test_a_byte_order_mark_is_read_past_by_every_command_and_dropped_by_edit(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    """Some Windows editors put one at the start of the file: it is no part of the state."""
+    path = tmp_path / "job.state"
+    path.write_bytes(b'\xef\xbb\xbf--- ["set", [], "last_id", 7]\n')  # (26.1: records first)
+    check = run("check", path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith(f"{path}: OK, 1 key, 1 journal record")
+    assert run("get", path, "last_id").stdout == "7\n"
+    editor = make_editor(
+        tmp_path, "path.write_bytes(b'\\xef\\xbb\\xbf' + path.read_bytes().replace(b'7', b'8'))"
+    )
+    result = run("edit", path, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes() == b"last_id: 8\n"
+
+
 def test_edit_refuses_a_broken_edit_without_a_terminal(
     state_file: Path, tmp_path: Path, temp_dir: Path
 ) -> None:

@@ -345,9 +345,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     note = ""
     if declared is not None:
-        snapshot_text = raw[: result.snapshot_size]
         try:
-            declared.check_file(args.file, declared.defaults, result.data, snapshot_text)
+            declared.check_file(args.file, declared.defaults, result.data, result.document)
         except CorruptStateError as error:
             _say(error.describe())
             _say(
@@ -362,7 +361,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f", version {version}: {declared.owner}.upgrade() brings it to version "
                 f"{declared.version} when a program opens it (its types are checked then)"
             )
-    _warn_of_values_read_otherwise(args.file, raw[: result.snapshot_size])
+    _warn_of_values_read_otherwise(args.file, result.document)
     keys = _count(len(result.data), "key")
     records = _count(result.records, "journal record")
     if result.good_size < len(raw):
