@@ -351,7 +351,15 @@ def test_failed_set_leaves_the_file_byte_for_byte(
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("[1, 2", "VALUE is not valid YAML"), ("!!set {a, b}", "cannot store a value of type set")],
+    [
+        ("[1, 2", "VALUE is not valid YAML"),
+        ("!!set {a, b}", "cannot store a value of type set"),
+        # (a key given twice, refused as the file refuses it: the key, where in VALUE)
+        ("{x: 1, x: 2}", "VALUE gives the key 'x' twice (line 1, column 8 of VALUE)"),
+        ("{a: [{b: 1, c: 2, b: 3}]}", "VALUE gives the key 'b' twice (line 1, column 19 of VALUE)"),
+        ("{1: p, 1.0: q}", "VALUE gives the key 1.0 twice (line 1, column 8 of VALUE)"),
+        ("x: 1\ny: 2\nx: 3", "VALUE gives the key 'x' twice (line 3, column 1 of VALUE)"),
+    ],
 )
 def test_bad_value_is_a_usage_error(state_file: Path, value: str, message: str) -> None:
     before = state_file.read_bytes()

@@ -562,3 +562,34 @@ def test_a_byte_order_mark_an_editor_adds_above_records_is_not_an_edit(tmp_path:
     assert load(path) == {"a": 3}
     path.write_bytes(marked[len(BOM) :])  # an editor that drops the mark
     assert load(path) == {"a": 3}
+
+
+# -- a key given twice in a record --------------------------------------------------------------
+# The document refuses a mapping holding a key twice (tests/test_snapshot.py); a record, hand
+# written or damaged, is held to the same rule, whichever parser reads it.
+
+TWICE = {
+    "JSON": (b'--- ["set", [], "a", {"x": 1, "x": 2}]\n', 31),
+    "JSON, nested": (b'--- ["set", [], "a", [{"y": {"x": 1, "z": 0, "x": 2}}]]\n', 46),
+    "JSON, in a tx": (b'--- ["tx", [["set", [], "a", {"x": 1, "x": 2}]]]\n', 39),
+    "YAML only": (b'--- ["set", [], "a", {"x": .inf, "x": 2}]\n', 34),
+    "keys Python holds as one": (b'--- ["set", [], "a", {1: "p", 1.0: "q"}]\n', 31),
+    "the last record, without its newline": (b'--- ["set", [], "a", {"x": 1, "x": 2}]', 31),
+}
+
+
+@pytest.mark.parametrize(("record", "column"), TWICE.values(), ids=TWICE.keys())
+def test_a_key_given_twice_in_a_record_is_damage_where_it_is(
+    tmp_path: Path, record: bytes, column: int
+) -> None:
+    """Not a torn write either (the record parses whole): the file is refused, untouched."""
+    path = tmp_path / "s.state"
+    path.write_bytes(b'a: 0\n--- ["set", [], "b", 1]\n' + record)
+    message = _assert_corrupt_and_untouched(path, line=3, column=column)
+    assert "twice" in message
+
+
+def test_the_same_key_in_different_mappings_of_a_record_is_no_duplicate(tmp_path: Path) -> None:
+    path = tmp_path / "s.state"
+    path.write_bytes(b'a: 0\n--- ["set", [], "a", [{"x": 1}, {"x": 2, "y": {"x": 3}}]]\n')
+    assert load(path) == {"a": [{"x": 1}, {"x": 2, "y": {"x": 3}}]}

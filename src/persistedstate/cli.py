@@ -447,7 +447,13 @@ def _parse_value(text: str, as_string: bool) -> Any:
     if as_string:
         return text
     try:
-        value = yaml.safe_load(text)
+        # (the file's own reader: it reads VALUE as the state will, and refuses a key given twice)
+        value = snapshot.load_document(text, refuse_duplicate_keys=True)
+    except snapshot.DuplicateKey as error:
+        raise UsageError(
+            f"VALUE gives the key {error.key!r} twice (line {error.line}, column {error.column} "
+            "of VALUE): a mapping holds each key once"
+        ) from None
     except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as error:
         problem = str(error)
         if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:

@@ -650,8 +650,17 @@ def _yaml_reads_it_otherwise(name: str) -> Any:
     raise ValueError(f"{name} is a string in YAML")  # (so the record is read as YAML)
 
 
-# Python's json reads NaN, Infinity and -Infinity as floats; in YAML they are strings.
-_JSON = json.JSONDecoder(parse_constant=_yaml_reads_it_otherwise)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):  # (YAML then reads the record, and says where)
+        raise ValueError("a key given twice")
+    return mapping
+
+
+# Python's json reads NaN, Infinity and -Infinity as floats; in YAML they are strings. It keeps
+# the last value of a key given twice, which YAML, as the state reads it, refuses: the hook
+# checks each object (it runs for objects only, so a record holding none pays nothing).
+_JSON = json.JSONDecoder(parse_constant=_yaml_reads_it_otherwise, object_pairs_hook=_unique_keys)
 # JSON reads "\ud800" as a lone surrogate, which YAML refuses and UTF-8 cannot encode.
 _HIGH, _LOW = rb"\\u[dD][89abAB][0-9a-fA-F]{2}", rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 _LONE_SURROGATE_ESCAPE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
@@ -670,6 +679,8 @@ def decode_record(content: bytes) -> list[Any]:
         try:
             record = snapshot.load_flow(content)
         except snapshot.FlowError as error:
+            if error.parsed:
+                raise _BadRecord(f"journal record holds {error.problem}", error.column) from None
             problem = f"unreadable journal record: {error.problem}"
             raise _BadRecord(problem, error.column, unreadable=True) from None
         try:
