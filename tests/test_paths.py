@@ -345,6 +345,23 @@ def test_a_conflict_copy_of_a_name_near_the_limit_is_written_and_named_after_it(
 
 
 @posix_only
+def test_a_killed_compaction_s_temporary_file_of_a_long_name_is_removed_at_the_next_open(
+    tmp_path: Path,
+) -> None:
+    """Its name is the shortened one (the lock file shows it): it is looked for under it."""
+    path = name_of_bytes(tmp_path, 0)
+    with PersistedState(path, n=1):
+        [lock] = set(tmp_path.iterdir()) - {path}
+    stem = lock.name.removesuffix(".lock")
+    assert "~" in stem and len(os.fsencode(lock.name)) <= len(os.fsencode(path.name))
+    leftover = tmp_path / f".{stem}.4194304.tmp"  # (what a compaction killed halfway leaves)
+    leftover.write_bytes(b"n: 0\n")
+    with PersistedState(path) as state:
+        assert not leftover.exists()
+        assert state.n == 1
+
+
+@posix_only
 def test_two_long_names_with_the_same_beginning_have_their_own_lock_files(
     tmp_path: Path,
 ) -> None:
