@@ -461,22 +461,23 @@ def read_state(path: str, raw: bytes, *, stored: bool = False) -> ReadResult:
     any other damage raises CorruptStateError with line and column.
     """
     body = raw
-    start = bom_length(raw)  # (what follows it is read as if it were the file's start)
-    tail_start = max(raw.rfind(b"\n") + 1, start)
+    document_start = bom_length(raw)  # (what follows it is read as if it began the file)
+    tail_start = max(raw.rfind(b"\n") + 1, document_start)
     tail = raw[tail_start:]
     if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0") or _is_torn_header(tail)):
         what = "a partial record marker" if tail[:1] != b"#" else "a partial heading line"
         _warn_torn(path, line_and_column(raw, tail_start)[0], what)
         body = raw[:tail_start]
-    markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body, start)]
-    if _MARKER_AT_START.match(body, start):
-        markers.insert(0, start)
+    markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body, document_start)]
+    if _MARKER_AT_START.match(body, document_start):
+        markers.insert(0, document_start)
     snapshot_end = markers[0] if markers else len(body)
-    if markers and _snapshot_owns_first_marker(body[start : markers[0]], body, markers[0]):
+    before = body[document_start : markers[0]] if markers else b""
+    if markers and _snapshot_owns_first_marker(before, body, markers[0]):
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
         markers = markers[1:]
-    document_end, recorded_checksum = _find_header(body, start, snapshot_end)
-    document = body[start:document_end]
+    document_end, recorded_checksum = _find_header(body, document_start, snapshot_end)
+    document = body[document_start:document_end]
     data = snapshot.load_snapshot(path, document, stored=stored)
     snapshot_top = dict(dict.items(data))
     touched: set[Any] = set()

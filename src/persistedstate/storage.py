@@ -1270,10 +1270,13 @@ _DIGEST_BYTES = 8  # 16 hex digits: two long names that differ collide once in 2
 def name_max(directory: str) -> int:
     """The longest file name, in bytes, that ``directory``'s file system takes (255 where the
     platform does not say)."""
+    if sys.platform == "win32":  # (no pathconf; NTFS takes 255 UTF-16 units, and a name has
+        return 255  # no more of them than UTF-8 bytes)
     try:
-        return os.pathconf(directory or ".", "PC_NAME_MAX")
-    except (AttributeError, OSError, ValueError):  # (Windows has no pathconf)
+        longest = os.pathconf(directory or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):  # (a file system that does not say)
         return 255
+    return longest if longest > 0 else 255  # (-1: no limit it will name)
 
 
 def derived_name(directory: str, name: str, added: int) -> str:
