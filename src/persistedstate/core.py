@@ -163,11 +163,11 @@ class Core:
                 self._raw = result.data  # type: ignore[assignment]
                 snapshot_size = result.snapshot_size
                 if check is not None:
-                    check(self._raw, raw[:snapshot_size])
-                if has_comments(raw[:snapshot_size]):
-                    self._commented_snapshot = raw[:snapshot_size]
+                    check(self._raw, result.document)
+                if has_comments(result.document):
+                    self._commented_snapshot = result.document
                 else:
-                    self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
+                    self._snapshot_entries.adopt(result.document, result.snapshot_top)
                     self._changed_top_keys = result.touched
                 file.keep_only(raw[: result.good_size], newline_owed=result.needs_newline)
                 if not result.records:  # (after records, a header has its place already)
@@ -803,15 +803,16 @@ class Core:
             touched = journal.apply_records(self._path, self._raw, news.old_records)
             if news.replaced is not None:
                 snapshot_size = news.snapshot_size
+                document = news.replaced[:snapshot_size]
                 if news.consistent < 0:  # (several compactions passed: parse it whole)
                     result = journal.read_state(self._path, news.replaced, stored=True)
                     _reconcile(self._raw, result.data)
                     touched.update(dict.keys(self._raw))
-                    snapshot_size = result.snapshot_size
+                    snapshot_size, document = result.snapshot_size, result.document
                     file.adopt(
                         result.good_size, newline_owed=result.needs_newline, raw=news.replaced
                     )
-                self._adopt_snapshot(news.replaced[:snapshot_size])
+                self._adopt_snapshot(document, snapshot_size)
             touched |= journal.apply_records(self._path, self._raw, news.records)
         except CorruptStateError as error:
             self._keep_both_versions(
@@ -826,12 +827,13 @@ class Core:
         no_records = file.size == self._snapshot_size
         file.prefix_next_append(journal.header_line if no_records else None)
 
-    def _adopt_snapshot(self, snapshot: bytes) -> None:
-        """Another process compacted: its snapshot is ours now (the template of our next
-        compaction when it holds comments)."""
+    def _adopt_snapshot(self, snapshot: bytes, size: int) -> None:
+        """Another process compacted: its snapshot (``size`` bytes of the file, a byte-order
+        mark included) is ours now (the template of our next compaction when it holds
+        comments)."""
         self._snapshot_entries = SnapshotEntries()
         self._commented_snapshot = snapshot if has_comments(snapshot) else None
-        self._plan_compaction(len(snapshot))
+        self._plan_compaction(size)
 
     def _taken_over(self, reason: str) -> None:
         """This process opened the same file again: this state is closed, without writing

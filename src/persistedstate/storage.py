@@ -245,7 +245,7 @@ class StateFile:
         ``grace``); a lock file deleted meanwhile by its last user is left for the new one."""
         deadline = time.monotonic() + max(timeout, grace, 0.0)
         while True:
-            lock = locking.LockFile(self.path + ".lock")
+            lock = locking.LockFile(lock_path(self.path))
             try:
                 if not lock.acquire(which, shared=shared, timeout=_left(deadline)):
                     raise StateLockedError(
@@ -699,17 +699,19 @@ class StateFile:
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 like = os.fstat(self._fd)
-        base = f"{self.path}.conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        name, number = base, 1
+        directory, name = os.path.split(self.path)
+        first = f".conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        added, number = first, 1
         while True:
+            copy = os.path.join(directory, derived_name(directory, name, len(added)) + added)
             try:
-                _write_new(name, data, like=like)
+                _write_new(copy, data, like=like)
             except FileExistsError:  # (a second conflict in the same second, say)
                 number += 1
-                name = f"{base}-{number}"
+                added = f"{first}-{number}"
                 continue
-            _sync_directory(name)
-            return name
+            _sync_directory(copy)
+            return copy
 
     # -- closing -------------------------------------------------------------------------
 
@@ -872,7 +874,7 @@ class CommandStateFile(SharedStateFile):
     def _take_locks(self, timeout: float) -> locking.LockFile:
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
-            lock = locking.LockFile(self.path + ".lock")
+            lock = locking.LockFile(lock_path(self.path))
             try:
                 if not lock.acquire(QUEUE, timeout=_left(deadline)):
                     raise StateBusyError(self.shown_path, lock.holder_pid())
@@ -1270,19 +1272,72 @@ else:
                 os.fchown(fd, -1, like.st_gid)
 
 
+# Room a shortened name leaves for what is added to it: the longest is a conflict copy's
+# ".conflict-YYYYmmdd-HHMMSS-<pid>-<number>", under 64 bytes for any pid and number we reach.
+_DERIVED_ROOM = 64
+_DIGEST_BYTES = 8  # 16 hex digits: two long names that differ collide once in 2**64
+
+
+def name_max(directory: str) -> int:
+    """The longest file name, in bytes, that ``directory``'s file system takes (255 where the
+    platform does not say)."""
+    if sys.platform == "win32":  # (no pathconf; NTFS takes 255 UTF-16 units, and a name has
+        return 255  # no more of them than UTF-8 bytes)
+    try:
+        longest = os.pathconf(directory or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):  # (a file system that does not say)
+        return 255
+    return longest if longest > 0 else 255  # (-1: no limit it will name)
+
+
+def derived_name(directory: str, name: str, added: int) -> str:
+    """What to put in place of ``name`` in a file name of ``directory`` made of ``name`` and
+    ``added`` more bytes (the lock file, a conflict copy, a temporary file; docs/design.md,
+    "Names of the files beside the state"): ``name`` itself when the whole fits, else its
+    shortened form, which depends on ``name`` and the file system alone, so every process
+    derives the same."""
+    longest = name_max(directory)
+    if len(os.fsencode(name)) + added <= longest:
+        return name
+    return _shortened(name, longest)
+
+
+def _shortened(name: str, longest: int) -> str:
+    """``name`` cut to leave ``_DERIVED_ROOM`` bytes of a name ``longest`` bytes long, with a
+    digest of the whole name, so that names with the same beginning stay apart."""
+    import hashlib  # (only for names this long: it adds milliseconds to an import)
+
+    encoded = os.fsencode(name)
+    digest = hashlib.blake2b(encoded, digest_size=_DIGEST_BYTES).hexdigest()
+    room = longest - _DERIVED_ROOM - len(digest) - 1
+    while name and len(os.fsencode(name)) > room:  # (whole characters: the name stays text)
+        name = name[:-1]
+    return f"{name}~{digest}"
+
+
+def lock_path(path: str) -> str:
+    """The lock file of the state file ``path`` (absolute)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, derived_name(directory, name, len(".lock")) + ".lock")
+
+
 def _temp_path(path: str) -> str:
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    pid = os.getpid()
+    stem = derived_name(directory, name, len(f"..{pid}.tmp"))
+    return os.path.join(directory, f".{stem}.{pid}.tmp")
 
 
 def _remove_stale_temp_files(path: str) -> None:
     """Delete temporary files of compactions that a crash interrupted (we hold the lock)."""
     directory, name = os.path.split(path)
-    prefix = f".{name}."
+    # (whether a leftover's name was shortened may depend on the width of its process's pid)
+    prefixes = {f".{derived_name(directory, name, len(f'..{pid}.tmp'))}." for pid in (0, 1 << 64)}
     try:
         leftovers = [
             entry
             for entry in os.listdir(directory or ".")
+            for prefix in prefixes
             if entry.startswith(prefix)
             and entry.endswith(".tmp")
             and entry[len(prefix) : -len(".tmp")].isdigit()
