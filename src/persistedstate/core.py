@@ -728,8 +728,8 @@ class Core:
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)
         self._closed_because = (
-            f"{error}. Their version was left at {self._path}; this process's version was "
-            f"saved as {ours}. The state is now closed."
+            f"{error}. Their version was left at {error.theirs or self._path}; this process's "
+            f"version was saved as {ours}. The state is now closed."
         )
         raise PersistedStateError(self._closed_because) from None
 
