@@ -20,6 +20,7 @@ import yaml
 from conftest import assert_same, crash_copy, file_bytes
 
 from persistedstate import PersistedState
+from persistedstate.proxies import LiveDict, LiveList, TopDict
 
 NESTED: dict[str, Any] = {
     "settings": {"batch": 100, "retry": {"times": 3, "waits": [1.5, 3.0]}, "name": "job"},
@@ -312,3 +313,127 @@ def test_reads_through_views_and_slices_give_containers_that_write(
     }
     assert_same(state.copy(), expected)
     assert_same(crash_copy(state_path, state_path + ".copy"), expected)
+
+
+# -- every method that reads -------------------------------------------------------------------
+
+# Methods of dict and list that never read the data a container holds: about its type or the
+# object itself (attributes, the size of its table), or making a new dict (fromkeys).
+DOES_NOT_READ = {
+    "__class__",
+    "__class_getitem__",
+    "__delattr__",
+    "__dir__",
+    "__getattribute__",
+    "__getstate__",
+    "__init_subclass__",
+    "__new__",
+    "__setattr__",
+    "__sizeof__",
+    "__subclasshook__",
+    "fromkeys",
+}
+# object's own, which reach the data through __repr__ only (str() and format() call repr()).
+THROUGH_REPR = {"__str__", "__format__"}
+# dict's orderings return NotImplemented without looking at either dict (checked below).
+DICT_ORDERINGS = {"__lt__", "__le__", "__gt__", "__ge__"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "ours", "calls", "start"),
+    [
+        (dict, (LiveDict, TopDict), DICT_CALLS, DICT_START),
+        (list, (LiveList,), LIST_CALLS, LIST_START),
+    ],
+)
+def test_every_method_that_reads_is_the_states_own(
+    kind: type, ours: tuple[type, ...], calls: dict[str, list[tuple[Any, ...]]], start: Any
+) -> None:
+    """A method of dict or list written in C reads the container's own storage: without the
+    state's lock (another thread's transaction half applied) and without catching up with
+    other processes (shared mode). So every one that reads is overridden (the override takes
+    the lock or reads as ``Core.read`` does, then calls it); a method a future Python adds
+    fails here until it is handled or listed above."""
+    for name in THROUGH_REPR:
+        assert getattr(kind, name) is getattr(object, name), name
+    for name in DICT_ORDERINGS if kind is dict else ():
+        assert getattr(dict, name)({1: 2}, {1: 2}) is NotImplemented, name
+    mutating = _mutating_calls(kind, calls, start)
+    methods = {name for name in dir(kind) if callable(getattr(kind, name))}
+    reading = methods - mutating - DOES_NOT_READ - THROUGH_REPR
+    if kind is dict:
+        reading -= DICT_ORDERINGS
+    assert {"__eq__", "__repr__", "__contains__", "__len__", "__iter__", "copy"} <= reading
+    for cls in ours:
+        own = [vars(c) for c in cls.__mro__ if c not in (kind, object)]
+        inherited = sorted(name for name in reading if not any(name in o for o in own))
+        assert inherited == [], f"{cls.__name__} reads with {kind.__name__}'s own {inherited}"
+
+
+# -- bad arguments -----------------------------------------------------------------------------
+
+
+def _imul(items: Any, times: Any) -> Any:
+    items *= times
+    return items
+
+
+def _setitem(items: Any, index: Any) -> None:
+    items[index] = 0
+
+
+def _delitem(items: Any, index: Any) -> None:
+    del items[index]
+
+
+def _set_slice(items: Any, index: Any) -> None:
+    items[:index] = []
+
+
+def _del_slice(items: Any, index: Any) -> None:
+    del items[index:]
+
+
+# The list methods and operators that take an int (an index, a count, a slice bound).
+TAKING_AN_INT: dict[str, Callable[[Any, Any], Any]] = {
+    "l[i]": lambda items, i: items[i],
+    "l[i:]": lambda items, i: items[i:],
+    "l[i] = 0": _setitem,
+    "l[:i] = []": _set_slice,
+    "del l[i]": _delitem,
+    "del l[i:]": _del_slice,
+    "l.insert(i, 0)": lambda items, i: items.insert(i, 0),
+    "l.pop(i)": lambda items, i: items.pop(i),
+    "l * i": lambda items, i: items * i,
+    "i * l": lambda items, i: i * items,
+    "l *= i": _imul,
+    "l.__mul__(i)": lambda items, i: items.__mul__(i),
+    "l.__rmul__(i)": lambda items, i: items.__rmul__(i),
+    "l.__imul__(i)": lambda items, i: items.__imul__(i),
+    "l.index(1, i)": lambda items, i: items.index(1, i),
+    "l.index(1, 0, i)": lambda items, i: items.index(1, 0, i),
+}
+BAD_INTS = ["x", 2.0, None, [], 2**100, -(2**100)]
+
+
+@pytest.mark.parametrize("operation", TAKING_AN_INT)
+@pytest.mark.parametrize("start", [[1, 2], []], ids=["items", "empty"])
+def test_a_bad_int_argument_raises_what_a_plain_list_raises(
+    state: PersistedState, state_path: str, operation: str, start: list[Any]
+) -> None:
+    do = TAKING_AN_INT[operation]
+    for bad in BAD_INTS:
+        state["l"] = start
+        plain = list(start)
+        outcomes = []
+        for items in (plain, state["l"]):
+            try:
+                do(items, bad)
+            except Exception as error:
+                outcomes.append(type(error))
+            else:
+                outcomes.append(None)
+        assert outcomes[1] == outcomes[0], f"{operation} with {bad!r}: plain list {outcomes[0]}"
+        assert_same(state["l"].copy(), plain)  # (l[:None] = [] is fine)
+    assert_same(crash_copy(state_path, state_path + ".copy")["l"], plain)
+

@@ -46,7 +46,9 @@ COMPACT_RATIO = 2.0
 
 TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, Protocol
+    from typing import Any, NoReturn, Protocol, TypeVar
+
+    Result = TypeVar("Result")  # (of SharedCore.read_whole)
 
     from .proxies import ReentrantLock
 
@@ -202,13 +204,14 @@ class Core:
 
         Checked like a seqlock: ``_epoch`` is odd while a transaction or a multi-part change
         is being applied, and moves on when it ends. A read that overlapped one is done again
-        under the lock.
+        under the lock, also one that raised (a KeyError, or list.index's ValueError, may come
+        from half a transaction).
         """
         epoch = self._epoch
         if not epoch & 1:
             try:
                 value = get(container, key)
-            except LookupError:
+            except Exception:
                 if self._epoch == epoch:
                     raise
             else:
@@ -216,6 +219,11 @@ class Core:
                     return value
         with self.lock:
             return get(container, key)
+
+    # ``read_whole(get, container, argument)``: a base class's method that reads a whole
+    # container, and perhaps the containers in it (``==``, ``repr``, ``count``), never half of
+    # a transaction: as ``read`` here (a shared core's differs).
+    read_whole = read
 
     def ensure_open(self) -> None:
         """Raise PersistedStateError if the state is closed."""
@@ -848,7 +856,7 @@ class OperationLock:
     operation (the file's write lock, and catching up with others' changes); its last release
     ends it."""
 
-    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock", "_unchanged")
+    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock", "_reading", "_unchanged")
 
     def __init__(self, core: SharedCore, file: SharedStorage) -> None:
         self._lock = threading.RLock()
@@ -857,6 +865,7 @@ class OperationLock:
         self._unchanged = file.unchanged
         self._core = weakref.ref(core)  # (no cycle: a dropped state lets go of its file)
         self._depth = 0  # (changed only by the thread holding the lock)
+        self._reading = False  # a read_whole without the write lock is under way (its thread)
 
     def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
         """``get(container, key)`` as an operation: without the file's write lock when no
@@ -867,6 +876,25 @@ class OperationLock:
                 return get(container, key)
         with self:
             return get(container, key)
+
+    def read_whole(
+        self, get: Callable[[Any, Any], Result], container: Any, argument: Any
+    ) -> Result:
+        """``get(container, argument)`` as an operation (``Core.read_whole``), as ``read``
+        does. The reads it makes of the containers inside take in no change of another
+        process meanwhile: they see what it sees (the base class's method would go on with
+        containers changed under it)."""
+        with self._lock:
+            if self._depth or self._reading:
+                return get(container, argument)
+            if self._unchanged():
+                self._reading = True
+                try:
+                    return get(container, argument)
+                finally:
+                    self._reading = False
+        with self:
+            return get(container, argument)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self._lock.acquire(blocking, timeout):
@@ -949,6 +977,15 @@ class SharedCore(Core):
             return lock.read(get, container, key)
         with lock:  # (a state taken over: it raises)
             return get(container, key)
+
+    def read_whole(
+        self, get: Callable[[Any, Any], Result], container: Any, argument: Any
+    ) -> Result:
+        lock = self.lock
+        if type(lock) is OperationLock:
+            return lock.read_whole(get, container, argument)
+        with lock:  # (a settle owed, or a state taken over: it raises)
+            return get(container, argument)
 
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)
