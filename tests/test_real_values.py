@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import heapq
 import json
 import pickle
 import pprint
@@ -19,7 +20,7 @@ import pytest
 import yaml
 from conftest import assert_same, crash_copy, file_bytes
 
-from persistedstate import PersistedState
+from persistedstate import PersistedState, PersistedStateError, load
 from persistedstate.proxies import LiveDict, LiveList, TopDict
 
 NESTED: dict[str, Any] = {
@@ -437,3 +438,69 @@ def test_a_bad_int_argument_raises_what_a_plain_list_raises(
         assert_same(state["l"].copy(), plain)  # (l[:None] = [] is fine)
     assert_same(crash_copy(state_path, state_path + ".copy")["l"], plain)
 
+
+# -- what is not caught: C code that changes a container in place (README "API") --------------
+
+
+def test_heapq_and_exec_change_memory_without_a_record_as_the_readme_says(
+    state: PersistedState, state_path: str
+) -> None:
+    """A check of the README's text, not a feature: heapq's functions and exec()'s globals
+    change a state's list or dict in C, without a record; the README's way writes."""
+    state.update(queue=[5, 3], ns={"base": 10})
+    heapq.heappush(state.queue, 1)
+    exec("limit = base * 2", state.ns)  # (limit is set through the dict's own __setitem__)
+    assert state.queue == [1, 3, 5]
+    assert "__builtins__" in state.ns
+    assert crash_copy(state_path, state_path + ".copy") == {
+        "queue": [5, 3],
+        "ns": {"base": 10, "limit": 20},
+    }
+    dict.pop(state.ns, "__builtins__")  # (as it came in: the README's advice)
+    queue = list(state.queue)  # the README's way: a plain copy, assigned back
+    heapq.heappush(queue, 0)
+    namespace = dict(state.ns)
+    exec("twice = limit * 2", namespace)
+    state.queue = queue
+    state.ns["twice"] = namespace["twice"]
+    assert crash_copy(state_path, state_path + ".copy") == {
+        "queue": [0, 1, 5, 3],
+        "ns": {"base": 10, "limit": 20, "twice": 40},
+    }
+
+
+def test_memory_the_file_cannot_hold_is_refused_at_compaction_saying_where(
+    state_path: str,
+) -> None:
+    state = PersistedState(state_path, cfg={"base": 10, "expr": "base * 2"})
+    assert eval(state.cfg["expr"], state.cfg) == 20  # (adds __builtins__ in C)
+    state.cfg["base"] = 20  # (its entry must be written anew)
+    with pytest.raises(PersistedStateError, match=r"'cfg', '__builtins__'.*exec\(\) and eval"):
+        state.compact()
+    written = {"cfg": {"base": 20, "expr": "base * 2"}}
+    assert load(state_path) == written  # the file keeps the last version written
+    dict.pop(state.cfg, "__builtins__")  # taken out as it came in, the state goes on
+    state.compact()
+    assert load(state_path) == written
+    exec("x = 1", state.cfg)
+    with pytest.raises(PersistedStateError, match="cannot be written"):
+        state.close()
+    assert load(state_path) == {"cfg": {**written["cfg"], "x": 1}}
+    PersistedState(state_path).close()  # (closed all the same: the file is free)
+
+
+def test_automatic_compaction_of_memory_the_file_cannot_hold_is_put_off(
+    state_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The change that triggers it was written: it returns, and a warning says why the file
+    was not compacted."""
+    state = PersistedState.open(
+        state_path, {"cfg": {"base": 10}}, compact_min_bytes=0, compact_ratio=0
+    )
+    exec("limit = base * 2", state.cfg)
+    state.cfg["base"] = 20
+    assert "cannot be written" in caplog.text
+    assert load(state_path) == {"cfg": {"base": 20, "limit": 20}}
+    dict.pop(state.cfg, "__builtins__")
+    state.close()
+    assert load(state_path) == {"cfg": {"base": 20, "limit": 20}}

@@ -668,12 +668,16 @@ class Core:
         assert self._storage is not None
         if self._unsettled is not None:  # (memory must be settled before it is the file)
             self._settle()
-        if self._commented_snapshot is not None:
-            from . import comments  # (ruamel.yaml: only for a file that holds comments)
+        try:
+            if self._commented_snapshot is not None:
+                from . import comments  # (ruamel.yaml: only for a file that holds comments)
 
-            snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot, self._path)
-        else:
-            snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
+                snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot, self._path)
+            else:
+                snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
+        except Exception:
+            self._refuse_unwritable_memory()
+            raise  # (the data is valid: another failure)
         self._changed_top_keys = set()
         try:
             self._storage.replace(snapshot)
@@ -684,6 +688,25 @@ class Core:
             self._commented_snapshot = snapshot if has_comments(snapshot) else None
         self._plan_compaction(len(snapshot))
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
+
+    def _refuse_unwritable_memory(self) -> None:
+        """Raise UnwritableMemoryError if memory holds a value no change could have stored
+        (the dumper failed on it): one that code put there without the containers' methods,
+        so no record has it either."""
+        try:
+            values.prepare(self._raw)
+        except values.UnsupportedValue as error:
+            where = error.key_path
+            raise UnwritableMemoryError(
+                f"{self._path}: the state in memory cannot be written: {error.message} "
+                f"(at key path {where}). No change of the state put it there: code changed a "
+                "dict or list of the state without its methods, so nothing was written. "
+                "exec() and eval() add '__builtins__' to the dict they are given as globals, "
+                "and heapq's functions change a list in place: give them a copy "
+                "(dict(state.ns), list(state.queue)) and assign the result back. The file "
+                "keeps the last version written; take the value out of memory as it came in, "
+                "without a record (dict.pop(d, key)), not with del (the file never had it)"
+            ) from None
 
     def compact_at_exit(self) -> None:
         """Fold the journal in at interpreter exit, if it holds records; log, never raise.
@@ -720,7 +743,7 @@ class Core:
     def _compact_automatically(self) -> None:
         try:
             self._write_snapshot()
-        except OSError as error:
+        except (OSError, UnwritableMemoryError) as error:
             # The change itself is safely in the journal; try again after as much growth.
             assert self._storage is not None
             log.warning("%s: compaction failed, will retry later: %s", self._path, error)
@@ -849,6 +872,10 @@ class Core:
             self._release()
             self._epoch |= 1  # (lock-free reads take the lock, which refuses)
             self._use_lock(_RefusingLock(reason))
+
+
+class UnwritableMemoryError(PersistedStateError):
+    """Compaction found a value in memory that the file cannot hold (``_write_snapshot``)."""
 
 
 class OperationLock:
