@@ -11,9 +11,11 @@ import copy
 import dataclasses
 import heapq
 import json
+import logging
 import pickle
 import pprint
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -504,3 +506,23 @@ def test_automatic_compaction_of_memory_the_file_cannot_hold_is_put_off(
     dict.pop(state.cfg, "__builtins__")
     state.close()
     assert load(state_path) == {"cfg": {"base": 20, "limit": 20}}
+
+
+def test_memory_the_file_cannot_hold_says_so_once_for_a_file_with_comments(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No warning that the file "is written without its comments" when it is not written."""
+    path = tmp_path / "job.state"
+    path.write_text("# the job's settings\ncfg: {base: 10}\n", encoding="utf-8")
+    state = PersistedState(path)
+    exec("limit = base * 2", state.cfg)
+    with (
+        caplog.at_level(logging.WARNING, logger="persistedstate"),
+        pytest.raises(PersistedStateError, match="cannot be written"),
+    ):
+        state.compact()
+    assert "without its comments" not in caplog.text
+    assert path.read_text(encoding="utf-8").startswith("# the job's settings\n")
+    dict.pop(state.cfg, "__builtins__")
+    state.close()
+    assert path.read_text(encoding="utf-8").startswith("# the job's settings\n")
