@@ -305,14 +305,14 @@ class Edit:
     n-th run waits, and fails the test at a run past ``most`` (the editor of the looping code
     opened forever)."""
 
-    def __init__(self, path: Path, tmp_path: Path, body: str) -> None:
+    def __init__(self, path: Path, tmp_path: Path, body: str, *options: str) -> None:
         self.rounds = tmp_path / "rounds"
         self.rounds.mkdir()
         self.temp = tmp_path / "tmp"
         self.temp.mkdir()
         editor = write_editor(tmp_path, LOCKSTEP + textwrap.dedent(body))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "persistedstate", "edit", str(path)],
+            [sys.executable, "-m", "persistedstate", "edit", *options, str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -452,6 +452,35 @@ def test_an_edit_that_conflicts_anew_at_every_save_ends_keeping_your_text(
         assert load(path) == {**theirs, "k5": 0, "k6": 0}
         program.close()
         assert load(path) == {**theirs, "k5": 0, "k6": 0}
+    finally:
+        program.kill()
+
+
+def test_an_edit_the_program_keeps_the_file_from_at_save_time_is_kept(
+    path: Path, tmp_path: Path
+) -> None:
+    """README "edit": the program enters a transaction while the person edits and keeps the
+    file past --wait when the edit is saved: the edit fails (exit status 1), the file is as
+    the program has it, and the person's text is kept where the message says."""
+    path.write_text("a: 1\nb: 1\n")
+    program = Worker("drive", str(path), "0", env=env())
+    try:
+        assert program.said() == "ready"
+
+        def during(run: int) -> None:
+            held = "vars(__import__('__main__')).setdefault('held', state.transaction())"
+            program.tell(f"{held}.__enter__()")  # (kept there, it stays open)
+            assert program.said().startswith("PersistedState(")  # (what __enter__ gives)
+
+        edit = Edit(path, tmp_path, "path.write_text('a: 2\\nb: 1\\n')", "--wait", "1")
+        status, out, err = edit.run(during, most=1)
+        assert (status, out) == (1, ""), err
+        assert f"{path} is busy" in err and "The edit was not saved" in err
+        found = re.search("it is kept in (.+?): ", err)
+        assert found, err
+        assert Path(found[1]).read_text() == "a: 2\nb: 1\n"
+        assert list(edit.temp.iterdir()) == [Path(found[1])]
+        assert load(path) == {"a": 1, "b": 1}
     finally:
         program.kill()
 

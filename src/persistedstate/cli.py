@@ -578,16 +578,19 @@ def cmd_edit(args: argparse.Namespace) -> int:
             try:
                 conflicts = session.save(edited)
             except StateLockedError as error:
-                raise _busy(error, args.wait) from None
+                keep_temp = _keep_edit(temp_path, edited)
+                raise CliError(
+                    f"{_busy(error, args.wait)} The edit was not saved; it is kept in "
+                    f"{temp_path}: run `{PROG} edit {shlex.quote(path)}` again and copy your "
+                    "values from it."
+                ) from None
             if not conflicts:
                 print(f"{path}: saved")
                 return 0
             for conflict in conflicts:
                 _say(f"{PROG}: {path}: {conflict.describe()}")
             if reopenings == EDIT_REOPENINGS:
-                with open(temp_path, "wb") as temp:  # (the person's text, the notice out)
-                    temp.write(edited)
-                keep_temp = True
+                keep_temp = _keep_edit(temp_path, edited)
                 raise CliError(
                     f"{path}: the edit was not saved: after {reopenings} reopenings a running "
                     f"program still changes keys you changed; {path} is as the program has it. "
@@ -602,6 +605,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
         if not keep_temp:
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
+
+
+def _keep_edit(temp_path: str, edited: bytes) -> bool:
+    """Leave the person's text in the editor's file (without a reopening's notice), for an
+    edit that could not be saved; True."""
+    with open(temp_path, "wb") as temp:
+        temp.write(edited)
+    return True
 
 
 def _check_edit(path: str, edited: bytes) -> str | None:
