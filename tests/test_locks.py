@@ -567,3 +567,32 @@ def test_a_killed_program_s_forked_child_does_not_keep_its_file_locked(
         assert out.strip() == "opened", err
     finally:
         os.kill(helper, 9)
+
+
+@needs_fork
+def test_a_grandchild_may_not_write_the_states_its_parent_opened_after_being_forked(
+    path: Path,
+) -> None:
+    """README "One writer", a fork of a fork (a pool inside a worker): the grandchild may not
+    write its parent's states either, those its parent inherited coming first."""
+    state = PersistedState(path, n=1)
+
+    def child() -> str:
+        own = [PersistedState(path.with_name(f"own{number}.state"), n=0) for number in range(3)]
+
+        def grandchild() -> str:
+            outcomes = []
+            for each in [state, *own]:
+                try:
+                    each.n = 100
+                    outcomes.append("written")
+                except PersistedStateError:
+                    outcomes.append("refused")
+            return " ".join(outcomes)
+
+        return run_in_fork(grandchild)
+
+    assert run_in_fork(child) == "refused refused refused refused"
+    state.close()
+    for number in range(3):
+        assert load(path.with_name(f"own{number}.state")) == {"n": 0}

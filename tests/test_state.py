@@ -222,10 +222,7 @@ def test_a_symbolic_link_stays_a_link_and_its_target_gets_the_state(tmp_path: Pa
     assert load(target) == {"a": 2}
 
 
-@pytest.mark.parametrize("how", ["file-in-its-place", "deleted"])
-def test_a_link_replaced_while_open_is_a_conflict_naming_both_files(
-    tmp_path: Path, how: str
-) -> None:
+def test_a_link_replaced_while_open_is_a_conflict_naming_both_files(tmp_path: Path) -> None:
     """README "Editing the state by hand": saved behind a running program's back (here by an
     editor that replaces the link it was given, as `sed -i` does), the person's file is kept
     and the program's version saved, and the program says where each is."""
@@ -236,8 +233,7 @@ def test_a_link_replaced_while_open_is_a_conflict_naming_both_files(
     state = PersistedState(link)
     state.last_id = 1
     link.unlink()
-    if how == "file-in-its-place":
-        link.write_text("batch: 5\nlast_id: 0\n", encoding="utf-8")
+    link.write_text("batch: 5\nlast_id: 0\n", encoding="utf-8")
     state.last_id = 2
     with pytest.raises(PersistedStateError) as raised:
         state.close()
@@ -246,8 +242,34 @@ def test_a_link_replaced_while_open_is_a_conflict_naming_both_files(
     [ours] = (tmp_path / "data").glob("job.state.conflict-*")
     assert f"Their version was left at {link}" in message and str(ours) in message
     assert load(ours) == {"batch": 100, "last_id": 2}
-    if how == "file-in-its-place":
-        assert link.read_text(encoding="utf-8") == "batch: 5\nlast_id: 0\n"  # theirs, as is
+    assert link.read_text(encoding="utf-8") == "batch: 5\nlast_id: 0\n"  # theirs, as is
+
+
+@pytest.mark.parametrize("how", ["link-deleted", "its-folder-renamed", "dot-dot-after-a-link"])
+def test_a_state_opened_through_a_link_that_nobody_replaced_closes_as_usual(
+    tmp_path: Path, how: str
+) -> None:
+    """No conflict where nobody put a file of their own: the link deleted, its folder renamed,
+    or a path that goes up out of a linked folder (``..`` is the target's parent there)."""
+    (tmp_path / "data" / "deeper").mkdir(parents=True)
+    (tmp_path / "links").mkdir()
+    target = tmp_path / "data" / "job.state"
+    target.write_text("last_id: 0\n", encoding="utf-8")
+    if how == "dot-dot-after-a-link":
+        (tmp_path / "links" / "deeper").symlink_to(tmp_path / "data" / "deeper")
+        named = tmp_path / "links" / "deeper" / ".." / "job.state"  # (= data/job.state)
+    else:
+        named = tmp_path / "links" / "job.state"
+        named.symlink_to(target)
+    state = PersistedState(named)
+    state.last_id = 1
+    if how == "link-deleted":
+        named.unlink()
+    elif how == "its-folder-renamed":
+        (tmp_path / "links").rename(tmp_path / "links2")
+    state.close()
+    assert target.read_text(encoding="utf-8") == "last_id: 1\n"
+    assert list(tmp_path.rglob("*.conflict-*")) == []
 
 
 def test_a_transaction_that_meets_someone_elses_file_is_not_in_our_saved_version(

@@ -135,7 +135,9 @@ class LockFile:
         locks (one open file description, for ``flock``): taking and letting go of one would
         let go of it for the parent, and keeping the descriptor would keep the parent's locks
         after the parent is killed. The child may only read what it inherited (docs/design.md,
-        "A forked child")."""
+        "A forked child"). A grandchild finds it frozen already."""
+        if self.fd < 0:
+            return
         frozen = memoryview(bytearray(self.header)).cast("Q")
         self.header.release()
         self.header = frozen

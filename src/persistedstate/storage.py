@@ -172,7 +172,9 @@ class StateFile:
         # from here on: a later os.chdir() changes nothing.
         self.path = os.path.realpath(shown)
         self.shown_path = shown
-        self._named = os.path.abspath(shown)  # (a link's own path: is it still one to ours?)
+        # The path as named, made absolute without resolving ".." textually (after a link,
+        # ".." is the target's parent): does it still lead to the file?
+        self._named = os.path.join(os.getcwd(), shown)
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
         self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
@@ -587,7 +589,7 @@ class StateFile:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
         if size != self.size or checksum != self._checksum:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
-        if self._named != self.path and not _IS_WINDOWS:
+        if self._named != self.path and not _IS_WINDOWS:  # (a link, "..", a relative path)
             self._check_the_named_path()
         return status
 
@@ -596,10 +598,9 @@ class StateFile:
         that saves by replacing (``sed -i``) puts a file of its own in the link's place."""
         try:
             status = os.stat(self._named)
-            leads_here = (status.st_dev, status.st_ino) == self._identity
-        except OSError:
-            leads_here = False
-        if not leads_here:
+        except OSError:  # (the link or its folder is gone: nobody put a file in its place)
+            return
+        if (status.st_dev, status.st_ino) != self._identity:
             raise FileChangedError(
                 f"{self._named}, by which this state was opened, no longer leads to "
                 f"{self.path} (an editor replaced the link with a file of its own?)",
