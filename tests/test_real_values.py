@@ -526,3 +526,33 @@ def test_memory_the_file_cannot_hold_says_so_once_for_a_file_with_comments(
     dict.pop(state.cfg, "__builtins__")
     state.close()
     assert path.read_text(encoding="utf-8").startswith("# the job's settings\n")
+
+
+@pytest.mark.parametrize("view", ["keys", "values", "items"])
+def test_a_live_dict_s_views_do_what_a_plain_dict_s_do(state_path: str, view: str) -> None:
+    """README "Values": every method of dict gives what it gives on a plain one, its views'
+    too (every name dict's view has, listed by introspection, is there)."""
+    plain = {"a": 1, "b": [2], "c": {"d": 3}}
+    state = PersistedState(state_path, d=plain)
+    theirs, ours = getattr(plain, view)(), getattr(state.d, view)()
+    missing = set(dir(type(theirs))) - set(dir(type(ours)))
+    assert not missing, f"dict.{view}() has {sorted(missing)}, ours not"
+    assert repr(ours) == repr(theirs)
+    assert list(reversed(ours)) == list(reversed(theirs))
+    assert dict(ours.mapping) == dict(theirs.mapping)
+    assert len(ours) == len(theirs) and list(ours) == list(theirs)
+    if view != "values":
+        other = {"a": 1, ("a", 1): 0, "z": 9}.keys() if view == "keys" else {("a", 1)}
+        for operation in ("__and__", "__or__", "__sub__", "__xor__", "isdisjoint"):
+            assert _outcome(getattr(ours, operation), other) == _outcome(
+                getattr(theirs, operation), other
+            ), operation
+    state.close()
+
+
+def _outcome(function: Callable[[Any], Any], argument: Any) -> Any:
+    """What ``function(argument)`` gives, or the type of what it raises."""
+    try:
+        return function(argument)
+    except Exception as error:  # (items holding a list are unhashable, in either)
+        return type(error)

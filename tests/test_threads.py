@@ -372,3 +372,48 @@ def test_reads_made_in_c_never_see_a_transaction_half_done(state_path: str, name
     reader.join(10)
     state.close()
     assert seen == [wanted]
+
+
+@pytest.mark.parametrize("compare", ["==", "!=", "in", "count"])
+def test_comparing_with_another_state_s_list_never_sees_its_open_transaction(
+    tmp_path: Any, compare: str
+) -> None:
+    """README "Real dicts and lists": a read never sees half of a transaction, also when the
+    other operand is a list of another state (read through that state, not around it)."""
+    mine = PersistedState(tmp_path / "a.yaml", l=["x"], nested=[["x"]])
+    theirs = PersistedState(tmp_path / "b.yaml", l=[])
+    kept = theirs.l
+    inside, finish = threading.Event(), threading.Event()
+
+    def half_then_whole() -> None:
+        with theirs.transaction():
+            theirs.l.append("x")  # (half: ['x'], mine's value)
+            inside.set()
+            finish.wait(10)
+            theirs.l.append("y")
+
+    def result() -> Any:
+        if compare == "==":
+            return mine.l == kept
+        if compare == "!=":
+            return mine.l != kept
+        if compare == "in":
+            return kept in mine.nested
+        return mine.nested.count(kept)
+
+    writer = threading.Thread(target=half_then_whole)
+    writer.start()
+    outcome: list[Any] = []
+    try:
+        assert inside.wait(10)
+        reader = threading.Thread(target=lambda: outcome.append(result()))
+        reader.start()
+        reader.join(0.3)  # (it should wait for the transaction to end)
+        finish.set()
+        reader.join(10)
+    finally:
+        finish.set()
+        writer.join(10)
+    assert outcome == [{"==": False, "!=": True, "in": False, "count": 0}[compare]]
+    mine.close()
+    theirs.close()

@@ -687,7 +687,7 @@ def decode_record(content: bytes) -> list[Any]:
         try:
             record = values.check_loaded(record)
         except values.UnsupportedValue as error:
-            raise _BadRecord(f"journal record holds {error.message}") from None
+            raise _BadRecord(f"journal record: {error.message}") from None
     if not isinstance(record, list) or _operation(record) is None:
         raise _BadRecord("not a journal record (expected [operation, path, ...])")
     _check_fields(record)

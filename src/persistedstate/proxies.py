@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import operator
 import sys
+import types
 import weakref
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 
@@ -95,6 +96,8 @@ def _through_core(base: Callable[[Any, Any], Result]) -> Callable[[Any, Any], Re
     (``Core.read_whole``)."""
 
     def method(self: Node, argument: Any) -> Result:
+        if isinstance(argument, Node) and argument._core is not self._core:
+            argument = argument.copy()  # (another state's: read through its own core)
         return self._core.read_whole(base, self, argument)
 
     method.__name__ = method.__qualname__ = base.__name__
@@ -326,6 +329,40 @@ def _index_by_identity(container: list[Any], item: Any) -> int:
         return -1
 
 
+class _DictView:
+    """What dict's own views have besides the ``collections.abc`` ones (which read through
+    the live dict's methods): ``reversed()``, ``mapping`` and their repr."""
+
+    __slots__ = ()
+    _mapping: LiveDict
+    _name: str
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(list(self))  # type: ignore[call-overload]
+
+    @property
+    def mapping(self) -> Mapping[Any, Any]:
+        return types.MappingProxyType(self._mapping)
+
+    def __repr__(self) -> str:
+        return f"{self._name}({list(self)!r})"  # type: ignore[call-overload]
+
+
+class _Keys(_DictView, KeysView["Any"]):
+    __slots__ = ()
+    _name = "dict_keys"
+
+
+class _Values(_DictView, ValuesView["Any"]):
+    __slots__ = ()
+    _name = "dict_values"
+
+
+class _Items(_DictView, ItemsView["Any", "Any"]):
+    __slots__ = ()
+    _name = "dict_items"
+
+
 class LiveDict(Node, StoredDict):
     """A dict inside a state: a real dict whose every change is written to the state's file."""
 
@@ -378,13 +415,13 @@ class LiveDict(Node, StoredDict):
         return iter(keys)
 
     def keys(self) -> KeysView[Any]:  # type: ignore[override]
-        return KeysView(self)
+        return _Keys(self)
 
     def values(self) -> ValuesView[Any]:  # type: ignore[override]
-        return ValuesView(self)
+        return _Values(self)
 
     def items(self) -> ItemsView[Any, Any]:  # type: ignore[override]
-        return ItemsView(self)
+        return _Items(self)
 
     # -- changing ------------------------------------------------------------------------
 
