@@ -95,6 +95,22 @@ if TYPE_CHECKING:
 
         def unchanged(self) -> bool: ...
 
+    class Intake(Protocol):
+        """What checks the changes a catch-up takes in from others (``schema.Intake``)."""
+
+        def records_at(self, offset: int | None) -> Callable[[list[Any], int], None]:
+            """What to call with each record applied from bytes at ``offset`` of the file
+            (None: of a file since replaced), and the offset of its line in those bytes."""
+            ...
+
+        def everything(self) -> None:
+            """The whole state was read anew (not record by record)."""
+
+        def report(self, snapshot_size: int) -> CorruptStateError | None:
+            """What does not fit now, if anything (the file's document ends at
+            ``snapshot_size``)."""
+            ...
+
 
 class Core:
     """The machinery behind a state: its data, lock, file, journal and transactions.
@@ -137,6 +153,9 @@ class Core:
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._closed_because: str | None = None  # why the state was closed under its owner
         self._unreported: str | None = None  # a conflict the handover thread found
+        # Others' change that does not fit a typed state, which the handover thread took in:
+        # the program's next operation raises it (the lock is the settling lock meanwhile).
+        self._report: CorruptStateError | None = None
         self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         # A critical section an exception interrupted, until it is settled (see _settle): a
@@ -441,10 +460,48 @@ class Core:
         else:
             self._settle_marker(marker)
         self._unsettled = None
-        self._plain_reads()
-        self.lock = self._plain_lock
+        if self._report is None:  # (else the next operation must still take the settling lock)
+            self._plain_reads()
+            self.lock = self._plain_lock
         if self._epoch & 1 and self.tx is None:
             self._epoch += 1
+
+    def _raise_report(self) -> None:
+        """Raise the report owed to the program's operation, once (see ``_hand_over``)."""
+        report = self._report
+        if report is not None:
+            self._report = None
+            if self._unsettled is None:
+                self._plain_reads()
+                self.lock = self._plain_lock
+            raise report
+
+    def _owe(self, report: CorruptStateError) -> None:
+        """Others' change that does not fit was taken in, and no operation of the program
+        took it in: its next one raises ``report`` (the first one owed, if several)."""
+        if self._report is None:
+            self._report = report
+            self.lock = self._settling_lock
+            self.read = self._settling_read  # type: ignore[method-assign]
+
+    def _acquire_quietly(self, timeout: float = -1) -> bool:
+        """Take the lock for the library's own work (handing over, letting go, compacting at
+        exit): settle what is owed, but leave a report to the program's next operation."""
+        lock = self._plain_lock
+        try:
+            acquired = lock.acquire(timeout=timeout)
+        except CorruptStateError as report:  # (a shared core's catch-up found it)
+            self._owe(report)
+            acquired = lock.acquire(timeout=timeout)
+        if not acquired:
+            return False
+        try:
+            if self._unsettled is not None:
+                self._settle()
+        except BaseException:
+            self._plain_lock.release()
+            raise
+        return True
 
     def _settle_marker(self, marker: tuple[Any, ...]) -> None:
         kind = marker[0]
@@ -622,12 +679,15 @@ class Core:
         if self._closed_because is not None:  # (taken over: its lock refuses, nothing writes)
             self._raw = values.new_dict()  # type: ignore[assignment]
             return
-        with self.lock:
+        self._acquire_quietly()
+        try:
             if self._storage is not None:
                 proxies.freeze_paths(self._raw)
             self._raw = values.new_dict()  # type: ignore[assignment]
             self._snapshot_entries = SnapshotEntries()
             self._compact_at = sys.maxsize
+        finally:
+            self._plain_lock.release()
 
     def _forget_mirrored(self, change: Change) -> None:
         """Take the top-level keys ``change`` touches out of the mirror (all, if it may touch
@@ -683,7 +743,7 @@ class Core:
         The state stays open: a change made later (a daemon thread, a later exit handler)
         still goes to the journal, and is not refused.
         """
-        if not self.lock.acquire(timeout=_EXIT_LOCK_WAIT):
+        if not self._acquire_quietly(_EXIT_LOCK_WAIT):
             log.warning(
                 "%s: not compacted at exit: another thread held the state for %g s; the "
                 "journal keeps every change, and the next open replays it",
@@ -692,6 +752,9 @@ class Core:
             )
             return
         try:
+            if self._report is not None:  # (no operation of the program raised it: said now)
+                log.warning("%s", self._report)
+                self._report = None
             if self._storage is not None and self._storage.size != self._snapshot_size:
                 self.compact()
         except Exception as error:  # (no one can catch it at exit: say it instead)
@@ -702,7 +765,7 @@ class Core:
                 error,
             )
         finally:
-            self.lock.release()
+            self._plain_lock.release()
 
     def _plan_compaction(self, snapshot_size: int) -> None:
         self._snapshot_size = snapshot_size  # (the file's size until the next change)
@@ -767,7 +830,7 @@ class Core:
         """The handover thread's call: a command waits for the file. Between operations
         (holding the lock), let it have the write lock, take it back, and take its change
         in; no read may return a value from before the command meanwhile."""
-        if not self.lock.acquire(timeout=storage.HANDOVER_SECONDS):
+        if not self._acquire_quietly(storage.HANDOVER_SECONDS):
             return  # (a transaction in progress: the next round)
         try:
             file = self._storage
@@ -777,17 +840,25 @@ class Core:
             self._forget_all_mirrored()
             try:
                 file.hand_over()
-                self._catch_up()
+                report = self._catch_up()
+                if report is not None:
+                    self._owe(report)
             finally:
                 self._epoch += 1
         except PersistedStateError as error:  # (the state closed itself, saying why)
             self._unreported = str(error)
         finally:
-            self.lock.release()
+            self._plain_lock.release()
 
-    def _catch_up(self) -> None:
+    def intake(self) -> Intake | None:
+        """What checks others' changes as a catch-up applies them: a typed core's
+        (``schema.CheckedCore``); an untyped core takes them as they are."""
+        return None
+
+    def _catch_up(self) -> CorruptStateError | None:
         """Apply what other processes wrote since this one last looked (the caller holds
-        the lock and the file's write lock)."""
+        the lock and the file's write lock). Returns what does not fit a typed state among
+        what was taken in (the caller raises it, or has the next operation raise it)."""
         file = self._storage
         assert file is not None
         try:
@@ -795,10 +866,12 @@ class Core:
         except storage.FileChangedError as error:
             self._keep_both_versions(error)
         if news is None:
-            return
+            return None
         self._forget_all_mirrored()
+        intake = self.intake()
         try:
-            touched = journal.apply_records(self._path, self._raw, news.old_records)
+            at = None if intake is None else intake.records_at(None)
+            touched = journal.apply_records(self._path, self._raw, news.old_records, at)
             if news.replaced is not None:
                 snapshot_size = news.snapshot_size
                 if news.consistent < 0:  # (several compactions passed: parse it whole)
@@ -809,8 +882,11 @@ class Core:
                     file.adopt(
                         result.good_size, newline_owed=result.needs_newline, raw=news.replaced
                     )
+                    if intake is not None:
+                        intake.everything()
                 self._adopt_snapshot(news.replaced[:snapshot_size])
-            touched |= journal.apply_records(self._path, self._raw, news.records)
+            at = None if intake is None else intake.records_at(file.size - len(news.records))
+            touched |= journal.apply_records(self._path, self._raw, news.records, at)
         except CorruptStateError as error:
             self._keep_both_versions(
                 storage.FileChangedError(
@@ -823,6 +899,7 @@ class Core:
         # while none follows it (another process compacted), never once one does.
         no_records = file.size == self._snapshot_size
         file.prefix_next_append(journal.header_line if no_records else None)
+        return None if intake is None else intake.report(self._snapshot_size)
 
     def _adopt_snapshot(self, snapshot: bytes) -> None:
         """Another process compacted: its snapshot is ours now (the template of our next
@@ -834,13 +911,17 @@ class Core:
     def _taken_over(self, reason: str) -> None:
         """This process opened the same file again: this state is closed, without writing
         (its changes are in the file), and every later use of it raises, saying why."""
-        with self.lock:
+        lock = self._plain_lock
+        self._acquire_quietly()
+        try:
             self._closed_because = reason
             self._forget_all_mirrored()
             self._mirror = None
             self._release()
             self._epoch |= 1  # (lock-free reads take the lock, which refuses)
             self._use_lock(_RefusingLock(reason))
+        finally:
+            lock.release()
 
 
 class OperationLock:
@@ -962,7 +1043,9 @@ class SharedCore(Core):
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:
-            self._catch_up()
+            report = self._catch_up()
+            if report is not None:  # (the operation that took it in does nothing else)
+                raise report
 
 
 class _RefusingLock:
@@ -1051,6 +1134,7 @@ class _SettlingLock:
             core = self._core()
             if core is not None and core.lock is not core._plain_lock:
                 core._settle()
+                core._raise_report()
         except BaseException:
             self._lock.release()
             raise
