@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _typed_job import Job
 from conftest import Worker
 from test_live import command, env, write_editor
 from test_shared import Driven
 
-from persistedstate import load
+from persistedstate import CorruptStateError, load
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="processes and their locks: Linux"),
@@ -116,6 +117,17 @@ def test_a_set_command_s_value_that_does_not_fit_raises_at_the_next_operation(
             "ratio": None,
         }
     )
+    # Until the job's next operation, each command handing the file back checks again what
+    # is owed: still so after a change elsewhere, not once a person fixed it.
+    run("set", path, "last_id", "oops")
+    run("set", path, "settings.label", "weekly")  # (a change inside: the data are read)
+    said = job("state.ratio")
+    refused(said, path, "last_id", "expected int, found str 'oops'")
+    assert said["source_line"] == "last_id: oops"
+    assert job.value("state.settings['label']") == "weekly"
+    run("set", path, "last_id", "oops")
+    run("set", path, "last_id", "8")
+    assert job.value("state.last_id") == 8
 
 
 def test_the_operation_that_takes_a_misfit_in_does_nothing_of_its_own(
@@ -213,3 +225,18 @@ def test_a_shared_untyped_writer_s_misfit_raises_in_the_typed_process(
     assert untyped("state.__setitem__('last_id', 'abc')") is None
     assert untyped("state.__setitem__('last_id', 4)") is None
     assert typed.value("state.last_id") == 4
+
+
+def test_close_is_an_operation_too_and_the_next_open_refuses_what_is_left(
+    path: Path, job: Typed
+) -> None:
+    """A misfit taken in just before ``close()``: close raises it and closes nothing; the
+    next close closes (memory is the file: nothing to lose); the next open refuses the file,
+    as it refuses any file that does not fit."""
+    run("set", path, "ratio", "fast")
+    refused(job("state.close()"), path, "ratio", "expected float | None, found str 'fast'")
+    assert job.value("state.ratio") == "fast"  # still open
+    job.close()
+    assert load(path)["ratio"] == "fast"
+    with pytest.raises(CorruptStateError, match=r"key ratio: expected float \| None"):
+        Job(path)

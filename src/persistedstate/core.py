@@ -108,8 +108,11 @@ if TYPE_CHECKING:
 
         def report(self, snapshot_size: int) -> CorruptStateError | None:
             """What does not fit now, if anything (the file's document ends at
-            ``snapshot_size``)."""
+            ``snapshot_size``); kept as ``made``."""
             ...
+
+        @property
+        def made(self) -> CorruptStateError | None: ...
 
 
 class Core:
@@ -153,9 +156,10 @@ class Core:
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._closed_because: str | None = None  # why the state was closed under its owner
         self._unreported: str | None = None  # a conflict the handover thread found
-        # Others' change that does not fit a typed state, which the handover thread took in:
-        # the program's next operation raises it (the lock is the settling lock meanwhile).
-        self._report: CorruptStateError | None = None
+        # The catch-up of the handover thread that took in others' change that does not fit
+        # a typed state: the program's next operation raises its report (``made``); the lock
+        # is the settling lock meanwhile.
+        self._owed: Intake | None = None
         self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         # A critical section an exception interrupted, until it is settled (see _settle): a
@@ -460,7 +464,7 @@ class Core:
         else:
             self._settle_marker(marker)
         self._unsettled = None
-        if self._report is None:  # (else the next operation must still take the settling lock)
+        if self._owed is None:  # (else the next operation must still take the settling lock)
             self._plain_reads()
             self.lock = self._plain_lock
         if self._epoch & 1 and self.tx is None:
@@ -468,21 +472,22 @@ class Core:
 
     def _raise_report(self) -> None:
         """Raise the report owed to the program's operation, once (see ``_hand_over``)."""
-        report = self._report
-        if report is not None:
-            self._report = None
-            if self._unsettled is None:
-                self._plain_reads()
-                self.lock = self._plain_lock
-            raise report
+        owed = self._owed
+        if owed is not None and owed.made is not None:
+            self._owe(None)
+            raise owed.made
 
-    def _owe(self, report: CorruptStateError) -> None:
-        """Others' change that does not fit was taken in, and no operation of the program
-        took it in: its next one raises ``report`` (the first one owed, if several)."""
-        if self._report is None:
-            self._report = report
+    def _owe(self, taken: Intake | None) -> None:
+        """Others' change that does not fit was taken in by the catch-up ``taken``, and no
+        operation of the program: its next one raises its report (None: nothing to raise, or
+        no longer)."""
+        self._owed = taken
+        if taken is not None:
             self.lock = self._settling_lock
             self.read = self._settling_read  # type: ignore[method-assign]
+        elif self._unsettled is None:
+            self._plain_reads()
+            self.lock = self._plain_lock
 
     def _acquire_quietly(self, timeout: float = -1) -> bool:
         """Take the lock for the library's own work (handing over, letting go, compacting at
@@ -490,8 +495,8 @@ class Core:
         lock = self._plain_lock
         try:
             acquired = lock.acquire(timeout=timeout)
-        except CorruptStateError as report:  # (a shared core's catch-up found it)
-            self._owe(report)
+        except CorruptStateError as report:  # (a shared core's catch-up: the state is going,
+            log.warning("%s", report)  # closed or dropped, and this is the one place to say it)
             acquired = lock.acquire(timeout=timeout)
         if not acquired:
             return False
@@ -752,9 +757,9 @@ class Core:
             )
             return
         try:
-            if self._report is not None:  # (no operation of the program raised it: said now)
-                log.warning("%s", self._report)
-                self._report = None
+            if self._owed is not None:  # (no operation of the program raised it: said now)
+                log.warning("%s", self._owed.made)
+                self._owe(None)
             if self._storage is not None and self._storage.size != self._snapshot_size:
                 self.compact()
         except Exception as error:  # (no one can catch it at exit: say it instead)
@@ -838,27 +843,33 @@ class Core:
                 return
             self._epoch += 1  # odd: lock-free reads take the lock, and wait for the end
             self._forget_all_mirrored()
+            owed = taken = self._owed  # (still owed if the catch-up fails)
+            if owed is not None:
+                self._owe(None)  # (this thread reads the data as it catches up: plain reads)
             try:
                 file.hand_over()
-                report = self._catch_up()
-                if report is not None:
-                    self._owe(report)
+                taken = self._catch_up(owed)  # (None: nothing owed, or it was fixed since)
             finally:
                 self._epoch += 1
+                if taken is not None:
+                    self._owe(taken)
         except PersistedStateError as error:  # (the state closed itself, saying why)
             self._unreported = str(error)
         finally:
             self._plain_lock.release()
 
-    def intake(self) -> Intake | None:
+    def intake(self, owed: Intake | None) -> Intake | None:
         """What checks others' changes as a catch-up applies them: a typed core's
-        (``schema.CheckedCore``); an untyped core takes them as they are."""
+        (``schema.CheckedCore``), which first checks again what ``owed`` (an earlier
+        catch-up whose report is not raised yet) reported; an untyped core takes them as
+        they are."""
         return None
 
-    def _catch_up(self) -> CorruptStateError | None:
+    def _catch_up(self, owed: Intake | None = None) -> Intake | None:
         """Apply what other processes wrote since this one last looked (the caller holds
-        the lock and the file's write lock). Returns what does not fit a typed state among
-        what was taken in (the caller raises it, or has the next operation raise it)."""
+        the lock and the file's write lock). Returns the intake of a typed state if it found
+        what does not fit (the caller raises its report, or has the next operation raise it);
+        ``owed``: see ``intake``."""
         file = self._storage
         assert file is not None
         try:
@@ -868,7 +879,7 @@ class Core:
         if news is None:
             return None
         self._forget_all_mirrored()
-        intake = self.intake()
+        intake = self.intake(owed)
         try:
             at = None if intake is None else intake.records_at(None)
             touched = journal.apply_records(self._path, self._raw, news.old_records, at)
@@ -899,7 +910,9 @@ class Core:
         # while none follows it (another process compacted), never once one does.
         no_records = file.size == self._snapshot_size
         file.prefix_next_append(journal.header_line if no_records else None)
-        return None if intake is None else intake.report(self._snapshot_size)
+        if intake is None or intake.report(self._snapshot_size) is None:
+            return None
+        return intake
 
     def _adopt_snapshot(self, snapshot: bytes) -> None:
         """Another process compacted: its snapshot is ours now (the template of our next
@@ -1043,9 +1056,9 @@ class SharedCore(Core):
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:
-            report = self._catch_up()
-            if report is not None:  # (the operation that took it in does nothing else)
-                raise report
+            taken = self._catch_up()
+            if taken is not None and taken.made is not None:  # (the operation that took it
+                raise taken.made  # in does nothing else)
 
 
 class _RefusingLock:

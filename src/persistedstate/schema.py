@@ -514,10 +514,8 @@ class Schema:
         value: Any = data
         for depth, key in enumerate(keys):
             kind = kind.member_for(value).child(key, keys[:depth])
-            try:
-                value = value[key]
-            except (LookupError, TypeError):  # (a dropped state's data are gone: only
-                value = None  # a union then needs them, and refuses the change)
+            # (a dropped state's data are gone: only a union then needs them, and refuses)
+            value = _value_at(value, [key], None)
         return kind.member_for(value)
 
     def check_change(self, kind: Kind, change: Change, top: dict[Any, Any]) -> None:
@@ -668,8 +666,11 @@ class CheckedCore(core.Core):
         super().let_go()
         self._kinds.clear()  # (a container kept after this is found from its noted path)
 
-    def intake(self) -> Intake:
-        return Intake(self.schema, self.path, self.data)
+    def intake(self, owed: core.Intake | None) -> Intake:
+        intake = Intake(self.schema, self.path, self.data)
+        if isinstance(owed, Intake):  # (a report not raised yet: checked again, first)
+            intake.check_again(owed)
+        return intake
 
     def commit(self, records: list[str], changes: list[Change]) -> None:
         for change in changes:
@@ -699,12 +700,14 @@ def _located(path: str, text: bytes, misfit: Misfit) -> tuple[tuple[int, int] | 
     return None, found
 
 
-def _value_at(data: Any, keys: list[Any]) -> Any:
+def _value_at(data: Any, keys: list[Any], missing: Any = _MISSING) -> Any:
+    """What ``data`` holds at ``keys``, read as plain data (a state's own containers' reads
+    would raise a report the program is owed: see core.Core._owe)."""
     try:
         for key in keys:
-            data = data[key]
+            data = (dict.__getitem__ if isinstance(data, dict) else list.__getitem__)(data, key)
     except (LookupError, TypeError):
-        return _MISSING
+        return missing
     return data
 
 
@@ -754,6 +757,14 @@ class Intake:
         self._found: list[tuple[Misfit, int | None]] = []  # with the offset of its record
         self._offset: int | None = None  # where the records being applied start in the file
         self._everything = False
+        self.made: CorruptStateError | None = None  # the report, once made
+        self._reported: Misfit | None = None
+
+    def check_again(self, earlier: Intake) -> None:
+        """What ``earlier`` reported is still owed to the program: say it again if it is still
+        so (found where the file holds it now: a compaction may have moved its line)."""
+        assert earlier._reported is not None
+        self._found.append((earlier._reported, None))
 
     def records_at(self, offset: int | None) -> Callable[[list[Any], int], None]:
         self._offset = offset
@@ -792,7 +803,11 @@ class Intake:
                 break
         if misfit is None:
             return None
-        return schema.taken_in(self._path, data, misfit, offset, snapshot_size)
+        self._reported = misfit
+        self.made = schema.taken_in(self._path, data, misfit, offset, snapshot_size)
+        # (the core keeps this while the report is owed: not the data, which refer to it)
+        self._data, self._found = {}, []
+        return self.made
 
 
 class CheckedSharedCore(CheckedCore, core.SharedCore):
