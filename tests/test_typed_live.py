@@ -240,3 +240,11 @@ def test_close_is_an_operation_too_and_the_next_open_refuses_what_is_left(
     assert load(path)["ratio"] == "fast"
     with pytest.raises(CorruptStateError, match=r"key ratio: expected float \| None"):
         Job(path)
+
+
+def test_a_report_no_operation_raised_is_logged_at_exit(path: Path, job: Typed) -> None:
+    run("set", path, "last_id", "abc")
+    _, err = job.proc.communicate(timeout=60)  # (its input ends: it exits, no operation run)
+    assert job.proc.returncode == 0, err
+    assert f"{path}, line 1, column 10: key last_id: expected int, found str 'abc'" in err
+    assert load(path)["last_id"] == "abc"

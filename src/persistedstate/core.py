@@ -489,6 +489,13 @@ class Core:
             self._plain_reads()
             self.lock = self._plain_lock
 
+    def _log_owed(self) -> None:
+        """The state is going (dropped, or at exit) before an operation raised what is owed:
+        say it the one way left."""
+        if self._owed is not None:
+            log.warning("%s", self._owed.made)
+            self._owe(None)
+
     def _acquire_quietly(self, timeout: float = -1) -> bool:
         """Take the lock for the library's own work (handing over, letting go, compacting at
         exit): settle what is owed, but leave a report to the program's next operation."""
@@ -686,6 +693,7 @@ class Core:
             return
         self._acquire_quietly()
         try:
+            self._log_owed()
             if self._storage is not None:
                 proxies.freeze_paths(self._raw)
             self._raw = values.new_dict()  # type: ignore[assignment]
@@ -757,9 +765,7 @@ class Core:
             )
             return
         try:
-            if self._owed is not None:  # (no operation of the program raised it: said now)
-                log.warning("%s", self._owed.made)
-                self._owe(None)
+            self._log_owed()
             if self._storage is not None and self._storage.size != self._snapshot_size:
                 self.compact()
         except Exception as error:  # (no one can catch it at exit: say it instead)

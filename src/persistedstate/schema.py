@@ -464,7 +464,7 @@ class Schema:
             hint=hint,
             then=(
                 "This program has taken the change in, as the file holds it; the operation "
-                "that found it did nothing, and later ones go on (docs/design.md, "
+                "that took it in did nothing, and later ones go on (docs/design.md, "
                 '"Others\' changes to a typed state").'
             ),
         )
