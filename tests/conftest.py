@@ -394,6 +394,17 @@ def fixture_26_1(name: str) -> Path:
     return path
 
 
+def name_of_bytes(directory: Path, short_by: int, start: str = "") -> Path:
+    """A path in ``directory`` whose name is ``short_by`` bytes short of the longest name its
+    file system takes (``os.pathconf``), made of ``start``, then two-byte characters (so a
+    name cut to fit would fall inside one), then ``.state``."""
+    longest = os.pathconf(directory, "PC_NAME_MAX")
+    room = longest - short_by - len(start.encode()) - len(".state")
+    name = start + "é" * (room // 2) + "x" * (room % 2) + ".state"
+    assert len(name.encode()) == longest - short_by
+    return directory / name
+
+
 # -- fixtures --------------------------------------------------------------------------------
 
 

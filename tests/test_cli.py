@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import name_of_bytes
 
 from persistedstate import CorruptStateError, PersistedState, load
 from persistedstate import journal as journal_module
@@ -350,7 +351,15 @@ def test_failed_set_leaves_the_file_byte_for_byte(
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("[1, 2", "VALUE is not valid YAML"), ("!!set {a, b}", "cannot store a value of type set")],
+    [
+        ("[1, 2", "VALUE is not valid YAML"),
+        ("!!set {a, b}", "cannot store a value of type set"),
+        # (a key given twice, refused as the file refuses it: the key, where in VALUE)
+        ("{x: 1, x: 2}", "VALUE gives the key 'x' twice (line 1, column 8 of VALUE)"),
+        ("{a: [{b: 1, c: 2, b: 3}]}", "VALUE gives the key 'b' twice (line 1, column 19 of VALUE)"),
+        ("{1: p, 1.0: q}", "VALUE gives the key 1.0 twice (line 1, column 8 of VALUE)"),
+        ("x: 1\ny: 2\nx: 3", "VALUE gives the key 'x' twice (line 3, column 1 of VALUE)"),
+    ],
 )
 def test_bad_value_is_a_usage_error(state_file: Path, value: str, message: str) -> None:
     before = state_file.read_bytes()
@@ -783,6 +792,43 @@ def test_edit_saves_a_valid_edit_as_written(
     assert "last_id: 8  # was 7\n" in text
     assert load(state_file)["last_id"] == 8
     assert list(temp_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.pathconf")
+def test_edit_works_on_a_name_as_long_as_the_file_system_takes(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    """Its temporary file is named after the state file, as are the lock file and the
+    compaction's temporary file: all must fit."""
+    state_file = name_of_bytes(tmp_path, 0)
+    write_state(state_file, "last_id: 7\n")
+    editor = make_editor(tmp_path, "path.write_text(path.read_text('utf-8').replace('7', '8'))")
+    result = run("edit", state_file, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert load(state_file) == {"last_id": 8}
+    assert list(temp_dir.iterdir()) == []
+    assert run("set", state_file, "last_id", "9").returncode == 0
+    assert run("compact", state_file).returncode == 0
+    assert state_file.read_text("utf-8") == "last_id: 9\n"
+    assert sorted(tmp_path.iterdir()) == sorted([state_file, tmp_path / "editor.py", temp_dir])
+
+
+def test_a_byte_order_mark_is_read_past_by_every_command_and_dropped_by_edit(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    """Some Windows editors put one at the start of the file: it is no part of the state."""
+    path = tmp_path / "job.state"
+    path.write_bytes(b'\xef\xbb\xbf--- ["set", [], "last_id", 7]\n')  # (26.1: records first)
+    check = run("check", path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith(f"{path}: OK, 1 key, 1 journal record")
+    assert run("get", path, "last_id").stdout == "7\n"
+    editor = make_editor(
+        tmp_path, "path.write_bytes(b'\\xef\\xbb\\xbf' + path.read_bytes().replace(b'7', b'8'))"
+    )
+    result = run("edit", path, env=edit_env(temp_dir, editor))
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes() == b"last_id: 8\n"
 
 
 def test_edit_refuses_a_broken_edit_without_a_terminal(

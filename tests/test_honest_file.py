@@ -236,6 +236,33 @@ def test_a_failure_at_exit_is_a_logged_warning_not_a_traceback(tmp_path: Path) -
     assert load(ours) == {"n": 1}
 
 
+def test_a_state_taken_over_in_this_process_does_not_stop_the_others_compacting_at_exit(
+    tmp_path: Path,
+) -> None:
+    """The earlier object of a file opened twice (README, API: it is closed) is still
+    referenced at exit: the exit compacts every state still open, without a traceback."""
+    done = run_program(
+        """
+        import sys
+        from persistedstate import PersistedState
+
+        first = PersistedState(sys.argv[1], batch=1)
+        second = PersistedState(sys.argv[1])  # takes the file over from first
+        second.batch = 2
+        second.close()
+        other = PersistedState(sys.argv[2], n=0)
+        other.n = 1
+        """,
+        tmp_path / "job.state",
+        tmp_path / "other.state",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr
+    assert (tmp_path / "other.state").read_text("utf-8") == "n: 1\n"  # compacted
+    assert load(tmp_path / "job.state") == {"batch": 2}
+
+
 def test_exit_does_not_wait_long_for_a_thread_that_holds_the_state(tmp_path: Path) -> None:
     path = tmp_path / "job.state"
     done = run_program(

@@ -482,3 +482,114 @@ def test_aliases_read_by_pyyaml_s_own_constructor_load_as_independent_copies(
         assert_same(state.copy(), expected)
         assert_same(load(path), expected)  # the records replay onto independent copies
     assert_same(load(path), expected)
+
+
+# -- a byte-order mark at the start -----------------------------------------------------------
+# Some Windows editors put the UTF-8 byte-order mark (EF BB BF) at the start of a file they
+# save. A file is read as if it were not there, whatever comes first; no rewrite keeps it.
+
+BOM = b"\xef\xbb\xbf"
+
+STARTS = {
+    "26.1, a record first": fixture_26_1("unvacuumed-journal.yaml").read_bytes(),
+    "26.1, a snapshot": fixture_26_1("clean.yaml").read_bytes(),
+    "a record on the first line": b'--- ["set", [], "a", 1]\n--- ["set", [], "b", [2]]\n',
+    "a snapshot, then records": b'a: 1\n--- ["set", [], "a", 2]\n',
+    "a snapshot started with ---": b'---\na: 1\n--- ["set", [], "a", 2]\n',
+    "a directive": b'%YAML 1.1\n---\na: 1\n--- ["set", [], "a", 2]\n',
+    "a comment, then a record": b'# notes\n--- ["set", [], "a", 1]\n',
+    "a snapshot with comments": b"# notes\na: 1  # one\nb: [1, 2]\n",
+    "nothing else": b"",
+}
+
+
+@pytest.mark.parametrize("text", STARTS.values(), ids=STARTS.keys())
+def test_a_byte_order_mark_at_the_start_is_read_past_and_not_written_again(
+    tmp_path: Path, text: bytes
+) -> None:
+    plain, marked = tmp_path / "plain.state", tmp_path / "marked.state"
+    plain.write_bytes(text)
+    marked.write_bytes(BOM + text)
+    expected = load(plain)
+    assert_same(load(marked), expected)
+    with PersistedState(marked) as state:
+        assert_same(state.copy(), expected)
+        state.added = 1  # a record appended to a file that starts with the mark
+    with PersistedState(plain) as state:
+        state.added = 1
+    rewritten = marked.read_bytes()
+    assert not rewritten.startswith(BOM)
+    assert rewritten == plain.read_bytes()  # what the same file without the mark becomes
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        (b'--- ["set", [], "a", ]]\n', 1, 23),  # a record on the first line
+        (b'---\n["set", [], "a", 1, 2]\n', 2, 1),
+        (b"a: [1\nb: 2\n", 2, 2),
+        (b"a: !!set {x: null}\n", 1, 1),
+    ],
+)
+def test_damage_in_a_file_starting_with_a_byte_order_mark_is_placed_as_without_it(
+    tmp_path: Path, text: bytes, line: int, column: int
+) -> None:
+    """A person's editor shows no mark: the column on line 1, and the line shown, leave it
+    out."""
+    path = tmp_path / "s.state"
+    path.write_bytes(text)
+    plain = _assert_corrupt_and_untouched(path, line=line, column=column)
+    path.write_bytes(BOM + text)
+    assert _assert_corrupt_and_untouched(path, line=line, column=column) == plain
+
+
+def test_a_byte_order_mark_an_editor_adds_above_records_is_not_an_edit(tmp_path: Path) -> None:
+    """The heading's checksum covers the document's bytes: a mark added (or one a file had
+    and lost) changes no value, so the records still apply."""
+    path = tmp_path / "s.state"
+    with PersistedState(path, a=1) as state:
+        state.a = 2
+        state.close(compact=False)  # document, heading, record: what a kill leaves
+    raw = path.read_bytes()
+    assert b"crc32" in raw
+    path.write_bytes(BOM + raw)
+    assert load(path) == {"a": 2}
+    with PersistedState(path) as state:  # a record after a document that has the mark
+        state.a = 3
+        state.close(compact=False)
+    marked = path.read_bytes()
+    assert marked.startswith(BOM)
+    assert load(path) == {"a": 3}
+    path.write_bytes(marked[len(BOM) :])  # an editor that drops the mark
+    assert load(path) == {"a": 3}
+
+
+# -- a key given twice in a record --------------------------------------------------------------
+# The document refuses a mapping holding a key twice (tests/test_snapshot.py); a record, hand
+# written or damaged, is held to the same rule, whichever parser reads it.
+
+TWICE = {
+    "JSON": (b'--- ["set", [], "a", {"x": 1, "x": 2}]\n', 31),
+    "JSON, nested": (b'--- ["set", [], "a", [{"y": {"x": 1, "z": 0, "x": 2}}]]\n', 46),
+    "JSON, in a tx": (b'--- ["tx", [["set", [], "a", {"x": 1, "x": 2}]]]\n', 39),
+    "YAML only": (b'--- ["set", [], "a", {"x": .inf, "x": 2}]\n', 34),
+    "keys Python holds as one": (b'--- ["set", [], "a", {1: "p", 1.0: "q"}]\n', 31),
+    "the last record, without its newline": (b'--- ["set", [], "a", {"x": 1, "x": 2}]', 31),
+}
+
+
+@pytest.mark.parametrize(("record", "column"), TWICE.values(), ids=TWICE.keys())
+def test_a_key_given_twice_in_a_record_is_damage_where_it_is(
+    tmp_path: Path, record: bytes, column: int
+) -> None:
+    """Not a torn write either (the record parses whole): the file is refused, untouched."""
+    path = tmp_path / "s.state"
+    path.write_bytes(b'a: 0\n--- ["set", [], "b", 1]\n' + record)
+    message = _assert_corrupt_and_untouched(path, line=3, column=column)
+    assert "twice" in message
+
+
+def test_the_same_key_in_different_mappings_of_a_record_is_no_duplicate(tmp_path: Path) -> None:
+    path = tmp_path / "s.state"
+    path.write_bytes(b'a: 0\n--- ["set", [], "a", [{"x": 1}, {"x": 2, "y": {"x": 3}}]]\n')
+    assert load(path) == {"a": [{"x": 1}, {"x": 2, "y": {"x": 3}}]}

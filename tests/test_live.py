@@ -320,6 +320,23 @@ def test_a_command_in_the_process_holding_the_file_is_refused_plainly(path: Path
         assert held.n == 1
 
 
+def test_a_command_leaves_the_compaction_to_the_program_that_has_the_file_open(
+    path: Path, program: Program
+) -> None:
+    """README "Changing a running program's state": the command appends its change and
+    returns; the program compacts the file (here when it closes), so it waits only for the
+    change itself, not for a rewrite of the file."""
+    program.step()
+    before = path.read_text()
+    assert command("set", path, "settings.batch", "20").returncode == 0
+    after = path.read_text()
+    assert after.startswith(before) and len(after) > len(before)  # appended, not rewritten
+    assert load(path)["settings"] == {"batch": 20}
+    assert program.step() == {"batch": 20, "counter": 2}
+    program.close()
+    assert path.read_text() == "settings:\n  batch: 20\ncounter: 2\n"  # compacted by it
+
+
 HEADING = "# The lines below are changes made after the document above was written"
 
 
@@ -336,10 +353,12 @@ def _hand_edit_is_refused(path: Path, old: str, new: str) -> None:
 def test_records_a_program_writes_after_a_command_come_under_the_heading(
     path: Path, program: Program
 ) -> None:
-    """The command leaves the file compacted; the program's next record is the first one
-    after the document, and brings the heading (it came without one)."""
+    """`persistedstate compact` leaves the file compacted; the program's next record is the
+    first one after the document, and brings the heading (it came without one)."""
     program.step()
     assert command("set", path, "settings.batch", "20").returncode == 0
+    assert command("compact", path).returncode == 0
+    assert path.read_text().count("\n") == 3  # (one document: settings, batch, counter)
     assert program.step() == {"batch": 20, "counter": 2}
     program.kill()  # (the records stay)
     _hand_edit_is_refused(path, "batch: 20", "batch: 30")

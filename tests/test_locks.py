@@ -545,3 +545,25 @@ def test_a_forked_child_may_read_the_state_it_inherited_but_not_write_it(path: P
     state.close()
     assert load(path) == {"n": 3, "items": [1, 3]}
     assert _conflicts(path) == []
+
+
+@needs_fork
+@pytest.mark.parametrize("shared", [False, True], ids=["default", "shared"])
+def test_a_killed_program_s_forked_child_does_not_keep_its_file_locked(
+    path: Path, shared: bool
+) -> None:
+    """README "One writer": a program that forked a helper (one that never uses the state) and
+    is then killed can be run again at once: the child does not hold the lock it inherited."""
+    program = Worker("drive", str(path), "1" if shared else "0")
+    assert program.said() == "ready"
+    fork_and_sleep = "(lambda pid: pid or __import__('time').sleep(120))(__import__('os').fork())"
+    program.tell(fork_and_sleep)
+    helper = int(program.said())
+    try:
+        program.proc.kill()  # (not Worker.kill: the helper keeps its output pipes open)
+        program.proc.wait(30)
+        again = Child("try-open", str(path), "0")
+        out, err = again.finish()
+        assert out.strip() == "opened", err
+    finally:
+        os.kill(helper, 9)

@@ -89,3 +89,19 @@ def test_a_tab_is_called_a_tab(tmp_path: Path) -> None:
     error = _damage(tmp_path, "a:\n\tb: 1\n")
     assert "tab" in error.problem
     assert "cannot start any token" not in error.problem
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        pytest.param("ok: 1\n.nan: 2\n", 2, 1, id="top"),
+        pytest.param("ok: 1\nthresholds:\n  low: 1\n  .NaN: 2\n", 4, 3, id="nested"),
+        pytest.param("a:\n- {x: 1, .nan: 2}\n", 2, 10, id="in-a-list"),
+    ],
+)
+def test_a_nan_key_is_pointed_at(tmp_path: Path, text: str, line: int, column: int) -> None:
+    """README "Guarantees": damage is reported with the line and column (NaN is refused as a
+    key: it is not equal to itself)."""
+    error = _damage(tmp_path, text)
+    assert (error.line, error.column) == (line, column), error.problem
+    assert "nan cannot be a dict key" in error.problem

@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_fork, needs_root, run_in_fork
+from conftest import name_of_bytes, needs_fork, needs_root, run_in_fork
 
 from persistedstate import PersistedState, PersistedStateError, load
 from persistedstate.cli import main as cli_main
@@ -298,3 +299,99 @@ def test_a_user_who_may_not_keep_the_group_still_compacts(users_directory: Path)
     assert run_in_fork(users_program, user=USER) == "closed"
     assert load(path) == {"n": 1}
     assert (_owner(path), _mode(path)) == (USER, 0o640)  # (the group is the user's own now)
+
+
+# -- names near the file system's limit ------------------------------------------------------
+# The lock file, a compaction's temporary file and a conflict copy are named after the state
+# file; a name near NAME_MAX (255 bytes on ext4 and tmpfs) left no room for what they add.
+
+
+@posix_only
+@pytest.mark.parametrize("short_by", [0, 3])
+def test_a_name_near_the_longest_the_file_system_takes_opens_compacts_and_closes(
+    tmp_path: Path, short_by: int
+) -> None:
+    path = name_of_bytes(tmp_path, short_by)
+    state = PersistedState.open(path, {"n": 0}, compact_min_bytes=100, compact_ratio=0.0)
+    for n in range(1, 50):  # (automatic compactions on the way)
+        state.n = n
+    state.compact()
+    state.n += 1
+    state.close()
+    assert path.read_text(encoding="utf-8") == "n: 50\n"
+    assert sorted(tmp_path.iterdir()) == [path]  # no lock file, no temporary file left
+    with PersistedState(path) as state:
+        assert state.n == 50
+
+
+@posix_only
+@pytest.mark.parametrize("short_by", [0, 3])
+def test_a_conflict_copy_of_a_name_near_the_limit_is_written_and_named_after_it(
+    tmp_path: Path, short_by: int
+) -> None:
+    path = name_of_bytes(tmp_path, short_by)
+    state = PersistedState(path, version="ours")
+    (tmp_path / "theirs").write_text("version: theirs\n", encoding="utf-8")
+    os.replace(tmp_path / "theirs", path)
+    with pytest.raises(PersistedStateError) as caught:
+        state.close()
+    [ours] = set(tmp_path.iterdir()) - {path}
+    assert str(ours) in str(caught.value)
+    assert load(ours) == {"version": "ours"}
+    assert load(path) == {"version": "theirs"}
+    stem, conflict = ours.name.split(".conflict-")
+    assert path.name.startswith(stem.split("~")[0])  # its beginning, cut between characters
+    assert conflict.endswith(f"-{os.getpid()}")
+
+
+@posix_only
+def test_a_killed_compaction_s_temporary_file_of_a_long_name_is_removed_at_the_next_open(
+    tmp_path: Path,
+) -> None:
+    """Its name is the shortened one (the lock file shows it): it is looked for under it."""
+    path = name_of_bytes(tmp_path, 0)
+    with PersistedState(path, n=1):
+        [lock] = set(tmp_path.iterdir()) - {path}
+    stem = lock.name.removesuffix(".lock")
+    assert "~" in stem and len(os.fsencode(lock.name)) <= len(os.fsencode(path.name))
+    leftover = tmp_path / f".{stem}.4194304.tmp"  # (what a compaction killed halfway leaves)
+    leftover.write_bytes(b"n: 0\n")
+    with PersistedState(path) as state:
+        assert not leftover.exists()
+        assert state.n == 1
+
+
+@posix_only
+def test_two_long_names_with_the_same_beginning_have_their_own_lock_files(
+    tmp_path: Path,
+) -> None:
+    first = name_of_bytes(tmp_path, 0, start="a")
+    second = name_of_bytes(tmp_path, 0, start="b")
+    second = second.with_name(first.name[:-7] + "y.state")  # (differs only near the end)
+    with PersistedState(first, which=1), PersistedState(second, which=2):
+        pass  # (one lock file for both would refuse the second)
+    assert (load(first), load(second)) == ({"which": 1}, {"which": 2})
+
+
+@posix_only
+def test_other_processes_opening_a_long_name_find_the_same_lock_file(tmp_path: Path) -> None:
+    """The lock file's name is a function of the state's name: the command line and a second
+    program, in other processes, find the lock this one holds."""
+    path = name_of_bytes(tmp_path, 0)
+    with PersistedState(path, batch=100) as state:
+        command = _python(
+            f"from persistedstate.cli import main; main(['set', {str(path)!r}, 'batch', '20'])"
+        )
+        assert command.returncode == 0, command.stderr
+        assert state.batch == 20  # (handed over through the lock file)
+        second = _python(f"import persistedstate; persistedstate.PersistedState({str(path)!r})")
+        assert "StateLockedError" in second.stderr
+    assert load(path) == {"batch": 20}
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )

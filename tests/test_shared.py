@@ -24,7 +24,7 @@ from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
-from conftest import Worker
+from conftest import Worker, name_of_bytes
 
 from persistedstate import PersistedState, PersistedStateError, StateLockedError, load, storage
 
@@ -55,6 +55,22 @@ class Driven(Worker):
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "shared.state"
+
+
+def _command(*args: str | Path) -> None:
+    """Run ``persistedstate ARGS`` in a process of its own; it must succeed."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "persistedstate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
@@ -179,20 +195,32 @@ def test_a_command_changes_the_state_of_shared_programs(
 ) -> None:
     first, second = two
     assert first("state.update(batch=100)") is None
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "persistedstate", "set", str(path), "batch", "20"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    _command("set", path, "batch", "20")
     assert first("state['batch']") == 20
     assert second("state['batch']") == 20
+
+
+def test_shared_programs_and_a_command_agree_on_the_lock_file_of_a_long_name(
+    tmp_path: Path,
+) -> None:
+    """A name as long as the file system takes: the lock file's name is shortened, the same way
+    in every process, and the compaction's temporary file fits too."""
+    path = name_of_bytes(tmp_path, 0)
+    first, second = Driven(path), Driven(path)
+    try:
+        assert first("state.update(batch=100)") is None
+        assert second("state.compact()") is None
+        assert first("state['batch']") == 100
+        _command("set", path, "batch", "20")
+        assert first("state['batch']") == 20
+        assert second("[state.__setitem__('n', state.get('n', 0) + 1) for _ in range(3)]")
+        assert first("state['n']") == 3
+        with pytest.raises(StateLockedError):
+            PersistedState(path)  # (the default mode finds the shared holders' lock)
+    finally:
+        first.kill()
+        second.kill()
+    assert load(path) == {"batch": 20, "n": 3}
 
 
 def test_default_and_shared_mode_refuse_each_other(path: Path) -> None:

@@ -345,9 +345,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     note = ""
     if declared is not None:
-        snapshot_text = raw[: result.snapshot_size]
         try:
-            declared.check_file(args.file, declared.defaults, result.data, snapshot_text)
+            declared.check_file(args.file, declared.defaults, result.data, result.document)
         except CorruptStateError as error:
             _say(error.describe())
             _say(
@@ -362,7 +361,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f", version {version}: {declared.owner}.upgrade() brings it to version "
                 f"{declared.version} when a program opens it (its types are checked then)"
             )
-    _warn_of_values_read_otherwise(args.file, raw[: result.snapshot_size])
+    _warn_of_values_read_otherwise(args.file, result.document)
     keys = _count(len(result.data), "key")
     records = _count(result.records, "journal record")
     if result.good_size < len(raw):
@@ -418,7 +417,8 @@ def _change(
     change: Callable[[PersistedState], None],
     declared: Schema | None = None,
 ) -> None:
-    """Open the state, apply ``change(state)``, then close (compact) it, or on error leave it.
+    """Open the state, apply ``change(state)``, then close it (compacted, unless a program
+    has it open), or on error leave it.
 
     With ``declared`` (--schema), a change after which the state does not fit it is refused.
     """
@@ -448,7 +448,13 @@ def _parse_value(text: str, as_string: bool) -> Any:
     if as_string:
         return text
     try:
-        value = yaml.safe_load(text)
+        # (the file's own reader: it reads VALUE as the state will, and refuses a key given twice)
+        value = snapshot.load_document(text, refuse_duplicate_keys=True)
+    except snapshot.DuplicateKey as error:
+        raise UsageError(
+            f"VALUE gives the key {error.key!r} twice (line {error.line}, column {error.column} "
+            "of VALUE): a mapping holds each key once"
+        ) from None
     except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as error:
         problem = str(error)
         if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
@@ -517,7 +523,13 @@ def cmd_del(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     _require_file(args.file)
-    _change(args.file, args.wait, lambda state: None)
+    state = _open_state(args.file, args.wait)
+    try:
+        state.compact()  # (close() would leave it to a program that has the file open)
+    except OSError as error:
+        raise CliError(f"compacting {args.file} failed: {error}") from None
+    finally:
+        state.close(compact=False)
     return 0
 
 
@@ -537,7 +549,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if session.damage is not None:
         _say(session.damage.describe())
         _say(f"{PROG}: {path} is damaged; opening it as it is so that you can repair it")
-    fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + "-", suffix=".yaml")
+    # (mkstemp adds 8 random characters between prefix and suffix)
+    stem = storage.derived_name(tempfile.gettempdir(), os.path.basename(path), len("-.yaml") + 8)
+    fd, temp_path = tempfile.mkstemp(prefix=stem + "-", suffix=".yaml")
     try:
         with os.fdopen(fd, "wb") as temp:
             temp.write(original)

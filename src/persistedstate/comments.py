@@ -54,6 +54,7 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes, path: str) -> 
     round_trip.preserve_quotes = True
     round_trip.representer.add_representer(type(None), _represent_null)
     round_trip.representer.add_representer(float, _represent_float)
+    round_trip.representer.add_representer(str, _represent_str)
     prologue, body, epilogue = _around_the_document(previous.decode("utf-8"))
     plain = values.plain_copy(dict.copy(data))  # (the state's own dicts and lists, as plain)
     # Why the comments could not be kept, for a person, as far as the round trip got.
@@ -131,6 +132,12 @@ class _PyYAMLTags(VersionedResolver):
 
 def _represent_null(representer: Any, value: None) -> Any:
     return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def _represent_str(representer: Any, value: str) -> Any:
+    # (Otherwise ruamel.yaml's own choice: its literal blocks get tabs and CRs wrong.)
+    style = '"' if snapshot.YAML_LINE_BREAKS.search(value) else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 def _represent_float(representer: Any, value: float) -> Any:

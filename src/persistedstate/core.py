@@ -70,6 +70,8 @@ if TYPE_CHECKING:
 
         def replace(self, data: bytes) -> None: ...
 
+        def compacts_at_close(self) -> bool: ...
+
         def close(self) -> None: ...
 
         def save_conflict_copy(self, data: bytes) -> str: ...
@@ -103,8 +105,9 @@ if TYPE_CHECKING:
             (None: of a file since replaced), and the offset of its line in those bytes."""
             ...
 
-        def everything(self) -> None:
-            """The whole state was read anew (not record by record)."""
+        def replaced(self, *, parsed: bool) -> None:
+            """Another process replaced the file (compacted it); ``parsed``: the whole state
+            was read anew from it, not record by record."""
 
         def report(self, snapshot_size: int) -> CorruptStateError | None:
             """What does not fit now, if anything (the file's document ends at
@@ -184,11 +187,11 @@ class Core:
                 self._raw = result.data  # type: ignore[assignment]
                 snapshot_size = result.snapshot_size
                 if check is not None:
-                    check(self._raw, raw[:snapshot_size])
-                if has_comments(raw[:snapshot_size]):
-                    self._commented_snapshot = raw[:snapshot_size]
+                    check(self._raw, result.document)
+                if has_comments(result.document):
+                    self._commented_snapshot = result.document
                 else:
-                    self._snapshot_entries.adopt(raw[:snapshot_size], result.snapshot_top)
+                    self._snapshot_entries.adopt(result.document, result.snapshot_top)
                     self._changed_top_keys = result.touched
                 file.keep_only(raw[: result.good_size], newline_owed=result.needs_newline)
                 if not result.records:  # (after records, a header has its place already)
@@ -818,7 +821,7 @@ class Core:
             if self.tx is not None:
                 raise PersistedStateError("cannot close inside a transaction")
             try:
-                if compact:
+                if compact and self._storage.compacts_at_close():
                     self._write_snapshot()
             finally:
                 self._release()
@@ -891,17 +894,18 @@ class Core:
             touched = journal.apply_records(self._path, self._raw, news.old_records, at)
             if news.replaced is not None:
                 snapshot_size = news.snapshot_size
+                document = news.replaced[:snapshot_size]
                 if news.consistent < 0:  # (several compactions passed: parse it whole)
                     result = journal.read_state(self._path, news.replaced, stored=True)
                     _reconcile(self._raw, result.data)
                     touched.update(dict.keys(self._raw))
-                    snapshot_size = result.snapshot_size
+                    snapshot_size, document = result.snapshot_size, result.document
                     file.adopt(
                         result.good_size, newline_owed=result.needs_newline, raw=news.replaced
                     )
-                    if intake is not None:
-                        intake.everything()
-                self._adopt_snapshot(news.replaced[:snapshot_size])
+                if intake is not None:
+                    intake.replaced(parsed=news.consistent < 0)
+                self._adopt_snapshot(document, snapshot_size)
             at = None if intake is None else intake.records_at(file.size - len(news.records))
             touched |= journal.apply_records(self._path, self._raw, news.records, at)
         except CorruptStateError as error:
@@ -920,16 +924,18 @@ class Core:
             return None
         return intake
 
-    def _adopt_snapshot(self, snapshot: bytes) -> None:
-        """Another process compacted: its snapshot is ours now (the template of our next
-        compaction when it holds comments)."""
+    def _adopt_snapshot(self, snapshot: bytes, size: int) -> None:
+        """Another process compacted: its snapshot (``size`` bytes of the file, a byte-order
+        mark included) is ours now (the template of our next compaction when it holds
+        comments)."""
         self._snapshot_entries = SnapshotEntries()
         self._commented_snapshot = snapshot if has_comments(snapshot) else None
-        self._plan_compaction(len(snapshot))
+        self._plan_compaction(size)
 
     def _taken_over(self, reason: str) -> None:
         """This process opened the same file again: this state is closed, without writing
         (its changes are in the file), and every later use of it raises, saying why."""
+        _OPEN.pop(id(self), None)  # (nothing of its own to compact at exit)
         lock = self._plain_lock
         self._acquire_quietly()
         try:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from . import journal, snapshot, storage, values
 from .errors import CorruptStateError
+from .textpos import bom_length
 
 # Lines of a message written at the top of the text to edit, taken out again when it is saved.
 NOTICE = b"# persistedstate edit: "
@@ -72,7 +73,7 @@ class EditSession:
                 return raw
             text = raw
             if result.records or result.good_size < len(raw):
-                previous = raw[: result.snapshot_size]
+                previous = result.document
                 if snapshot.has_comments(previous):
                     from . import comments  # (ruamel.yaml: only for a file that holds comments)
 
@@ -91,6 +92,7 @@ class EditSession:
         write it; returns the conflicts instead, writing nothing. After a conflict the base
         of those keys is the program's value: saving the same edit again keeps the person's.
         """
+        edited = edited[bom_length(edited) :]  # (we write none: docs/design.md, "The file")
         if edited and not edited.endswith(b"\n"):
             edited += b"\n"
         yours = journal.read_state(self.path, edited).data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .textpos import bom_length
+
 
 class PersistedStateError(Exception):
     """Base class: misuse of a state (closed, a detached dict or list) or a problem with its
@@ -74,6 +76,7 @@ def _line_of(text: str | bytes, line: int) -> str | None:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")  # (a file that is not UTF-8: shown as it can be)
     lines = text.split("\n", line)
+    lines[0] = lines[0][bom_length(lines[0]) :]  # (no character a person sees)
     return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else None
 
 

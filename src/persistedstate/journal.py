@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from . import snapshot, values
 from .errors import CorruptStateError
 from .log import log
-from .textpos import line_and_column
+from .textpos import BOM, bom_length, line_and_column
 
 TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
 if TYPE_CHECKING:
@@ -417,6 +417,7 @@ class ReadResult:
 
     __slots__ = (
         "data",
+        "document",
         "good_size",
         "needs_newline",
         "records",
@@ -429,7 +430,10 @@ class ReadResult:
         self,
         data: dict[Any, Any],
         records: int,  # journal records replayed
-        snapshot_size: int,  # bytes of the first document (without the records' heading line)
+        # Bytes of the first document (without the records' heading line), from the file's
+        # start; ``document`` is its text, without a byte-order mark before it.
+        snapshot_size: int,
+        document: bytes,
         # Bytes up to the end of the last good record: the file minus a torn tail; with no
         # good record, the document alone (a line heading no record is dropped too).
         good_size: int,
@@ -440,6 +444,7 @@ class ReadResult:
         self.data = data
         self.records = records
         self.snapshot_size = snapshot_size
+        self.document = document
         self.good_size = good_size
         self.needs_newline = needs_newline
         self.snapshot_top = snapshot_top
@@ -465,21 +470,24 @@ def read_state(path: str, raw: bytes, *, stored: bool = False) -> ReadResult:
     any other damage raises CorruptStateError with line and column.
     """
     body = raw
-    tail_start = raw.rfind(b"\n") + 1
+    document_start = bom_length(raw)  # (what follows it is read as if it began the file)
+    tail_start = max(raw.rfind(b"\n") + 1, document_start)
     tail = raw[tail_start:]
     if tail and (b"--- ".startswith(tail) or not tail.strip(b"\0") or _is_torn_header(tail)):
         what = "a partial record marker" if tail[:1] != b"#" else "a partial heading line"
         _warn_torn(path, line_and_column(raw, tail_start)[0], what)
         body = raw[:tail_start]
-    markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body)]
-    if _MARKER_AT_START.match(body):
-        markers.insert(0, 0)
+    markers = [m.start() + 1 for m in _MARKER_AFTER_NEWLINE.finditer(body, document_start)]
+    if _MARKER_AT_START.match(body, document_start):
+        markers.insert(0, document_start)
     snapshot_end = markers[0] if markers else len(body)
-    if markers and _snapshot_owns_first_marker(body[: markers[0]], body, markers[0]):
+    before = body[document_start : markers[0]] if markers else b""
+    if markers and _snapshot_owns_first_marker(before, body, markers[0]):
         snapshot_end = markers[1] if len(markers) > 1 else len(body)
         markers = markers[1:]
-    document_end, recorded_checksum = _find_header(body, snapshot_end)
-    data = snapshot.load_snapshot(path, body[:document_end], stored=stored)
+    document_end, recorded_checksum = _find_header(body, document_start, snapshot_end)
+    document = body[document_start:document_end]
+    data = snapshot.load_snapshot(path, document, stored=stored)
     snapshot_top = dict(dict.items(data))
     touched: set[Any] = set()
 
@@ -500,7 +508,7 @@ def read_state(path: str, raw: bytes, *, stored: bool = False) -> ReadResult:
                 break
             raise _corrupt_record(path, body, start, end, error) from None
         if number == 0 and recorded_checksum is not None:
-            _refuse_an_edited_document(path, body, document_end, recorded_checksum, markers)
+            _refuse_an_edited_document(path, body, document, recorded_checksum, markers)
         try:
             apply_record(data, record)
             deep = len(content) > _HALF_MAX_DEPTH and _may_deepen(content, record)
@@ -519,15 +527,17 @@ def read_state(path: str, raw: bytes, *, stored: bool = False) -> ReadResult:
             _warn_torn(path, line_and_column(body, document_end)[0], "a heading line, no record")
         good_end = document_end
     needs_newline = good_end > 0 and body[good_end - 1 : good_end] != b"\n"
-    return ReadResult(data, number, document_end, good_end, needs_newline, snapshot_top, touched)
+    return ReadResult(
+        data, number, document_end, document, good_end, needs_newline, snapshot_top, touched
+    )
 
 
-def _find_header(body: bytes, snapshot_end: int) -> tuple[int, int | None]:
+def _find_header(body: bytes, document_start: int, snapshot_end: int) -> tuple[int, int | None]:
     """Where the document ends, and the checksum its header line records (None if none).
 
     The header is the last line before the first record (or, torn from it, of the file).
     """
-    start = body.rfind(b"\n", 0, max(snapshot_end - 1, 0)) + 1
+    start = max(body.rfind(b"\n", 0, max(snapshot_end - 1, 0)) + 1, document_start)
     header = _HEADER.fullmatch(body, start, snapshot_end)
     if header is None:
         return snapshot_end, None
@@ -535,16 +545,17 @@ def _find_header(body: bytes, snapshot_end: int) -> tuple[int, int | None]:
 
 
 def _refuse_an_edited_document(
-    path: str, body: bytes, document_end: int, recorded: int, markers: list[int]
+    path: str, body: bytes, document: bytes, recorded: int, markers: list[int]
 ) -> None:
     """Raise CorruptStateError if the document is not the one the records were written after.
 
     The records were made to the document as it was; applied to an edited one, they could
-    undo the edit without a word. A person chooses instead: the message says how.
+    undo the edit without a word. A person chooses instead: the message says how. (A
+    byte-order mark an editor added or removed is no edit: the checksum may cover one or not.)
     """
-    if zlib.crc32(body[:document_end]) == recorded:
+    if recorded in (zlib.crc32(document), zlib.crc32(document, _BOM_CHECKSUM)):
         return
-    line = line_and_column(body, document_end)[0]
+    line = line_and_column(document, len(document))[0]
     count = f"{len(markers)} change" + ("" if len(markers) == 1 else "s")
     keys = _top_keys_changed(body, markers)
     problem = (
@@ -561,6 +572,9 @@ def _refuse_an_edited_document(
         "to apply the changes on top of it"
     )
     raise CorruptStateError(path, problem, line, 1, text=body, hint=hint)
+
+
+_BOM_CHECKSUM = zlib.crc32(BOM)
 
 
 def _top_keys_changed(body: bytes, markers: list[int]) -> str:
@@ -646,8 +660,17 @@ def _yaml_reads_it_otherwise(name: str) -> Any:
     raise ValueError(f"{name} is a string in YAML")  # (so the record is read as YAML)
 
 
-# Python's json reads NaN, Infinity and -Infinity as floats; in YAML they are strings.
-_JSON = json.JSONDecoder(parse_constant=_yaml_reads_it_otherwise)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):  # (YAML then reads the record, and says where)
+        raise ValueError("a key given twice")
+    return mapping
+
+
+# Python's json reads NaN, Infinity and -Infinity as floats; in YAML they are strings. It keeps
+# the last value of a key given twice, which YAML, as the state reads it, refuses: the hook
+# checks each object (it runs for objects only, so a record holding none pays nothing).
+_JSON = json.JSONDecoder(parse_constant=_yaml_reads_it_otherwise, object_pairs_hook=_unique_keys)
 # JSON reads "\ud800" as a lone surrogate, which YAML refuses and UTF-8 cannot encode.
 _HIGH, _LOW = rb"\\u[dD][89abAB][0-9a-fA-F]{2}", rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 _LONE_SURROGATE_ESCAPE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
@@ -666,6 +689,8 @@ def decode_record(content: bytes) -> list[Any]:
         try:
             record = snapshot.load_flow(content)
         except snapshot.FlowError as error:
+            if error.parsed:
+                raise _BadRecord(f"journal record holds {error.problem}", error.column) from None
             problem = f"unreadable journal record: {error.problem}"
             raise _BadRecord(problem, error.column, unreadable=True) from None
         try:

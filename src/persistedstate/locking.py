@@ -130,14 +130,19 @@ class LockFile:
         return True
 
     def freeze(self) -> None:
-        """In a forked child: the write lock becomes a no-op and the header a private copy.
-        The child shares the parent's locks (one open file description, for ``flock``):
-        taking and letting go of one would let go of it for the parent, and the child may
-        only read what it inherited (docs/design.md, "A forked child")."""
+        """In a forked child: the write lock becomes a no-op, the header a private copy, and
+        the child's descriptor is closed, without unlocking. The child shares the parent's
+        locks (one open file description, for ``flock``): taking and letting go of one would
+        let go of it for the parent, and keeping the descriptor would keep the parent's locks
+        after the parent is killed. The child may only read what it inherited (docs/design.md,
+        "A forked child")."""
         frozen = memoryview(bytearray(self.header)).cast("Q")
         self.header.release()
         self.header = frozen
         self.take_writer = self.drop_writer = _nothing
+        self._map.close()
+        fd, self.fd = self.fd, -1
+        os.close(fd)
 
     def write_lock(self) -> None:
         """Take the write lock, waiting as long as it takes (the per-operation path)."""

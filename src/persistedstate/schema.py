@@ -26,6 +26,7 @@ from typing import Any, Literal, Union
 from . import core, proxies, snapshot, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Insert, Set, Splice
+from .textpos import bom_length
 
 VERSION_KEY = "_version"  # where the file keeps the version of its data (item syntax only)
 _MISSING: Any = object()
@@ -444,8 +445,9 @@ class Schema:
             where = (raw.count(b"\n", 0, offset) + 1, 1)
             problem += ", from the change on this line, made outside this program"
         else:
-            if raw[:end].strip():
-                where = _located(path, raw[:end], misfit)[0]
+            document = raw[bom_length(raw) : end]
+            if document.strip():
+                where = _located(path, document, misfit)[0]
             problem += ", from a change made outside this program"
         place = f"{shlex.quote(path)} {_command_path(misfit.path)}"
         if misfit.value is not _MISSING:
@@ -756,15 +758,15 @@ class Intake:
         self._data = data
         self._found: list[tuple[Misfit, int | None]] = []  # with the offset of its record
         self._offset: int | None = None  # where the records being applied start in the file
-        self._everything = False
+        self._replaced = self._everything = False
         self.made: CorruptStateError | None = None  # the report, once made
-        self._reported: Misfit | None = None
+        self._reported: tuple[Misfit, int | None] | None = None  # (and its record's offset)
+        self._again: tuple[Misfit, int | None] | None = None
 
     def check_again(self, earlier: Intake) -> None:
         """What ``earlier`` reported is still owed to the program: say it again if it is still
-        so (found where the file holds it now: a compaction may have moved its line)."""
-        assert earlier._reported is not None
-        self._found.append((earlier._reported, None))
+        so."""
+        self._again = earlier._reported
 
     def records_at(self, offset: int | None) -> Callable[[list[Any], int], None]:
         self._offset = offset
@@ -776,12 +778,16 @@ class Intake:
         except Misfit as misfit:
             self._found.append((misfit, None if self._offset is None else self._offset + at))
 
-    def everything(self) -> None:
-        self._everything = True
+    def replaced(self, *, parsed: bool) -> None:
+        self._replaced = True
+        self._everything = parsed
 
     def report(self, snapshot_size: int) -> CorruptStateError | None:
         schema, data = self._schema, self._data
         misfit, offset = None, None
+        if self._again is not None:  # (first; its record's line, unless a compaction moved it)
+            again, at = self._again
+            self._found.insert(0, (again, None if self._replaced else at))
         if self._everything:  # (the file was parsed whole, as costly as checking it all)
             try:
                 schema.top.check(values.plain_copy(data), [])
@@ -803,7 +809,7 @@ class Intake:
                 break
         if misfit is None:
             return None
-        self._reported = misfit
+        self._reported = misfit, offset
         self.made = schema.taken_in(self._path, data, misfit, offset, snapshot_size)
         # (the core keeps this while the report is owed: not the data, which refer to it)
         self._data, self._found = {}, []

@@ -45,7 +45,9 @@ except ImportError:  # PyYAML built without libyaml
 _COMMENT = re.compile(rb"(?:^|[ \t])#", re.MULTILINE)
 
 _ESCAPED_ASTRAL = re.compile(r"\\U[0-9A-Fa-f]{8}")
-_YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+# YAML's line breaks besides "\n" and "\r" (NEL, LS, PS): the emitters (PyYAML's Python one,
+# ruamel.yaml's) fold them in every style but double quotes.
+YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 # A YAML parser or constructor may raise almost anything on bad input: ValueError for
 # "2026-13-45", AttributeError for `!!timestamp "2026"`, KeyError for `!!bool maybe`,
@@ -71,10 +73,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 class FlowError(Exception):
-    def __init__(self, problem: str, column: int | None) -> None:
+    def __init__(self, problem: str, column: int | None, *, parsed: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
         self.column = column
+        self.parsed = parsed  # the text is whole YAML, which a cut-short write never is
 
 
 class _SnapshotDumper(_BaseDumper):
@@ -88,8 +91,8 @@ class _SnapshotDumper(_BaseDumper):
 
 def _represent_str(dumper: Any, value: str) -> yaml.Node:
     # Multi-line text as a literal block; the emitter falls back to quotes when it must.
-    if _YAML_LINE_BREAKS.search(value):
-        style: str | None = '"'  # PyYAML's Python emitter folds these in other styles
+    if YAML_LINE_BREAKS.search(value):
+        style: str | None = '"'
     else:
         style = "|" if "\n" in value.rstrip("\n") else None
     node: yaml.Node = dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
@@ -298,7 +301,7 @@ def load_document(text: str | bytes, *, refuse_duplicate_keys: bool = False) -> 
     parsed nodes; other scalars go to PyYAML's own function for their tag. Anything else
     (merge keys, other tags, a recursive alias, a key given twice, any error) goes through
     PyYAML's constructor, which gives the result or the error yaml.load would; except that
-    with ``refuse_duplicate_keys`` a mapping holding a key twice raises _DuplicateKey
+    with ``refuse_duplicate_keys`` a mapping holding a key twice raises DuplicateKey
     (yaml.load keeps the last value).
     """
     loader = _SnapshotLoader(text)
@@ -316,12 +319,13 @@ def load_document(text: str | bytes, *, refuse_duplicate_keys: bool = False) -> 
         loader.dispose()
 
 
-class _DuplicateKey(Exception):
-    """A mapping holds a key twice; ``line`` and ``column`` say where the second one is."""
+class DuplicateKey(Exception):
+    """A mapping holds ``key`` twice; ``line`` and ``column`` say where the second one is."""
 
-    def __init__(self, problem: str, line: int, column: int) -> None:
+    def __init__(self, problem: str, key: Any, line: int, column: int) -> None:
         super().__init__(problem)
         self.problem = problem
+        self.key = key
         self.line = line
         self.column = column
 
@@ -330,13 +334,13 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _refuse_duplicate_keys(root: Any) -> None:
-    """Raise _DuplicateKey for the key given twice that comes first in the text, if any.
+    """Raise DuplicateKey for the key given twice that comes first in the text, if any.
 
     Keys equal in Python are one dict key (``1``, ``1.0`` and ``true``). A key a merge key
     (``<<``) brings in may be given again: that is what merging is for.
     """
     builder = SafeConstructor()
-    found: list[_DuplicateKey] = []
+    found: list[DuplicateKey] = []
     pending, seen = [root], set()
     while pending:
         node = pending.pop()
@@ -364,13 +368,13 @@ def _refuse_duplicate_keys(root: Any) -> None:
         raise min(found, key=lambda duplicate: (duplicate.line, duplicate.column))
 
 
-def _duplicate(first_key: Any, first_node: Any, key: Any, node: Any) -> _DuplicateKey:
+def _duplicate(first_key: Any, first_node: Any, key: Any, node: Any) -> DuplicateKey:
     line, column = node.start_mark.line + 1, node.start_mark.column + 1
     first = "first" if repr(first_key) == repr(key) else f"the same key as {first_key!r}"
     problem = (
         f"duplicate key {key!r} at line {line} ({first} at line {first_node.start_mark.line + 1})"
     )
-    return _DuplicateKey(problem, line, column)
+    return DuplicateKey(problem, key, line, column)
 
 
 def compose(text: str) -> Any:
@@ -452,7 +456,7 @@ def _build(loader: Any, node: Any) -> Any:
 
 
 def _corrupt(path: str | os.PathLike[str], text: str, error: BaseException) -> CorruptStateError:
-    if isinstance(error, _DuplicateKey):
+    if isinstance(error, DuplicateKey):
         return CorruptStateError(path, error.problem, error.line, error.column, text=text)
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         from . import mistakes  # (only for a damaged file: an open need not pay for it)
@@ -512,16 +516,22 @@ def _child(builder: Any, node: Any, key: Any) -> Any:
         return node.value[key]
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            if _built(builder, key_node) == key:
+            if _is_key(_built(builder, key_node), key):
                 return value_node
     return None
 
 
 def _key_node(builder: Any, node: Any, key: Any) -> Any:
     for key_node, _ in node.value:
-        if _built(builder, key_node) == key:
+        if _is_key(_built(builder, key_node), key):
             return key_node
     return None
+
+
+def _is_key(built: Any, key: Any) -> bool:
+    """Whether a key built from the document is ``key`` of a key path: equal, or both NaN
+    (refused as a key, and to be pointed at)."""
+    return bool(built == key) or (built != built and key != key)
 
 
 def _built(builder: Any, node: Any) -> Any:
@@ -532,9 +542,13 @@ def _built(builder: Any, node: Any) -> Any:
 
 
 def load_flow(content: bytes) -> Any:
-    """Parse one YAML-only journal record (raises FlowError)."""
+    """Parse one YAML-only journal record (raises FlowError; a key given twice in a mapping
+    too, as in the snapshot)."""
     try:
-        return yaml.load(content, Loader=_SnapshotLoader)
+        return load_document(content, refuse_duplicate_keys=True)
+    except DuplicateKey as error:
+        problem = f"the key {error.key!r} twice in one mapping (it may be given once)"
+        raise FlowError(problem, error.column, parsed=True) from None
     except _LOAD_ERRORS as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)

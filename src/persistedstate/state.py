@@ -381,7 +381,8 @@ def command(
     """Open a state to change it as the ``persistedstate`` command does, even while a program
     has it open: a default-mode program hands the file over within a moment (see the README,
     "Changing a running program's state"). The object holds the file's write lock until it is
-    closed, so programs wait meanwhile: change, then ``close()`` (which compacts) at once.
+    closed, so programs wait meanwhile: change, then ``close()`` at once. ``close()`` compacts
+    the file unless a program has it open (that program will); ``compact()`` always does.
 
     Waits up to ``wait`` seconds for the file (a program inside a transaction keeps it), then
     raises ``StateLockedError``. A missing file is created.

@@ -245,7 +245,7 @@ class StateFile:
         ``grace``); a lock file deleted meanwhile by its last user is left for the new one."""
         deadline = time.monotonic() + max(timeout, grace, 0.0)
         while True:
-            lock = locking.LockFile(self.path + ".lock")
+            lock = locking.LockFile(lock_path(self.path))
             try:
                 if not lock.acquire(which, shared=shared, timeout=_left(deadline)):
                     raise StateLockedError(
@@ -406,7 +406,7 @@ class StateFile:
         written = self._last_written(data)
         if written is not None:  # it returned: its record is the last one counted
             start = self.size - len(written)
-            checksum = zlib.crc32(_read_prefix(self._fd, start))  # (the checksum before it)
+            checksum = zlib.crc32(_read_at(self._fd, start, 0))  # (the checksum before it)
             self._repair_needed = True  # (plain stores first: the cut is owed from here)
             self._cut_owed = True
             self.size = start
@@ -623,7 +623,7 @@ class StateFile:
             return b""
         if end < self.size:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
-        data = os.pread(self._fd, end - self.size, self.size)
+        data = _read_at(self._fd, end - self.size, self.size)
         complete = data[: data.rfind(b"\n") + 1]
         if cut and len(complete) < len(data):
             os.ftruncate(self._fd, self.size + len(complete))
@@ -699,17 +699,19 @@ class StateFile:
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 like = os.fstat(self._fd)
-        base = f"{self.path}.conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        name, number = base, 1
+        directory, name = os.path.split(self.path)
+        first = f".conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        added, number = first, 1
         while True:
+            copy = os.path.join(directory, derived_name(directory, name, len(added)) + added)
             try:
-                _write_new(name, data, like=like)
+                _write_new(copy, data, like=like)
             except FileExistsError:  # (a second conflict in the same second, say)
                 number += 1
-                name = f"{base}-{number}"
+                added = f"{first}-{number}"
                 continue
-            _sync_directory(name)
-            return name
+            _sync_directory(copy)
+            return copy
 
     # -- closing -------------------------------------------------------------------------
 
@@ -722,6 +724,10 @@ class StateFile:
             with contextlib.suppress(OSError):
                 self._fd = -1
                 os.close(fd)
+
+    def compacts_at_close(self) -> bool:
+        """Whether closing the state folds the journal in (a program's file: yes)."""
+        return True
 
     def close(self) -> None:
         """Close the file and release the locks; safe to call twice. The last process to
@@ -868,7 +874,7 @@ class CommandStateFile(SharedStateFile):
     def _take_locks(self, timeout: float) -> locking.LockFile:
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
-            lock = locking.LockFile(self.path + ".lock")
+            lock = locking.LockFile(lock_path(self.path))
             try:
                 if not lock.acquire(QUEUE, timeout=_left(deadline)):
                     raise StateBusyError(self.shown_path, lock.holder_pid())
@@ -887,6 +893,12 @@ class CommandStateFile(SharedStateFile):
     def _others_hold_the_file(self) -> bool:
         assert self._lock is not None
         return not self._lock.alone(HOLDER)
+
+    def compacts_at_close(self) -> bool:
+        """Not while a program has the file open: that program compacts it in its time (or
+        when it closes), and the command's compaction would stall it meanwhile (docs/design.md,
+        "Handing the file over")."""
+        return not self._others_hold_the_file()
 
     def begin_operation(self) -> bool:
         return False  # (the write lock is held from open to close)
@@ -1042,8 +1054,9 @@ def _mark_inherited() -> None:
     for file in list(_OPEN_FILES):
         file._inherited = True
         file._repair_needed = True  # (the flag append() checks first: no cost until a write)
-        if isinstance(file, SharedStateFile) and file._lock is not None:
+        if file._lock is not None:
             file._lock.freeze()
+        if isinstance(file, SharedStateFile):
             file._note_counters()  # (so no operation of the child catches up)
 
 
@@ -1193,17 +1206,6 @@ def _open_regular(path: str, flags: int) -> int:
     return fd
 
 
-def _read_prefix(fd: int, size: int) -> bytes:
-    """The first ``size`` bytes of the file. (It moves the offset: an O_APPEND descriptor
-    writes at the end wherever that is; os.pread is not on Windows.)"""
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks, done = [], 0
-    while done < size and (chunk := os.read(fd, min(size - done, 1 << 20))):
-        chunks.append(chunk)
-        done += len(chunk)
-    return b"".join(chunks)
-
-
 def _size_and_checksum(fd: int) -> tuple[int, int]:
     """The length and CRC-32 of the file, read in pieces: compaction checks a journal of a
     MiB or more, and holding it whole would raise the process's peak memory by that much
@@ -1226,11 +1228,22 @@ def _read_all(fd: int) -> bytes:
 
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
-if _IS_WINDOWS:  # no FIFOs to wait on, no owners to keep (a new file takes the folder's ACL)
-    _O_NO_WAIT = 0
+# (Tested as sys.platform itself, not _IS_WINDOWS: `mypy --platform win32`, run by
+# `make types`, checks each platform's branch only then.)
+if sys.platform == "win32":  # no FIFOs to wait on, no owners to keep (a new file takes the
+    _O_NO_WAIT = 0  # folder's ACL), no os.pread
 
     def _wait_again(fd: int) -> None:
         pass
+
+    def _read_at(fd: int, size: int, offset: int) -> bytes:
+        """``size`` bytes from ``offset`` (moving the descriptor's offset: ours only)."""
+        os.lseek(fd, offset, os.SEEK_SET)
+        chunks, done = [], 0
+        while done < size and (chunk := os.read(fd, size - done)):
+            chunks.append(chunk)
+            done += len(chunk)
+        return b"".join(chunks)
 
     def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
         pass
@@ -1241,6 +1254,8 @@ else:
 
     def _wait_again(fd: int) -> None:
         os.set_blocking(fd, True)
+
+    _read_at = os.pread
 
     def _keep_owner_and_mode(fd: int, like: os.stat_result) -> None:
         """Give the new file ``like``'s permission bits, owner and group, as far as allowed.
@@ -1257,19 +1272,72 @@ else:
                 os.fchown(fd, -1, like.st_gid)
 
 
+# Room a shortened name leaves for what is added to it: the longest is a conflict copy's
+# ".conflict-YYYYmmdd-HHMMSS-<pid>-<number>", under 64 bytes for any pid and number we reach.
+_DERIVED_ROOM = 64
+_DIGEST_BYTES = 8  # 16 hex digits: two long names that differ collide once in 2**64
+
+
+def name_max(directory: str) -> int:
+    """The longest file name, in bytes, that ``directory``'s file system takes (255 where the
+    platform does not say)."""
+    if sys.platform == "win32":  # (no pathconf; NTFS takes 255 UTF-16 units, and a name has
+        return 255  # no more of them than UTF-8 bytes)
+    try:
+        longest = os.pathconf(directory or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):  # (a file system that does not say)
+        return 255
+    return longest if longest > 0 else 255  # (-1: no limit it will name)
+
+
+def derived_name(directory: str, name: str, added: int) -> str:
+    """What to put in place of ``name`` in a file name of ``directory`` made of ``name`` and
+    ``added`` more bytes (the lock file, a conflict copy, a temporary file; docs/design.md,
+    "Names of the files beside the state"): ``name`` itself when the whole fits, else its
+    shortened form, which depends on ``name`` and the file system alone, so every process
+    derives the same."""
+    longest = name_max(directory)
+    if len(os.fsencode(name)) + added <= longest:
+        return name
+    return _shortened(name, longest)
+
+
+def _shortened(name: str, longest: int) -> str:
+    """``name`` cut to leave ``_DERIVED_ROOM`` bytes of a name ``longest`` bytes long, with a
+    digest of the whole name, so that names with the same beginning stay apart."""
+    import hashlib  # (only for names this long: it adds milliseconds to an import)
+
+    encoded = os.fsencode(name)
+    digest = hashlib.blake2b(encoded, digest_size=_DIGEST_BYTES).hexdigest()
+    room = longest - _DERIVED_ROOM - len(digest) - 1
+    while name and len(os.fsencode(name)) > room:  # (whole characters: the name stays text)
+        name = name[:-1]
+    return f"{name}~{digest}"
+
+
+def lock_path(path: str) -> str:
+    """The lock file of the state file ``path`` (absolute)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, derived_name(directory, name, len(".lock")) + ".lock")
+
+
 def _temp_path(path: str) -> str:
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    pid = os.getpid()
+    stem = derived_name(directory, name, len(f"..{pid}.tmp"))
+    return os.path.join(directory, f".{stem}.{pid}.tmp")
 
 
 def _remove_stale_temp_files(path: str) -> None:
     """Delete temporary files of compactions that a crash interrupted (we hold the lock)."""
     directory, name = os.path.split(path)
-    prefix = f".{name}."
+    # (whether a leftover's name was shortened may depend on the width of its process's pid)
+    prefixes = {f".{derived_name(directory, name, len(f'..{pid}.tmp'))}." for pid in (0, 1 << 64)}
     try:
         leftovers = [
             entry
             for entry in os.listdir(directory or ".")
+            for prefix in prefixes
             if entry.startswith(prefix)
             and entry.endswith(".tmp")
             and entry[len(prefix) : -len(".tmp")].isdigit()
