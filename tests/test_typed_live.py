@@ -100,9 +100,10 @@ def test_a_set_command_s_value_that_does_not_fit_raises_at_the_next_operation(
     path: Path, job: Typed
 ) -> None:
     """``persistedstate set job.state last_id abc`` while the job runs: the job's next
-    operation (here a read of another key) raises, naming the file, the line where the file
-    now holds the value, the key, the type and the fix; memory is the file, and later
-    operations go on. A value that fits, set the same way, is taken in without a word."""
+    operation (here a read of another key) raises, naming the file, the line of the record
+    that set the value, the key, the type and the fix; memory is the file (``load``, which a
+    reopen gives), and later operations go on. A value that fits, set the same way, is taken
+    in without a word."""
     assert job.value("state.last_id") == 0
     run("set", path, "last_id", "abc")
     said = job("state.done")
