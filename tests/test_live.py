@@ -8,19 +8,22 @@ no timing is asserted. The commands are real ``persistedstate`` processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import Worker
 
 from persistedstate import CorruptStateError, PersistedState, editing, load, state
@@ -281,6 +284,235 @@ def test_a_key_both_changed_reopens_the_editor_naming_it(
     assert "persistedstate edit" not in path.read_text()  # the message lines were taken out
 
 
+# -- a program that keeps changing a key the person changed (the editor reopened) ------------
+
+# The editor's n-th run keeps the text it was given (given-n), says it started (started-n) and
+# waits for go-n: the test makes the program's changes in between, so each round is exact.
+LOCKSTEP = """
+import os
+rounds = pathlib.Path(os.environ["ROUNDS"])
+n = len(list(rounds.glob("given-*"))) + 1
+(rounds / f"given-{n}").write_text(path.read_text())
+(rounds / f"started-{n}").touch()
+while not (rounds / f"go-{n}").exists():
+    time.sleep(0.01)
+"""
+
+
+class Edit:
+    """``persistedstate edit`` with no terminal and a lockstep editor (``LOCKSTEP``, then
+    ``body``, which sees the run number ``n``); ``run`` calls ``during(n)`` while the editor's
+    n-th run waits, and fails the test at a run past ``most`` (the editor of the looping code
+    opened forever)."""
+
+    def __init__(self, path: Path, tmp_path: Path, body: str, *options: str) -> None:
+        self.rounds = tmp_path / "rounds"
+        self.rounds.mkdir()
+        self.temp = tmp_path / "tmp"
+        self.temp.mkdir()
+        editor = write_editor(tmp_path, LOCKSTEP + textwrap.dedent(body))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "persistedstate", "edit", *options, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(EDITOR=editor, TMPDIR=str(self.temp), ROUNDS=str(self.rounds)),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.runs = 0
+
+    def run(self, during: Callable[[int], object], most: int) -> tuple[int, str, str]:
+        try:
+            while self._next_run():
+                self.runs += 1
+                assert self.runs <= most, f"the editor opened a {self.runs}th time"
+                during(self.runs)
+                (self.rounds / f"go-{self.runs}").touch()
+            out, err = self.process.communicate(timeout=120)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):  # the edit and its editor (which
+                os.killpg(self.process.pid, signal.SIGKILL)  # holds its pipes) alike
+            self.process.communicate()
+            raise
+        return self.process.returncode, out, err
+
+    def _next_run(self) -> bool:
+        """Wait for the editor's next run (True) or the end of the edit (False)."""
+        started = self.rounds / f"started-{self.runs + 1}"
+        deadline = time.monotonic() + 60
+        while True:
+            ended = self.process.poll() is not None  # (first: the editor ran before it ended)
+            if started.exists():
+                return True
+            if ended:
+                return False
+            assert time.monotonic() < deadline, "neither the editor nor the edit went on"
+            time.sleep(0.01)
+
+    def given(self, run: int) -> str:
+        return (self.rounds / f"given-{run}").read_text()
+
+
+FIRST_EDIT = """
+if n == 1:
+    text = path.read_text().replace("counter: 1", "counter: 500")
+    path.write_text(text.replace("batch: 100", "batch: 3"))
+"""
+
+
+@pytest.mark.parametrize(
+    "reopened", ["path.write_text(path.read_text())", "pass"], ids=["saved", "untouched"]
+)
+def test_saving_the_reopened_edit_as_it_is_keeps_your_value_while_the_program_changes_it(
+    path: Path, program: Program, tmp_path: Path, reopened: str
+) -> None:
+    """README, edit, step 4: "Save it as it is to keep your values", while the program changes
+    the key again with the editor open the second time (saved unchanged, or closed without
+    saving): the edit ends and the person's value is in the file (the editor reopened forever)."""
+    program.step()
+    edit = Edit(path, tmp_path, FIRST_EDIT + f"else:\n    {reopened}\n")
+    status, out, err = edit.run(lambda run: program.step(), most=3)  # it counts meanwhile
+    assert (status, out) == (0, f"{path}: saved\n"), err
+    assert edit.runs == 2
+    assert "counter: you made it 500, and a running program made it 2 meanwhile" in edit.given(2)
+    assert load(path) == {"settings": {"batch": 3}, "counter": 500}  # not the program's 3
+    assert program.step() == {"batch": 3, "counter": 501}
+    assert list(edit.temp.iterdir()) == []
+
+
+def test_a_key_you_were_told_about_takes_the_value_you_give_it_next(
+    path: Path, program: Program, tmp_path: Path
+) -> None:
+    """The person changes the counter at every run of the editor, and the program counts at
+    every run too: the key named once is not asked about again, the person's last value wins."""
+    program.step()
+    edit = Edit(
+        path,
+        tmp_path,
+        """
+        import re
+        path.write_text(re.sub("counter: [0-9]+", f"counter: {100 * n}", path.read_text()))
+        """,
+    )
+    status, out, err = edit.run(lambda run: program.step(), most=3)
+    assert (status, out) == (0, f"{path}: saved\n"), err
+    assert edit.runs == 2
+    assert load(path) == {"settings": {"batch": 100}, "counter": 200}
+    assert program.step() == {"batch": 100, "counter": 201}
+
+
+def test_an_edit_that_conflicts_anew_at_every_save_ends_keeping_your_text(
+    path: Path, tmp_path: Path
+) -> None:
+    """At every run of the editor the person and the program both change a key not named
+    before (and both change ``done_count``, which the program counts): after the reopens the
+    README allows, the edit fails (exit status 1) leaving the file as the program has it,
+    every change it acknowledged in it, and the person's last text kept where it says."""
+    path.write_text("done_count: 0\n" + "".join(f"k{key}: 0\n" for key in range(1, 7)))
+    program = Worker("drive", str(path), "0", env=env())
+    try:
+        assert program.said() == "ready"
+
+        def during(run: int) -> None:
+            for change in (
+                f"state.__setitem__('k{run}', 'program {run}')",
+                "state.__setitem__('done_count', state['done_count'] + 1)",
+            ):
+                program.tell(change)
+                assert program.said() == "None"  # made
+
+        edit = Edit(
+            path,
+            tmp_path,
+            """
+            import re
+            text = re.sub("done_count: .*", f"done_count: {100 * n}", path.read_text())
+            path.write_text(re.sub(f"k{n}: .*", f"k{n}: yours {n}", text))
+            """,
+        )
+        status, out, err = edit.run(during, most=4)  # 3 reopens
+        assert (status, out) == (1, ""), err
+        assert edit.runs == 4
+        assert "k4: you made it yours 4, and a running program made it program 4" in err
+        assert err.count("done_count: you made it") == 1  # named once, never again
+        assert f"{path}: the edit was not saved" in err
+        assert f"{path} is as the program has it" in err
+        found = re.search("Your edit is kept in (.+?): ", err)
+        assert found, err
+        kept = Path(found[1])
+        assert list(edit.temp.iterdir()) == [kept]
+        assert yaml.safe_load(kept.read_text()) == {
+            "done_count": 400,
+            **{f"k{key}": f"yours {key}" for key in range(1, 5)},
+            "k5": 0,
+            "k6": 0,
+        }
+        theirs = {"done_count": 4, **{f"k{key}": f"program {key}" for key in range(1, 5)}}
+        assert load(path) == {**theirs, "k5": 0, "k6": 0}
+        program.close()
+        assert load(path) == {**theirs, "k5": 0, "k6": 0}
+    finally:
+        program.kill()
+
+
+def test_an_edit_the_program_keeps_the_file_from_at_save_time_is_kept(
+    path: Path, tmp_path: Path
+) -> None:
+    """README "edit": the program enters a transaction while the person edits and keeps the
+    file past --wait when the edit is saved: the edit fails (exit status 1), the file is as
+    the program has it, and the person's text is kept where the message says."""
+    path.write_text("a: 1\nb: 1\n")
+    program = Worker("drive", str(path), "0", env=env())
+    try:
+        assert program.said() == "ready"
+
+        def during(run: int) -> None:
+            held = "vars(__import__('__main__')).setdefault('held', state.transaction())"
+            program.tell(f"{held}.__enter__()")  # (kept there, it stays open)
+            assert program.said().startswith("PersistedState(")  # (what __enter__ gives)
+
+        edit = Edit(path, tmp_path, "path.write_text('a: 2\\nb: 1\\n')", "--wait", "1")
+        status, out, err = edit.run(during, most=1)
+        assert (status, out) == (1, ""), err
+        assert f"{path} is busy" in err and "The edit was not saved" in err
+        found = re.search("it is kept in (.+?): ", err)
+        assert found, err
+        assert Path(found[1]).read_text() == "a: 2\nb: 1\n"
+        assert list(edit.temp.iterdir()) == [Path(found[1])]
+        assert load(path) == {"a": 1, "b": 1}
+    finally:
+        program.kill()
+
+
+def test_an_editor_failing_after_a_reopen_saves_nothing(
+    path: Path, program: Program, tmp_path: Path
+) -> None:
+    program.step()
+    edit = Edit(path, tmp_path, FIRST_EDIT + "else:\n    raise SystemExit(1)\n")
+    status, out, err = edit.run(lambda run: program.step(), most=2)
+    assert (status, out) == (1, ""), err
+    assert "the editor exited with status 1; the edit was not saved" in err
+    assert load(path) == {"settings": {"batch": 100}, "counter": 3}
+    assert list(edit.temp.iterdir()) == []
+
+
+def test_a_session_keeps_your_value_of_a_key_it_told_you_about(path: Path) -> None:
+    """After a conflict, the program changes both keys again: the person's value saved as it
+    was wins; the program's value typed back keeps the program's, as it is now."""
+    with PersistedState(path, a=1, b=1):
+        pass
+    session = editing.EditSession(str(path), wait=10)
+    session.start()
+    with state.command(path) as other:
+        other.a = other.b = 2
+    assert [conflict.keys for conflict in session.save(b"a: 5\nb: 5\n")] == [("a",), ("b",)]
+    with state.command(path) as other:
+        other.a = other.b = 3
+    assert session.save(b"a: 5\nb: 2\n") == []
+    assert load(path) == {"a": 5, "b": 3}
+
+
 def test_a_command_killed_holding_the_file_blocks_nobody(path: Path, program: Program) -> None:
     """A script changing the state as a command does is killed while it holds the write lock:
     the program goes on, and a torn record it may have left is cut off."""
@@ -376,3 +608,14 @@ def test_records_an_edit_writes_after_the_person_s_text_come_under_the_heading(
     assert session.save(b"a: 5\nb: 1\n") == []
     assert load(path) == {"a": 5, "b": 2}
     _hand_edit_is_refused(path, "a: 5", "a: 6")
+
+
+def test_a_damaged_file_changed_during_its_repair_is_reported_once(path: Path) -> None:
+    path.write_text("a: [1\n")
+    session = editing.EditSession(str(path), wait=10)
+    assert session.start() == b"a: [1\n"
+    path.write_text("a: [1, 2\n")  # someone else changes it meanwhile
+    assert [conflict.keys for conflict in session.save(b"a: [1]\n")] == [()]
+    path.write_text("a: [1, 2, 3\n")  # and again: the person was told, and saves as it is
+    assert session.save(b"a: [1]\n") == []
+    assert path.read_text() == "a: [1]\n"

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import heapq
 import json
+import logging
 import pickle
 import pprint
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from conftest import assert_same, crash_copy, file_bytes
 
-from persistedstate import PersistedState
+from persistedstate import PersistedState, PersistedStateError, load
+from persistedstate.proxies import LiveDict, LiveList, TopDict
 
 NESTED: dict[str, Any] = {
     "settings": {"batch": 100, "retry": {"times": 3, "waits": [1.5, 3.0]}, "name": "job"},
@@ -312,3 +316,213 @@ def test_reads_through_views_and_slices_give_containers_that_write(
     }
     assert_same(state.copy(), expected)
     assert_same(crash_copy(state_path, state_path + ".copy"), expected)
+
+
+# -- every method that reads -------------------------------------------------------------------
+
+# Methods of dict and list that never read the data a container holds: about its type or the
+# object itself (attributes, the size of its table), or making a new dict (fromkeys).
+DOES_NOT_READ = {
+    "__class__",
+    "__class_getitem__",
+    "__delattr__",
+    "__dir__",
+    "__getattribute__",
+    "__getstate__",
+    "__init_subclass__",
+    "__new__",
+    "__setattr__",
+    "__sizeof__",
+    "__subclasshook__",
+    "fromkeys",
+}
+# object's own, which reach the data through __repr__ only (str() and format() call repr()).
+THROUGH_REPR = {"__str__", "__format__"}
+# dict's orderings return NotImplemented without looking at either dict (checked below).
+DICT_ORDERINGS = {"__lt__", "__le__", "__gt__", "__ge__"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "ours", "calls", "start"),
+    [
+        (dict, (LiveDict, TopDict), DICT_CALLS, DICT_START),
+        (list, (LiveList,), LIST_CALLS, LIST_START),
+    ],
+)
+def test_every_method_that_reads_is_the_states_own(
+    kind: type, ours: tuple[type, ...], calls: dict[str, list[tuple[Any, ...]]], start: Any
+) -> None:
+    """A method of dict or list written in C reads the container's own storage: without the
+    state's lock (another thread's transaction half applied) and without catching up with
+    other processes (shared mode). So every one that reads is overridden (the override takes
+    the lock or reads as ``Core.read`` does, then calls it); a method a future Python adds
+    fails here until it is handled or listed above."""
+    for name in THROUGH_REPR:
+        assert getattr(kind, name) is getattr(object, name), name
+    for name in DICT_ORDERINGS if kind is dict else ():
+        assert getattr(dict, name)({1: 2}, {1: 2}) is NotImplemented, name
+    mutating = _mutating_calls(kind, calls, start)
+    methods = {name for name in dir(kind) if callable(getattr(kind, name))}
+    reading = methods - mutating - DOES_NOT_READ - THROUGH_REPR
+    if kind is dict:
+        reading -= DICT_ORDERINGS
+    assert {"__eq__", "__repr__", "__contains__", "__len__", "__iter__", "copy"} <= reading
+    for cls in ours:
+        own = [vars(c) for c in cls.__mro__ if c not in (kind, object)]
+        inherited = sorted(name for name in reading if not any(name in o for o in own))
+        assert inherited == [], f"{cls.__name__} reads with {kind.__name__}'s own {inherited}"
+
+
+# -- bad arguments -----------------------------------------------------------------------------
+
+
+def _imul(items: Any, times: Any) -> Any:
+    items *= times
+    return items
+
+
+def _setitem(items: Any, index: Any) -> None:
+    items[index] = 0
+
+
+def _delitem(items: Any, index: Any) -> None:
+    del items[index]
+
+
+def _set_slice(items: Any, index: Any) -> None:
+    items[:index] = []
+
+
+def _del_slice(items: Any, index: Any) -> None:
+    del items[index:]
+
+
+# The list methods and operators that take an int (an index, a count, a slice bound).
+TAKING_AN_INT: dict[str, Callable[[Any, Any], Any]] = {
+    "l[i]": lambda items, i: items[i],
+    "l[i:]": lambda items, i: items[i:],
+    "l[i] = 0": _setitem,
+    "l[:i] = []": _set_slice,
+    "del l[i]": _delitem,
+    "del l[i:]": _del_slice,
+    "l.insert(i, 0)": lambda items, i: items.insert(i, 0),
+    "l.pop(i)": lambda items, i: items.pop(i),
+    "l * i": lambda items, i: items * i,
+    "i * l": lambda items, i: i * items,
+    "l *= i": _imul,
+    "l.__mul__(i)": lambda items, i: items.__mul__(i),
+    "l.__rmul__(i)": lambda items, i: items.__rmul__(i),
+    "l.__imul__(i)": lambda items, i: items.__imul__(i),
+    "l.index(1, i)": lambda items, i: items.index(1, i),
+    "l.index(1, 0, i)": lambda items, i: items.index(1, 0, i),
+}
+BAD_INTS = ["x", 2.0, None, [], 2**100, -(2**100)]
+
+
+@pytest.mark.parametrize("operation", TAKING_AN_INT)
+@pytest.mark.parametrize("start", [[1, 2], []], ids=["items", "empty"])
+def test_a_bad_int_argument_raises_what_a_plain_list_raises(
+    state: PersistedState, state_path: str, operation: str, start: list[Any]
+) -> None:
+    do = TAKING_AN_INT[operation]
+    for bad in BAD_INTS:
+        state["l"] = start
+        plain = list(start)
+        outcomes = []
+        for items in (plain, state["l"]):
+            try:
+                do(items, bad)
+            except Exception as error:
+                outcomes.append(type(error))
+            else:
+                outcomes.append(None)
+        assert outcomes[1] == outcomes[0], f"{operation} with {bad!r}: plain list {outcomes[0]}"
+        assert_same(state["l"].copy(), plain)  # (l[:None] = [] is fine)
+    assert_same(crash_copy(state_path, state_path + ".copy")["l"], plain)
+
+
+# -- what is not caught: C code that changes a container in place (README "API") --------------
+
+
+def test_heapq_and_exec_change_memory_without_a_record_as_the_readme_says(
+    state: PersistedState, state_path: str
+) -> None:
+    """A check of the README's text, not a feature: heapq's functions and exec()'s globals
+    change a state's list or dict in C, without a record; the README's way writes."""
+    state.update(queue=[5, 3], ns={"base": 10})
+    heapq.heappush(state.queue, 1)
+    exec("limit = base * 2", state.ns)  # (limit is set through the dict's own __setitem__)
+    assert state.queue == [1, 3, 5]
+    assert "__builtins__" in state.ns
+    assert crash_copy(state_path, state_path + ".copy") == {
+        "queue": [5, 3],
+        "ns": {"base": 10, "limit": 20},
+    }
+    dict.pop(state.ns, "__builtins__")  # (as it came in: the README's advice)
+    queue = list(state.queue)  # the README's way: a plain copy, assigned back
+    heapq.heappush(queue, 0)
+    namespace = dict(state.ns)
+    exec("twice = limit * 2", namespace)
+    state.queue = queue
+    state.ns["twice"] = namespace["twice"]
+    assert crash_copy(state_path, state_path + ".copy") == {
+        "queue": [0, 1, 5, 3],
+        "ns": {"base": 10, "limit": 20, "twice": 40},
+    }
+
+
+def test_memory_the_file_cannot_hold_is_refused_at_compaction_saying_where(
+    state_path: str,
+) -> None:
+    state = PersistedState(state_path, cfg={"base": 10, "expr": "base * 2"})
+    assert eval(state.cfg["expr"], state.cfg) == 20  # (adds __builtins__ in C)
+    state.cfg["base"] = 20  # (its entry must be written anew)
+    with pytest.raises(PersistedStateError, match=r"'cfg', '__builtins__'.*exec\(\) and eval"):
+        state.compact()
+    written = {"cfg": {"base": 20, "expr": "base * 2"}}
+    assert load(state_path) == written  # the file keeps the last version written
+    dict.pop(state.cfg, "__builtins__")  # taken out as it came in, the state goes on
+    state.compact()
+    assert load(state_path) == written
+    exec("x = 1", state.cfg)
+    with pytest.raises(PersistedStateError, match="cannot be written"):
+        state.close()
+    assert load(state_path) == {"cfg": {**written["cfg"], "x": 1}}
+    PersistedState(state_path).close()  # (closed all the same: the file is free)
+
+
+def test_automatic_compaction_of_memory_the_file_cannot_hold_is_put_off(
+    state_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The change that triggers it was written: it returns, and a warning says why the file
+    was not compacted."""
+    state = PersistedState.open(
+        state_path, {"cfg": {"base": 10}}, compact_min_bytes=0, compact_ratio=0
+    )
+    exec("limit = base * 2", state.cfg)
+    state.cfg["base"] = 20
+    assert "cannot be written" in caplog.text
+    assert load(state_path) == {"cfg": {"base": 20, "limit": 20}}
+    dict.pop(state.cfg, "__builtins__")
+    state.close()
+    assert load(state_path) == {"cfg": {"base": 20, "limit": 20}}
+
+
+def test_memory_the_file_cannot_hold_says_so_once_for_a_file_with_comments(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No warning that the file "is written without its comments" when it is not written."""
+    path = tmp_path / "job.state"
+    path.write_text("# the job's settings\ncfg: {base: 10}\n", encoding="utf-8")
+    state = PersistedState(path)
+    exec("limit = base * 2", state.cfg)
+    with (
+        caplog.at_level(logging.WARNING, logger="persistedstate"),
+        pytest.raises(PersistedStateError, match="cannot be written"),
+    ):
+        state.compact()
+    assert "without its comments" not in caplog.text
+    assert path.read_text(encoding="utf-8").startswith("# the job's settings\n")
+    dict.pop(state.cfg, "__builtins__")
+    state.close()
+    assert path.read_text(encoding="utf-8").startswith("# the job's settings\n")

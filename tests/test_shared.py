@@ -8,22 +8,26 @@ so "an operation that began after another completed" is exact; nothing is timed.
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
 import json
 import os
+import pickle
+import pprint
 import random
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import _workers as workers  # tests/ is on sys.path under pytest
 import pytest
+import yaml
 from conftest import Worker, name_of_bytes
 
 from persistedstate import PersistedState, PersistedStateError, StateLockedError, load, storage
@@ -120,6 +124,131 @@ def test_every_operation_sees_every_change_completed_before_it(
     first.close()
     second.close()
     assert load(path) == {"items": ["a", "b", "c"]}
+
+
+def _reads_of_data(
+    state: PersistedState, settings: Any, retry: Any, queue: Any
+) -> dict[str, Callable[[dict[str, Any]], bool]]:
+    """Every way of reading that other code uses, each given the plain data it must see;
+    each is the first read after the other process's change, so it must catch up itself."""
+
+    def s(d: dict[str, Any]) -> Any:
+        return d["settings"]
+
+    def q(d: dict[str, Any]) -> Any:
+        return d["settings"]["queue"]
+
+    return {
+        # a nested dict (which holds the changed dict and list)
+        "dict ==": lambda d: settings == s(d),
+        "dict !=": lambda d: (settings != s(d)) is False,
+        "dict repr": lambda d: repr(settings) == repr(s(d)),
+        "dict str": lambda d: str(settings) == str(s(d)),
+        "dict f-string": lambda d: f"{settings}" == f"{s(d)}",
+        "dict yaml.safe_dump": lambda d: yaml.safe_dump(settings) == yaml.safe_dump(s(d)),
+        "dict yaml.dump": lambda d: yaml.dump(settings) == yaml.dump(s(d)),
+        "dict json.dumps": lambda d: json.dumps(settings) == json.dumps(s(d)),
+        "dict json indent": lambda d: json.dumps(settings, indent=1) == json.dumps(s(d), indent=1),
+        "dict pprint": lambda d: pprint.pformat(settings) == pprint.pformat(s(d)),
+        "dict pprint narrow": lambda d: (
+            pprint.pformat(settings, width=20) == pprint.pformat(s(d), width=20)
+        ),
+        "dict pickle": lambda d: pickle.loads(pickle.dumps(settings)) == s(d),
+        "dict copy": lambda d: settings.copy() == s(d),
+        "dict deepcopy": lambda d: copy.deepcopy(settings) == s(d),
+        "dict | other": lambda d: (settings | {}) == s(d),
+        "other | dict": lambda d: ({} | settings) == s(d),
+        "dict in": lambda d: ("added" in settings) == ("added" in s(d)),
+        "dict len": lambda d: len(settings) == len(s(d)),
+        "dict iteration": lambda d: list(settings) == list(s(d)),
+        "dict reversed": lambda d: list(reversed(settings)) == list(reversed(s(d))),
+        "dict items": lambda d: list(settings.items()) == list(s(d).items()),
+        "dict values": lambda d: list(settings.values()) == list(s(d).values()),
+        "dict keys": lambda d: list(settings.keys()) == list(s(d).keys()),
+        "dict ** unpacking": lambda d: {**settings} == s(d),
+        "dict(dict)": lambda d: dict(settings) == s(d),
+        "nested dict ==": lambda d: retry == s(d)["retry"],
+        "nested dict repr": lambda d: repr(retry) == repr(s(d)["retry"]),
+        # a nested list
+        "list ==": lambda d: queue == q(d),
+        "list !=": lambda d: (queue != q(d)) is False,
+        "list <": lambda d: not (queue < q(d)),  # (the old list, a prefix, is smaller)
+        "list <=": lambda d: not (queue <= q(d)[:-1]),
+        "list >": lambda d: queue > q(d)[:-1],
+        "list >=": lambda d: queue >= q(d),
+        "list repr": lambda d: repr(queue) == repr(q(d)),
+        "list str": lambda d: str(queue) == str(q(d)),
+        "list f-string": lambda d: f"{queue}" == f"{q(d)}",
+        "list yaml.safe_dump": lambda d: yaml.safe_dump(queue) == yaml.safe_dump(q(d)),
+        "list json.dumps": lambda d: json.dumps(queue) == json.dumps(q(d)),
+        "list pprint": lambda d: pprint.pformat(queue) == pprint.pformat(q(d)),
+        "list pprint narrow": lambda d: (
+            pprint.pformat(queue, width=5) == pprint.pformat(q(d), width=5)
+        ),
+        "list pickle": lambda d: pickle.loads(pickle.dumps(queue)) == q(d),
+        "list copy": lambda d: queue.copy() == q(d),
+        "list + other": lambda d: queue + [] == q(d),  # noqa: RUF005 (the operator)
+        "other + list": lambda d: [] + queue == q(d),  # noqa: RUF005
+        "list * 2": lambda d: queue * 2 == q(d) * 2,
+        "2 * list": lambda d: 2 * queue == 2 * q(d),
+        "list in": lambda d: (q(d)[-1] in queue) is True,
+        "list len": lambda d: len(queue) == len(q(d)),
+        "list iteration": lambda d: list(queue) == q(d),
+        "list reversed": lambda d: list(reversed(queue)) == q(d)[::-1],
+        "list count": lambda d: queue.count(q(d)[-1]) == 1,
+        "list index": lambda d: queue.index(q(d)[-1]) == len(q(d)) - 1,
+        "list slice": lambda d: queue[1:] == q(d)[1:],
+        "list negative index": lambda d: queue[-1] == q(d)[-1],
+        "list join": lambda d: ",".join(map(str, queue)) == ",".join(map(str, q(d))),
+        "sorted(list)": lambda d: sorted(queue) == sorted(q(d)),
+        # the state itself
+        "state ==": lambda d: state == d,
+        "state !=": lambda d: (state != d) is False,
+        "state repr": lambda d: repr(d) in repr(state),
+        "state str": lambda d: repr(d) in str(state),
+        "state f-string": lambda d: repr(d) in f"{state}",
+        "state pickle": lambda d: pickle.loads(pickle.dumps(state)) == d,
+        "state copy": lambda d: state.copy() == d,
+        "state | other": lambda d: (state | {}) == d,
+        "other | state": lambda d: ({} | state) == d,
+        "state in": lambda d: (f"top{d['top']}" in state) is True,
+        "state len": lambda d: len(state) == len(d),
+        "state iteration": lambda d: list(state) == list(d),
+        "state items": lambda d: dict(state.items()) == d,
+        "json.dumps(state.copy())": lambda d: json.dumps(state.copy()) == json.dumps(d),
+        "yaml.safe_dump(state.copy())": lambda d: yaml.safe_dump(state.copy()) == yaml.safe_dump(d),
+    }
+
+
+def test_every_read_sees_a_change_another_process_completed_before_it(path: Path) -> None:
+    """README, "Several processes": every operation sees every change completed before it
+    began; also the reads that other code makes in C (==, repr, yaml, json, pprint, pickle,
+    operators), on nested dicts and lists kept by the program and on the state itself."""
+    start = {"settings": {"retry": {"times": 0}, "queue": [0]}, "top": 0}
+    ours = PersistedState.open(path, start, shared=True)
+    other = Driven(path)
+    try:
+        settings = ours.settings
+        retry, queue = settings["retry"], settings["queue"]
+        reads = _reads_of_data(ours, settings, retry, queue)
+        expected = copy.deepcopy(start)
+        stale = []
+        for n, (name, read) in enumerate(reads.items(), 1):
+            # The other process changes a nested dict, a nested list and the top, and returns.
+            assert other(f"state['settings']['retry'].update(times={n})") is None
+            assert other(f"state['settings']['queue'].append({n})") is None
+            assert other(f"state.update(top={n}, top{n}=None)") is None
+            expected["settings"]["retry"]["times"] = n
+            expected["settings"]["queue"].append(n)
+            expected.update({"top": n, f"top{n}": None})
+            if not read(copy.deepcopy(expected)):
+                stale.append(name)
+            assert ours.copy() == expected  # (caught up now in any case)
+        assert stale == [], f"these reads missed the other process's change: {stale}"
+        other.close()
+    finally:
+        other.kill()
+        ours.close()
 
 
 def test_a_compaction_by_one_process_is_seen_by_the_others_with_the_comments(

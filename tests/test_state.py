@@ -222,6 +222,34 @@ def test_a_symbolic_link_stays_a_link_and_its_target_gets_the_state(tmp_path: Pa
     assert load(target) == {"a": 2}
 
 
+@pytest.mark.parametrize("how", ["file-in-its-place", "deleted"])
+def test_a_link_replaced_while_open_is_a_conflict_naming_both_files(
+    tmp_path: Path, how: str
+) -> None:
+    """README "Editing the state by hand": saved behind a running program's back (here by an
+    editor that replaces the link it was given, as `sed -i` does), the person's file is kept
+    and the program's version saved, and the program says where each is."""
+    (tmp_path / "data").mkdir()
+    target, link = tmp_path / "data" / "job.state", tmp_path / "job.state"
+    target.write_text("batch: 100\nlast_id: 0\n", encoding="utf-8")
+    link.symlink_to(target)
+    state = PersistedState(link)
+    state.last_id = 1
+    link.unlink()
+    if how == "file-in-its-place":
+        link.write_text("batch: 5\nlast_id: 0\n", encoding="utf-8")
+    state.last_id = 2
+    with pytest.raises(PersistedStateError) as raised:
+        state.close()
+    message = str(raised.value)
+    assert f"{link}, by which this state was opened, no longer leads to {target}" in message
+    [ours] = (tmp_path / "data").glob("job.state.conflict-*")
+    assert f"Their version was left at {link}" in message and str(ours) in message
+    assert load(ours) == {"batch": 100, "last_id": 2}
+    if how == "file-in-its-place":
+        assert link.read_text(encoding="utf-8") == "batch: 5\nlast_id: 0\n"  # theirs, as is
+
+
 def test_a_transaction_that_meets_someone_elses_file_is_not_in_our_saved_version(
     tmp_path: Path,
 ) -> None:

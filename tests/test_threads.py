@@ -4,13 +4,15 @@ other threads too."""
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 from conftest import assert_same, crash_copy
 
 import persistedstate
@@ -283,6 +285,29 @@ def test_update_of_several_keys_is_atomic_for_reads_without_the_lock(state_path:
     state.close()
 
 
+@contextlib.contextmanager
+def _transaction_held_open(state: PersistedState, change: Callable[[], Any]) -> Iterator[None]:
+    """While the block runs, another thread holds a transaction open in which ``change`` was
+    made; it rolls back after the block."""
+    inside, finish = threading.Event(), threading.Event()
+
+    def transaction_that_rolls_back() -> None:
+        with contextlib.suppress(RuntimeError), state.transaction():
+            change()
+            inside.set()
+            finish.wait(10)
+            raise RuntimeError("roll back")
+
+    thread = threading.Thread(target=transaction_that_rolls_back)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        yield
+    finally:
+        finish.set()
+        thread.join(10)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="storing another state's live dict or list copies its data without that state's "
@@ -294,30 +319,56 @@ def test_copying_another_states_live_dict_never_sees_its_open_transaction(
     source = PersistedState(tmp_path / "source.yaml", d={"a": 1})
     target = PersistedState(tmp_path / "target.yaml")
     live = source.d  # kept from before the transaction
-    inside, finish = threading.Event(), threading.Event()
-
-    def transaction_that_rolls_back() -> None:
-        with contextlib.suppress(RuntimeError), source.transaction():
-            source.d["a"] = -1
-            inside.set()
-            finish.wait(10)
-            raise RuntimeError("roll back")
-
-    thread = threading.Thread(target=transaction_that_rolls_back)
-    thread.start()
-    try:
-        assert inside.wait(10)
-        copier = threading.Thread(target=lambda: target.__setitem__("copy", live))
+    copier = threading.Thread(target=lambda: target.__setitem__("copy", live))
+    with _transaction_held_open(source, lambda: source.d.__setitem__("a", -1)):
         copier.start()
         copier.join(0.5)  # it should wait for the transaction to end
-        finish.set()
-        copier.join(10)
-    finally:
-        finish.set()
-        thread.join(10)
+    copier.join(10)
     assert_same(source.copy(), {"d": {"a": 1}})
     try:
         assert_same(target.copy(), {"copy": {"a": 1}})  # never the rolled-back -1
     finally:
         source.close()
         target.close()
+
+
+# Reads that other code makes in C (operators, repr, yaml, pickle), on a nested dict and on a
+# list in it (each given both).
+READS_IN_C: dict[str, Callable[[Any, Any], Any]] = {
+    "==": lambda d, _: d == {"a": 1, "l": [1]},
+    "!=": lambda d, _: d != {"a": 1, "l": [1]},
+    "repr": lambda d, _: repr(d),
+    "f-string": lambda d, _: f"{d}",
+    "yaml.safe_dump": lambda d, _: yaml.safe_dump(d),
+    "pickle": lambda d, _: pickle.loads(pickle.dumps(d)),
+    "list ==": lambda _, lst: lst == [1],
+    "list <": lambda _, lst: lst < [1, -1],
+    "list repr": lambda _, lst: repr(lst),
+    "list in": lambda _, lst: -1 in lst,
+    "list count": lambda _, lst: lst.count(-1),
+    "list + list": lambda _, lst: lst + [],  # noqa: RUF005 (the operator under test)
+    "list yaml.safe_dump": lambda _, lst: yaml.safe_dump(lst),
+}
+
+
+@pytest.mark.parametrize("name", READS_IN_C)
+def test_reads_made_in_c_never_see_a_transaction_half_done(state_path: str, name: str) -> None:
+    """A read another thread begins while a transaction is open waits for its end (here the
+    transaction rolls back: a read that did not wait would see -1, never written)."""
+    read = READS_IN_C[name]
+    state = PersistedState.open(state_path, {"d": {"a": 1, "l": [1]}})
+    live, live_list = state.d, state.d["l"]
+    wanted = read({"a": 1, "l": [1]}, [1])
+    seen: list[Any] = []
+
+    def change() -> None:
+        state.d["a"] = -1
+        state.d["l"].append(-1)
+
+    reader = threading.Thread(target=lambda: seen.append(read(live, live_list)))
+    with _transaction_held_open(state, change):
+        reader.start()
+        reader.join(0.2)  # it should wait for the transaction to end
+    reader.join(10)
+    state.close()
+    assert seen == [wanted]

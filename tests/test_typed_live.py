@@ -141,7 +141,10 @@ def test_a_set_command_s_value_that_does_not_fit_raises_at_the_next_operation(
 def test_the_operation_that_takes_a_misfit_in_does_nothing_of_its_own(
     path: Path, job: Typed
 ) -> None:
+    assert job.value("setattr(state, '_kept', state.done)") is None  # (a list kept from before)
     run("set", path, "ratio", "fast")
+    refused(job("len(state._kept)"), path, "ratio", "expected float | None, found str")
+    run("set", path, "ratio", "faster")
     refused(job("state.done.append('x')"), path, "ratio", "expected float | None, found str")
     assert job.value("state.done") == []  # (not appended)
     assert load(path)["done"] == []

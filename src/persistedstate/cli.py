@@ -535,6 +535,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 # -- edit ------------------------------------------------------------------------------------
 
+# Reopenings of the editor on a conflict before edit gives up. Each names only keys never named
+# before (the person's choice on those stands), so a program that keeps changing what the
+# person changed cannot keep the editor opening; this bounds the rest.
+EDIT_REOPENINGS = 3
+
 
 def cmd_edit(args: argparse.Namespace) -> int:
     path: str = args.file
@@ -552,15 +557,16 @@ def cmd_edit(args: argparse.Namespace) -> int:
     # (mkstemp adds 8 random characters between prefix and suffix)
     stem = storage.derived_name(tempfile.gettempdir(), os.path.basename(path), len("-.yaml") + 8)
     fd, temp_path = tempfile.mkstemp(prefix=stem + "-", suffix=".yaml")
+    keep_temp = False
     try:
         with os.fdopen(fd, "wb") as temp:
             temp.write(original)
-        merging = False  # (after a conflict, saving the text unchanged keeps the person's)
+        reopenings = 0  # (after one, saving the text unchanged keeps the person's values)
         while True:
             _run_editor(temp_path, path)
             with open(temp_path, "rb") as temp:
                 edited = editing.without_notice(temp.read())
-            if edited == original and not merging:
+            if edited == original and not reopenings:
                 print(f"{path}: no changes")
                 return 0
             problem = _check_edit(path, edited)
@@ -572,19 +578,41 @@ def cmd_edit(args: argparse.Namespace) -> int:
             try:
                 conflicts = session.save(edited)
             except StateLockedError as error:
-                raise _busy(error, args.wait) from None
+                keep_temp = _keep_edit(temp_path, edited)
+                raise CliError(
+                    f"{_busy(error, args.wait)} The edit was not saved; it is kept in "
+                    f"{temp_path}: run `{PROG} edit {shlex.quote(path)}` again and copy your "
+                    "values from it."
+                ) from None
             if not conflicts:
                 print(f"{path}: saved")
                 return 0
             for conflict in conflicts:
                 _say(f"{PROG}: {path}: {conflict.describe()}")
+            if reopenings == EDIT_REOPENINGS:
+                keep_temp = _keep_edit(temp_path, edited)
+                raise CliError(
+                    f"{path}: the edit was not saved: after {reopenings} reopenings a running "
+                    f"program still changes keys you changed; {path} is as the program has it. "
+                    f"Your edit is kept in {temp_path}: run `{PROG} edit {shlex.quote(path)}` "
+                    "again when the program is idle or stopped, and copy your values from it."
+                )
             _say(f"{PROG}: reopening your edit; save it as it is to keep your values")
             with open(temp_path, "wb") as temp:
                 temp.write(editing.with_notice(edited, conflicts))
-            merging = True
+            reopenings += 1
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
+        if not keep_temp:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+
+
+def _keep_edit(temp_path: str, edited: bytes) -> bool:
+    """Leave the person's text in the editor's file (without a reopening's notice), for an
+    edit that could not be saved; True."""
+    with open(temp_path, "wb") as temp:
+        temp.write(edited)
+    return True
 
 
 def _check_edit(path: str, edited: bytes) -> str | None:
@@ -808,7 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
         "state; otherwise you are asked to edit again, or, without a terminal, the command "
         "fails and the file stays as it was. A program may run meanwhile: keys you changed "
         "take your values, keys it changed keep its values, and a key you both changed "
-        "reopens the editor with a message naming it.",
+        "reopens the editor with a message naming it: save it as it is to keep your values "
+        f"(a key named once is not asked about again). After {EDIT_REOPENINGS} reopenings "
+        "the command fails, the file as the program has it, and keeps your edit in a file it "
+        "names.",
         takes_path=False,
     )
     wait_option(edit)

@@ -42,11 +42,23 @@ def dump_snapshot(data: dict[Any, Any], previous: bytes, path: str) -> bytes:
 
     When they cannot be kept, the plain snapshot, and a warning naming the file ``path``.
     """
-    kept = _dump_keeping_comments(data, previous, path)
-    return kept if kept is not None else snapshot.dump_snapshot(data)
+    kept, why = _dump_keeping_comments(data, previous, path)
+    if kept is not None:
+        return kept
+    plain = snapshot.dump_snapshot(data)  # (first: it raises when no writer can write them)
+    log.warning(
+        "%s: could not keep the comments of the state file: ruamel.yaml, the library that "
+        "keeps them, %s. The file is written without its comments; every value is kept.",
+        path,
+        why,
+    )
+    return plain
 
 
-def _dump_keeping_comments(data: dict[Any, Any], previous: bytes, path: str) -> bytes | None:
+def _dump_keeping_comments(
+    data: dict[Any, Any], previous: bytes, path: str
+) -> tuple[bytes | None, str]:
+    """The commented snapshot, or None and why it could not be made (for a person)."""
     round_trip = YAML()
     round_trip.Resolver = _PyYAMLTags
     round_trip.version = (1, 1)  # read numbers as YAML 1.1 does (017 octal, 1_000, 1:20)
@@ -74,16 +86,10 @@ def _dump_keeping_comments(data: dict[Any, Any], previous: bytes, path: str) -> 
         result = _ending_a_line(prologue + _ending_a_line(text) + epilogue).encode("utf-8")
         why = "wrote text that would not read back as the same state"
         if values.exactly_equal(snapshot.load_snapshot(path, result), plain):
-            return result
+            return result, ""
     except Exception:  # ruamel is a guest here: any failure falls back to PyYAML
         log.debug("%s: the comment-keeping round trip failed", path, exc_info=True)
-    log.warning(
-        "%s: could not keep the comments of the state file: ruamel.yaml, the library that "
-        "keeps them, %s. The file was written without its comments; every value is kept.",
-        path,
-        why,
-    )
-    return None
+    return None, why
 
 
 # What ruamel.yaml writes first, having been told the version: "%YAML 1.1" and "---", followed

@@ -46,7 +46,9 @@ COMPACT_RATIO = 2.0
 
 TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, Protocol
+    from typing import Any, NoReturn, Protocol, TypeVar
+
+    Result = TypeVar("Result")  # (of SharedCore.read_whole)
 
     from .proxies import ReentrantLock
 
@@ -228,13 +230,14 @@ class Core:
 
         Checked like a seqlock: ``_epoch`` is odd while a transaction or a multi-part change
         is being applied, and moves on when it ends. A read that overlapped one is done again
-        under the lock.
+        under the lock, also one that raised (a KeyError, or list.index's ValueError, may come
+        from half a transaction).
         """
         epoch = self._epoch
         if not epoch & 1:
             try:
                 value = get(container, key)
-            except LookupError:
+            except Exception:
                 if self._epoch == epoch:
                     raise
             else:
@@ -242,6 +245,11 @@ class Core:
                     return value
         with self.lock:
             return get(container, key)
+
+    # ``read_whole(get, container, argument)``: a base class's method that reads a whole
+    # container, and perhaps the containers in it (``==``, ``repr``, ``count``), never half of
+    # a transaction: as ``read`` here (a shared core's differs).
+    read_whole = read
 
     def ensure_open(self) -> None:
         """Raise PersistedStateError if the state is closed."""
@@ -470,8 +478,8 @@ class Core:
         if self._owed is None:  # (else the next operation must still take the settling lock)
             self._plain_reads()
             self.lock = self._plain_lock
-        if self._epoch & 1 and self.tx is None:
-            self._epoch += 1
+            if self._epoch & 1 and self.tx is None:
+                self._epoch += 1
 
     def _raise_report(self) -> None:
         """Raise the report owed to the program's operation, once (see ``_hand_over``)."""
@@ -485,12 +493,15 @@ class Core:
         operation of the program: its next one raises its report (None: nothing to raise, or
         no longer)."""
         self._owed = taken
-        if taken is not None:
+        if taken is not None:  # (the epoch odd: lock-free reads, read_whole's too, take it)
             self.lock = self._settling_lock
             self.read = self._settling_read  # type: ignore[method-assign]
+            self._epoch |= 1
         elif self._unsettled is None:
             self._plain_reads()
             self.lock = self._plain_lock
+            if self._epoch & 1 and self.tx is None:
+                self._epoch += 1
 
     def _log_owed(self) -> None:
         """The state is going (dropped, or at exit) before an operation raised what is owed:
@@ -736,12 +747,16 @@ class Core:
         assert self._storage is not None
         if self._unsettled is not None:  # (memory must be settled before it is the file)
             self._settle()
-        if self._commented_snapshot is not None:
-            from . import comments  # (ruamel.yaml: only for a file that holds comments)
+        try:
+            if self._commented_snapshot is not None:
+                from . import comments  # (ruamel.yaml: only for a file that holds comments)
 
-            snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot, self._path)
-        else:
-            snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
+                snapshot = comments.dump_snapshot(self._raw, self._commented_snapshot, self._path)
+            else:
+                snapshot = self._snapshot_entries.render(self._raw, self._changed_top_keys)
+        except Exception:
+            self._refuse_unwritable_memory()
+            raise  # (the data is valid: another failure)
         self._changed_top_keys = set()
         try:
             self._storage.replace(snapshot)
@@ -752,6 +767,25 @@ class Core:
             self._commented_snapshot = snapshot if has_comments(snapshot) else None
         self._plan_compaction(len(snapshot))
         log.debug("%s: compacted to %d bytes", self._path, len(snapshot))
+
+    def _refuse_unwritable_memory(self) -> None:
+        """Raise UnwritableMemoryError if memory holds a value no change could have stored
+        (the dumper failed on it): one that code put there without the containers' methods,
+        so no record has it either."""
+        try:
+            values.prepare(self._raw)
+        except values.UnsupportedValue as error:
+            where = error.key_path
+            raise UnwritableMemoryError(
+                f"{self._path}: the state in memory cannot be written: {error.message} "
+                f"(at key path {where}). No change of the state put it there: code changed a "
+                "dict or list of the state without its methods, so nothing was written. "
+                "exec() and eval() add '__builtins__' to the dict they are given as globals, "
+                "and heapq's functions change a list in place: give them a copy "
+                "(dict(state.ns), list(state.queue)) and assign the result back. The file "
+                "keeps the last version written; take the value out of memory as it came in, "
+                "without a record (dict.pop(d, key)), not with del (the file never had it)"
+            ) from None
 
     def compact_at_exit(self) -> None:
         """Fold the journal in at interpreter exit, if it holds records; log, never raise.
@@ -789,7 +823,7 @@ class Core:
     def _compact_automatically(self) -> None:
         try:
             self._write_snapshot()
-        except OSError as error:
+        except (OSError, UnwritableMemoryError) as error:
             # The change itself is safely in the journal; try again after as much growth.
             assert self._storage is not None
             log.warning("%s: compaction failed, will retry later: %s", self._path, error)
@@ -803,8 +837,8 @@ class Core:
         self._storage = None
         log.warning("%s: %s; our version was saved as %s", self._path, error, ours)
         self._closed_because = (
-            f"{error}. Their version was left at {self._path}; this process's version was "
-            f"saved as {ours}. The state is now closed."
+            f"{error}. Their version was left at {error.theirs or self._path}; this process's "
+            f"version was saved as {ours}. The state is now closed."
         )
         raise PersistedStateError(self._closed_because) from None
 
@@ -850,18 +884,19 @@ class Core:
             file = self._storage
             if file is None:
                 return
-            self._epoch += 1  # odd: lock-free reads take the lock, and wait for the end
-            self._forget_all_mirrored()
             owed = taken = self._owed  # (still owed if the catch-up fails)
             if owed is not None:
                 self._owe(None)  # (this thread reads the data as it catches up: plain reads)
+            self._epoch += 1  # odd: lock-free reads take the lock, and wait for the end
+            self._forget_all_mirrored()
             try:
                 file.hand_over()
                 taken = self._catch_up(owed)  # (None: nothing owed, or it was fixed since)
             finally:
-                self._epoch += 1
                 if taken is not None:
-                    self._owe(taken)
+                    self._owe(taken)  # (the epoch stays odd until it is raised)
+                else:
+                    self._epoch += 1
         except PersistedStateError as error:  # (the state closed itself, saying why)
             self._unreported = str(error)
         finally:
@@ -949,12 +984,16 @@ class Core:
             lock.release()
 
 
+class UnwritableMemoryError(PersistedStateError):
+    """Compaction found a value in memory that the file cannot hold (``_write_snapshot``)."""
+
+
 class OperationLock:
     """A shared-mode core's lock: re-entrant, and a thread's first acquisition also begins an
     operation (the file's write lock, and catching up with others' changes); its last release
     ends it."""
 
-    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock", "_unchanged")
+    __slots__ = ("_begin", "_core", "_depth", "_end", "_lock", "_reading", "_unchanged")
 
     def __init__(self, core: SharedCore, file: SharedStorage) -> None:
         self._lock = threading.RLock()
@@ -963,6 +1002,7 @@ class OperationLock:
         self._unchanged = file.unchanged
         self._core = weakref.ref(core)  # (no cycle: a dropped state lets go of its file)
         self._depth = 0  # (changed only by the thread holding the lock)
+        self._reading = False  # a read_whole without the write lock is under way (its thread)
 
     def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any:
         """``get(container, key)`` as an operation: without the file's write lock when no
@@ -973,6 +1013,25 @@ class OperationLock:
                 return get(container, key)
         with self:
             return get(container, key)
+
+    def read_whole(
+        self, get: Callable[[Any, Any], Result], container: Any, argument: Any
+    ) -> Result:
+        """``get(container, argument)`` as an operation (``Core.read_whole``), as ``read``
+        does. The reads it makes of the containers inside take in no change of another
+        process meanwhile: they see what it sees (the base class's method would go on with
+        containers changed under it)."""
+        with self._lock:
+            if self._depth or self._reading:
+                return get(container, argument)
+            if self._unchanged():
+                self._reading = True
+                try:
+                    return get(container, argument)
+                finally:
+                    self._reading = False
+        with self:
+            return get(container, argument)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self._lock.acquire(blocking, timeout):
@@ -1055,6 +1114,15 @@ class SharedCore(Core):
             return lock.read(get, container, key)
         with lock:  # (a state taken over: it raises)
             return get(container, key)
+
+    def read_whole(
+        self, get: Callable[[Any, Any], Result], container: Any, argument: Any
+    ) -> Result:
+        lock = self.lock
+        if type(lock) is OperationLock:
+            return lock.read_whole(get, container, argument)
+        with lock:  # (a settle owed, or a state taken over: it raises)
+            return get(container, argument)
 
     def attach_mirror(self, mirror: dict[str, Any], mirrorable: Callable[[str], bool]) -> None:
         pass  # (no mirror: every read must look at the file's counter)

@@ -7,7 +7,8 @@ docs/design.md, "Editing by hand while a program runs". The person edits with no
 
 The merge goes key by key, down through mappings that are mappings in all three versions: a
 key the person changed takes the person's value, a key only a program changed keeps the
-program's, a key both changed to different values is a :class:`Conflict`.
+program's, a key both changed to different values is a :class:`Conflict`. A key named in a
+conflict once is not one again in the same session: the person has seen it and chosen.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class EditSession:
         self.damage: CorruptStateError | None = None  # what is wrong with a damaged file
         self._text = b""  # what was handed out (damaged: to compare with the file at save)
         self._base: dict[Any, Any] | None = None  # the state the person started from
+        # Keys named in a conflict: the person chose, so the program changing them again does
+        # not ask again (a counter it keeps changing would reopen the editor forever).
+        self._told: set[tuple[Any, ...]] = set()
 
     def start(self) -> bytes:
         """The text to edit. Raises FileNotFoundError if there is no file."""
@@ -90,7 +94,9 @@ class EditSession:
     def save(self, edited: bytes) -> list[Conflict]:
         """Merge ``edited`` (a valid state: check it first) with the file as it is now and
         write it; returns the conflicts instead, writing nothing. After a conflict the base
-        of those keys is the program's value: saving the same edit again keeps the person's.
+        of those keys is the program's value, and the keys (and all under them) conflict no
+        more: saving the same edit again keeps the person's value even if a program changed
+        it again meanwhile, and writing the program's value back keeps the program's.
         """
         edited = edited[bom_length(edited) :]  # (we write none: docs/design.md, "The file")
         if edited and not edited.endswith(b"\n"):
@@ -102,18 +108,19 @@ class EditSession:
             if raw is None:
                 raise FileNotFoundError(self.path)
             if self._base is None:  # a repair of a damaged file
-                if raw != self._text:
-                    self._text = raw
+                if raw != self._text and () not in self._told:
+                    self._told.add(())
                     return [Conflict((), _MISSING, _MISSING)]
                 file.replace(edited)
                 return []
             result = journal.read_state(file.path, raw)
             file.keep_only(raw[: result.good_size], newline_owed=result.needs_newline)
-            merge = _Merge()
+            merge = _Merge(self._told)
             merge.dicts(self._base, yours, result.data, ())
             if merge.conflicts:
                 for conflict in merge.conflicts:
                     _put(self._base, conflict.keys, conflict.theirs)
+                    self._told.add(conflict.keys)
                 return merge.conflicts
             if merge.yours:  # programs holding the file take the edit in as records
                 file.append(journal.line(_tx(merge.yours)))
@@ -138,7 +145,8 @@ def with_notice(text: bytes, conflicts: list[Conflict]) -> bytes:
     lines = [
         "Both you and a running program changed these while you edited:",
         *(f"  {conflict.describe()}" for conflict in conflicts),
-        "Save as it is to keep your values, or write the program's back to keep them.",
+        "Save as it is to keep your values, even if the program changes them again; write",
+        "the program's value back to keep the program's. These are not asked about again.",
         "(These lines are taken out when you save.)",
     ]
     notice = b"".join(NOTICE + line.encode("utf-8") + b"\n" for line in lines)
@@ -176,9 +184,11 @@ def _shown(value: Any) -> str:
 class _Merge:
     """The three-way merge: the changes that turn the program's version into the merged one
     (``yours``, the person's), those that turn the person's into it (``theirs``), and the
-    conflicts. A change is (keys of the mapping, key, value or MISSING)."""
+    conflicts, but for keys under one in ``told``: the person's value. A change is (keys of
+    the mapping, key, value or MISSING)."""
 
-    def __init__(self) -> None:
+    def __init__(self, told: set[tuple[Any, ...]]) -> None:
+        self.told = told
         self.yours: list[tuple[tuple[Any, ...], Any, Any]] = []
         self.theirs: list[tuple[tuple[Any, ...], Any, Any]] = []
         self.conflicts: list[Conflict] = []
@@ -201,8 +211,13 @@ class _Merge:
                 self.yours.append((where, key, mine))
             elif type(old) is type(mine) is type(other) is dict:
                 self.dicts(old, mine, other, (*where, key))
+            elif self._was_told((*where, key)):
+                self.yours.append((where, key, mine))
             else:
                 self.conflicts.append(Conflict((*where, key), mine, other))
+
+    def _was_told(self, keys: tuple[Any, ...]) -> bool:
+        return any(keys[:size] in self.told for size in range(len(keys) + 1))
 
 
 def _keys(first: dict[Any, Any], second: dict[Any, Any]) -> Iterator[Any]:

@@ -38,7 +38,9 @@ from .journal import Change, Clear, Delete, Insert, Reorder, Set, Splice
 
 TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
 if TYPE_CHECKING:
-    from typing import Any, Protocol, SupportsIndex
+    from typing import Any, Protocol, SupportsIndex, TypeVar
+
+    Result = TypeVar("Result")
 
     class ReentrantLock(Protocol):
         """A re-entrant lock: ``threading.RLock``, or a core's own (``core.OperationLock``)."""
@@ -58,6 +60,10 @@ if TYPE_CHECKING:
         def lock(self) -> ReentrantLock: ...
 
         def read(self, get: Callable[[Any, Any], Any], container: Any, key: Any) -> Any: ...
+
+        def read_whole(
+            self, get: Callable[[Any, Any], Result], container: Any, argument: Any
+        ) -> Result: ...
 
         def path_for_change(self, container: Node) -> str: ...
 
@@ -81,6 +87,44 @@ _dict_len = dict.__len__
 _list_copy = list.copy
 _list_getitem = list.__getitem__
 _list_len = list.__len__
+
+
+def _through_core(base: Callable[[Any, Any], Result]) -> Callable[[Any, Any], Result]:
+    """``base``, a method of dict or list that reads the whole container in C (without the
+    lock, and in shared mode without catching up), as a method that calls it through the core
+    (``Core.read_whole``)."""
+
+    def method(self: Node, argument: Any) -> Result:
+        return self._core.read_whole(base, self, argument)
+
+    method.__name__ = method.__qualname__ = base.__name__
+    method.__doc__ = base.__doc__
+    return method
+
+
+def _call(container: Any, method: Callable[[Any], Result]) -> Result:
+    return method(container)
+
+
+def _list_index(container: list[Any], arguments: tuple[Any, Any, Any]) -> int:
+    return list.index(container, *arguments)
+
+
+class _ReprThroughCore:
+    """The ``__repr__`` of a live container: the base class's, called through the core
+    (``Core.read_whole``), as str() and format() call it too. Read from the class it is the
+    base class's own, since that is how other code tells a dict or a list it may print as one
+    (pprint sorts and lays out a dict only if ``type(d).__repr__ is dict.__repr__``)."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, base: Callable[[Any], str]) -> None:
+        self._base = base
+
+    def __get__(self, container: Any, kind: Any = None) -> Callable[..., str]:
+        if container is None:
+            return self._base
+        return functools.partial(container._core.read_whole, _call, container, self._base)
 
 
 class DetachedError(PersistedStateError):
@@ -190,6 +234,9 @@ class Node:
         """Pickled as the plain data it holds (unpickled as a plain dict or list)."""
         plain = self.copy()
         return type(plain), (plain,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__reduce_ex__(0)
 
 
 def _length(container: Any) -> int:
@@ -311,13 +358,14 @@ class LiveDict(Node, StoredDict):
                 return default
             return _linked(core, self, key, _dict_getitem(self, key))
 
-    def __contains__(self, key: object) -> bool:
-        with self._core.lock:
-            return _dict_contains(self, key)
-
     def __len__(self) -> int:
-        with self._core.lock:
-            return _dict_len(self)
+        return self._core.read_whole(_call, self, _dict_len)  # type: ignore[no-any-return]
+
+    # dict's own reads in C (dict's <, <=, >, >= read nothing: they return NotImplemented)
+    __contains__ = _through_core(dict.__contains__)
+    __eq__ = _through_core(dict.__eq__)
+    __ne__ = _through_core(dict.__ne__)
+    __repr__ = _ReprThroughCore(dict.__repr__)
 
     def __iter__(self) -> Iterator[Any]:
         with self._core.lock:
@@ -484,20 +532,21 @@ class LiveList(Node, StoredList):
         return iter(list(self)[::-1])
 
     def __len__(self) -> int:
-        with self._core.lock:
-            return _list_len(self)
-
-    def __contains__(self, value: object) -> bool:
-        with self._core.lock:
-            return list.__contains__(self, value)
+        return self._core.read_whole(_call, self, _list_len)  # type: ignore[no-any-return]
 
     def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize) -> int:
-        with self._core.lock:
-            return list.index(self, value, start, stop)
+        return self._core.read_whole(_list_index, self, (value, start, stop))
 
-    def count(self, value: Any) -> int:
-        with self._core.lock:
-            return list.count(self, value)
+    # list's own reads in C
+    __contains__ = _through_core(list.__contains__)
+    count = _through_core(list.count)
+    __eq__ = _through_core(list.__eq__)
+    __ne__ = _through_core(list.__ne__)
+    __lt__ = _through_core(list.__lt__)
+    __le__ = _through_core(list.__le__)
+    __gt__ = _through_core(list.__gt__)
+    __ge__ = _through_core(list.__ge__)
+    __repr__ = _ReprThroughCore(list.__repr__)
 
     def __add__(self, other: Any) -> list[Any]:
         if not isinstance(other, list):
@@ -511,8 +560,9 @@ class LiveList(Node, StoredList):
         return [*values.plain_copy(other), *self.copy()]
 
     def __mul__(self, times: SupportsIndex) -> list[Any]:
-        with self._core.lock:
-            return [values.plain_copy(item) for _ in range(times.__index__()) for item in self]
+        count = _index_sized(times)  # (list's errors for a bad count)
+        items = self.copy()
+        return [values.plain_copy(item) for _ in range(count) for item in items]
 
     __rmul__ = __mul__
 
@@ -592,9 +642,9 @@ class LiveList(Node, StoredList):
                 )
 
     def insert(self, index: SupportsIndex, value: Any) -> None:
+        position = _index_sized(index)
         with self._core.lock:
             size = _list_len(self)
-            position = operator.index(index)
             if position < 0:
                 position = max(0, position + size)
             self._insert_at(min(position, size), value)
@@ -620,8 +670,8 @@ class LiveList(Node, StoredList):
         return self
 
     def __imul__(self, times: SupportsIndex) -> LiveList:
+        count = _index_sized(times)
         with self._core.lock:
-            count = times.__index__()
             if count <= 0:
                 self.clear()
             elif count > 1:
@@ -630,10 +680,11 @@ class LiveList(Node, StoredList):
 
     def pop(self, index: SupportsIndex = -1) -> Any:
         """Remove the item at ``index`` and return it as plain data."""
+        given = _index_sized(index)  # (a bad index is refused first, as list.pop does)
         with self._core.lock:
             if not _list_len(self):
                 raise IndexError("pop from empty list")
-            position = _position(index, _list_len(self), "pop index out of range")
+            position = _position(given, _list_len(self), "pop index out of range")
             value = values.plain_copy(_list_getitem(self, position))
             del self[position]
             return value
@@ -708,6 +759,15 @@ _CONTAINERS = (LiveDict, LiveList)  # (the containers a program is given)
 values.register_containers(StoredDict, StoredList, (LiveDict, TopDict), (LiveList,))
 
 
+def _index_sized(index: Any) -> int:
+    """``index`` as an int that fits a C ``ssize_t``: list's TypeError or OverflowError
+    otherwise."""
+    position = operator.index(index)
+    if not -sys.maxsize - 1 <= position <= sys.maxsize:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return position
+
+
 def _position(index: Any, size: int, message: str) -> int:
     position = operator.index(index)
     if position < 0:
@@ -728,6 +788,15 @@ def _represent_list(representer: Any, data: StoredList) -> Any:
     return representer.represent_sequence("tag:yaml.org,2002:seq", _list_copy(data))
 
 
+def _represent_live(representer: Any, data: Any) -> Any:
+    """A live container's node, made through the core: PyYAML builds the nodes of the
+    containers inside it meanwhile, so all of them are read as one (``Core.read_whole``)."""
+    kind = _represent_dict if type(data) is not LiveList else _represent_list
+    return data._core.read_whole(
+        lambda data, representer: kind(representer, data), data, representer
+    )
+
+
 # yaml.safe_dump and yaml.dump write them as the plain mappings and lists they are (PyYAML
 # looks representers up by exact type). Every dumper class that may hold its own table gets
 # them: a program may have copied a table by registering representers of its own.
@@ -737,7 +806,7 @@ for _dumper in (
     yaml.representer.Representer,
     *filter(None, (getattr(yaml, name, None) for name in _DUMPERS)),
 ):
-    for _kind_of_dict in (StoredDict, LiveDict):
-        _dumper.add_representer(_kind_of_dict, _represent_dict)
-    for _kind_of_list in (StoredList, LiveList):
-        _dumper.add_representer(_kind_of_list, _represent_list)
+    _dumper.add_representer(StoredDict, _represent_dict)  # (read through a base method)
+    _dumper.add_representer(StoredList, _represent_list)
+    for _live in (LiveDict, LiveList):
+        _dumper.add_representer(_live, _represent_live)

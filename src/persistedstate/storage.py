@@ -116,7 +116,12 @@ def read_file(path: str) -> bytes | None:
 
 
 class FileChangedError(PersistedStateError):
-    """Someone else replaced or rewrote the state file while we held it open."""
+    """Someone else replaced or rewrote the state file while we held it open; their version
+    is at ``theirs`` (the path, or the link the program named it by)."""
+
+    def __init__(self, message: str, theirs: str | None = None) -> None:
+        super().__init__(message)
+        self.theirs = theirs
 
 
 class StateBusyError(StateLockedError):
@@ -167,6 +172,7 @@ class StateFile:
         # from here on: a later os.chdir() changes nothing.
         self.path = os.path.realpath(shown)
         self.shown_path = shown
+        self._named = os.path.abspath(shown)  # (a link's own path: is it still one to ours?)
         self.fsync = fsync
         self.size = 0  # bytes of the file that hold good records
         self._checksum = 0  # CRC-32 of those bytes, to notice edits that keep the length
@@ -581,7 +587,24 @@ class StateFile:
             raise FileChangedError(f"{self.path} was replaced by another file while open")
         if size != self.size or checksum != self._checksum:
             raise FileChangedError(f"{self.path} was rewritten by someone else while open")
+        if self._named != self.path and not _IS_WINDOWS:
+            self._check_the_named_path()
         return status
+
+    def _check_the_named_path(self) -> None:
+        """The path the program named (through a link) must still lead to the file: an editor
+        that saves by replacing (``sed -i``) puts a file of its own in the link's place."""
+        try:
+            status = os.stat(self._named)
+            leads_here = (status.st_dev, status.st_ino) == self._identity
+        except OSError:
+            leads_here = False
+        if not leads_here:
+            raise FileChangedError(
+                f"{self._named}, by which this state was opened, no longer leads to "
+                f"{self.path} (an editor replaced the link with a file of its own?)",
+                theirs=self._named,
+            )
 
     # -- others' writes --------------------------------------------------------------------
 
