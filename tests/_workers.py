@@ -33,6 +33,10 @@ Run as a script (``python _workers.py MODE ...``), it is the child process of th
     open PATH (in shared mode if SHARED is 1), print ``ready``; then evaluate each line from
     stdin as a Python expression with ``state`` bound, and print the ``repr`` of its value
     (``error <name>: <message>`` if it raised). ``close`` closes and exits.
+``drive-typed PATH SHARED``
+    as ``drive``, with a typed state (``_typed_job.Job``), and one JSON line per
+    request: ``{"value": repr}``, or for an error its type, message and, for a
+    ``CorruptStateError``, its fields.
 ``chaos PATH NAME SEED OUT``
     open PATH in shared mode (compacting often) and make random operations forever: a counter
     incremented in a transaction (its new value read back), the counter read, a unique item
@@ -306,20 +310,42 @@ def _count(path: str, times: int) -> None:
     _say("done")
 
 
-def _drive(path: str, shared: bool) -> None:
+def _drive(path: str, shared: bool, typed: bool = False) -> None:
     from persistedstate import PersistedState
 
-    state = PersistedState.open(path, shared=shared, lock_timeout=60)
+    if typed:
+        from _typed_job import Job
+
+    state = (Job if typed else PersistedState).open(path, shared=shared, lock_timeout=60)
     _say("ready")
     for line in sys.stdin:
         if line.strip() == "close":
             state.close()
             _say("closed")
             return
-        try:
-            _say(repr(eval(line, {"state": state})))
-        except Exception as error:
-            _say(f"error {type(error).__name__}: {error}")
+        _say((_answer_in_json if typed else _answer)(line, state))
+
+
+def _answer(line: str, state: Any) -> str:
+    try:
+        return repr(eval(line, {"state": state}))
+    except Exception as error:
+        return f"error {type(error).__name__}: {error}"
+
+
+def _answer_in_json(line: str, state: Any) -> str:
+    import json
+
+    from persistedstate import CorruptStateError
+
+    try:
+        said: dict[str, Any] = {"value": repr(eval(line, {"state": state}))}
+    except Exception as error:
+        said = {"error": type(error).__name__, "message": str(error)}
+        if isinstance(error, CorruptStateError):
+            said.update(path=error.path, problem=error.problem, line=error.line)
+            said.update(hint=error.hint, source_line=error.source_line)
+    return json.dumps(said)
 
 
 def list_digest(items: list[Any]) -> str:
@@ -618,6 +644,8 @@ def main(argv: list[str]) -> None:
         _count(path, int(rest[0]))
     elif mode == "drive":
         _drive(path, rest[0] == "1")
+    elif mode == "drive-typed":
+        _drive(path, rest[0] == "1", typed=True)
     elif mode == "chaos":
         _chaos(path, rest[0], int(rest[1]), rest[2])
     elif mode == "cycle":

@@ -70,7 +70,7 @@ PROMISES: dict[str, list[str]] = {
     THREADS: ["tests/test_threads.py"],
     EDITS: ["tests/test_locks.py"],
     COMMENTS: ["tests/test_comments.py"],
-    TYPED: ["tests/test_typed.py"],
+    TYPED: ["tests/test_typed.py", "tests/test_typed_live.py"],
 }
 
 
@@ -396,6 +396,30 @@ MUTANTS = [
       "if values.exactly_equal(found, misfit.value):",
       "if found is not _MISSING:",
       "a value a record set is reported at the document's older value's line"),
+    M("typed-taken-in-unchecked", TYPED, "schema.py",
+      "self._schema.check_record(self._data, record)",
+      "pass",
+      "a typed program takes others' changes in unchecked"),
+    M("typed-owed-report-never-raised", TYPED, "core.py",
+      "core._raise_report()",
+      "pass",
+      "a default-mode program takes a command's misfit in without a word"),
+    M("typed-shared-report-not-raised", TYPED, "core.py",
+      "raise taken.made  # in does nothing else)",
+      "pass",
+      "a shared-mode program takes another process's misfit in without a word"),
+    M("typed-owed-report-not-checked-again", TYPED, "schema.py",
+      "intake.check_again(owed)",
+      "pass",
+      "a report owed is dropped by the next handover, though the value still does not fit"),
+    M("typed-misfit-fixed-later-reported", TYPED, "schema.py",
+      "schema.check_at(data, found.path)",
+      "raise found",
+      "a misfit a later record fixed is reported all the same"),
+    M("typed-report-at-another-line", TYPED, "schema.py",
+      'where = (raw.count(b"\\n", 0, offset) + 1, 1)',
+      'where = (raw.count(b"\\n", 0, offset), 1)',
+      "the record that set a misfit is shown at the line before it"),
 ]
 # fmt: on
 

@@ -99,6 +99,26 @@ if TYPE_CHECKING:
 
         def unchanged(self) -> bool: ...
 
+    class Intake(Protocol):
+        """What checks the changes a catch-up takes in from others (``schema.Intake``)."""
+
+        def records_at(self, offset: int | None) -> Callable[[list[Any], int], None]:
+            """What to call with each record applied from bytes at ``offset`` of the file
+            (None: of a file since replaced), and the offset of its line in those bytes."""
+            ...
+
+        def replaced(self, *, parsed: bool) -> None:
+            """Another process replaced the file (compacted it); ``parsed``: the whole state
+            was read anew from it, not record by record."""
+
+        def report(self, snapshot_size: int) -> CorruptStateError | None:
+            """What does not fit now, if anything (the file's document ends at
+            ``snapshot_size``); kept as ``made``."""
+            ...
+
+        @property
+        def made(self) -> CorruptStateError | None: ...
+
 
 class Core:
     """The machinery behind a state: its data, lock, file, journal and transactions.
@@ -141,6 +161,10 @@ class Core:
         self._commented_snapshot: bytes | None = None  # kept to carry comments over
         self._closed_because: str | None = None  # why the state was closed under its owner
         self._unreported: str | None = None  # a conflict the handover thread found
+        # The catch-up of the handover thread that took in others' change that does not fit
+        # a typed state: the program's next operation raises its report (``made``); the lock
+        # is the settling lock meanwhile.
+        self._owed: Intake | None = None
         self._snapshot_entries = SnapshotEntries()
         self._changed_top_keys: set[Any] = set()  # nested changes since the last snapshot
         # A critical section an exception interrupted, until it is settled (see _settle): a
@@ -451,10 +475,59 @@ class Core:
         else:
             self._settle_marker(marker)
         self._unsettled = None
-        self._plain_reads()
-        self.lock = self._plain_lock
-        if self._epoch & 1 and self.tx is None:
-            self._epoch += 1
+        if self._owed is None:  # (else the next operation must still take the settling lock)
+            self._plain_reads()
+            self.lock = self._plain_lock
+            if self._epoch & 1 and self.tx is None:
+                self._epoch += 1
+
+    def _raise_report(self) -> None:
+        """Raise the report owed to the program's operation, once (see ``_hand_over``)."""
+        owed = self._owed
+        if owed is not None and owed.made is not None:
+            self._owe(None)
+            raise owed.made
+
+    def _owe(self, taken: Intake | None) -> None:
+        """Others' change that does not fit was taken in by the catch-up ``taken``, and no
+        operation of the program: its next one raises its report (None: nothing to raise, or
+        no longer)."""
+        self._owed = taken
+        if taken is not None:  # (the epoch odd: lock-free reads, read_whole's too, take it)
+            self.lock = self._settling_lock
+            self.read = self._settling_read  # type: ignore[method-assign]
+            self._epoch |= 1
+        elif self._unsettled is None:
+            self._plain_reads()
+            self.lock = self._plain_lock
+            if self._epoch & 1 and self.tx is None:
+                self._epoch += 1
+
+    def _log_owed(self) -> None:
+        """The state is going (dropped, or at exit) before an operation raised what is owed:
+        say it the one way left."""
+        if self._owed is not None:
+            log.warning("%s", self._owed.made)
+            self._owe(None)
+
+    def _acquire_quietly(self, timeout: float = -1) -> bool:
+        """Take the lock for the library's own work (handing over, letting go, compacting at
+        exit): settle what is owed, but leave a report to the program's next operation."""
+        lock = self._plain_lock
+        try:
+            acquired = lock.acquire(timeout=timeout)
+        except CorruptStateError as report:  # (a shared core's catch-up: the state is going,
+            log.warning("%s", report)  # closed or dropped, and this is the one place to say it)
+            acquired = lock.acquire(timeout=timeout)
+        if not acquired:
+            return False
+        try:
+            if self._unsettled is not None:
+                self._settle()
+        except BaseException:
+            self._plain_lock.release()
+            raise
+        return True
 
     def _settle_marker(self, marker: tuple[Any, ...]) -> None:
         kind = marker[0]
@@ -632,12 +705,16 @@ class Core:
         if self._closed_because is not None:  # (taken over: its lock refuses, nothing writes)
             self._raw = values.new_dict()  # type: ignore[assignment]
             return
-        with self.lock:
+        self._acquire_quietly()
+        try:
+            self._log_owed()
             if self._storage is not None:
                 proxies.freeze_paths(self._raw)
             self._raw = values.new_dict()  # type: ignore[assignment]
             self._snapshot_entries = SnapshotEntries()
             self._compact_at = sys.maxsize
+        finally:
+            self._plain_lock.release()
 
     def _forget_mirrored(self, change: Change) -> None:
         """Take the top-level keys ``change`` touches out of the mirror (all, if it may touch
@@ -716,7 +793,7 @@ class Core:
         The state stays open: a change made later (a daemon thread, a later exit handler)
         still goes to the journal, and is not refused.
         """
-        if not self.lock.acquire(timeout=_EXIT_LOCK_WAIT):
+        if not self._acquire_quietly(_EXIT_LOCK_WAIT):
             log.warning(
                 "%s: not compacted at exit: another thread held the state for %g s; the "
                 "journal keeps every change, and the next open replays it",
@@ -725,6 +802,7 @@ class Core:
             )
             return
         try:
+            self._log_owed()
             if self._storage is not None and self._storage.size != self._snapshot_size:
                 self.compact()
         except Exception as error:  # (no one can catch it at exit: say it instead)
@@ -735,7 +813,7 @@ class Core:
                 error,
             )
         finally:
-            self.lock.release()
+            self._plain_lock.release()
 
     def _plan_compaction(self, snapshot_size: int) -> None:
         self._snapshot_size = snapshot_size  # (the file's size until the next change)
@@ -800,27 +878,42 @@ class Core:
         """The handover thread's call: a command waits for the file. Between operations
         (holding the lock), let it have the write lock, take it back, and take its change
         in; no read may return a value from before the command meanwhile."""
-        if not self.lock.acquire(timeout=storage.HANDOVER_SECONDS):
+        if not self._acquire_quietly(storage.HANDOVER_SECONDS):
             return  # (a transaction in progress: the next round)
         try:
             file = self._storage
             if file is None:
                 return
+            owed = taken = self._owed  # (still owed if the catch-up fails)
+            if owed is not None:
+                self._owe(None)  # (this thread reads the data as it catches up: plain reads)
             self._epoch += 1  # odd: lock-free reads take the lock, and wait for the end
             self._forget_all_mirrored()
             try:
                 file.hand_over()
-                self._catch_up()
+                taken = self._catch_up(owed)  # (None: nothing owed, or it was fixed since)
             finally:
-                self._epoch += 1
+                if taken is not None:
+                    self._owe(taken)  # (the epoch stays odd until it is raised)
+                else:
+                    self._epoch += 1
         except PersistedStateError as error:  # (the state closed itself, saying why)
             self._unreported = str(error)
         finally:
-            self.lock.release()
+            self._plain_lock.release()
 
-    def _catch_up(self) -> None:
+    def intake(self, owed: Intake | None) -> Intake | None:
+        """What checks others' changes as a catch-up applies them: a typed core's
+        (``schema.CheckedCore``), which first checks again what ``owed`` (an earlier
+        catch-up whose report is not raised yet) reported; an untyped core takes them as
+        they are."""
+        return None
+
+    def _catch_up(self, owed: Intake | None = None) -> Intake | None:
         """Apply what other processes wrote since this one last looked (the caller holds
-        the lock and the file's write lock)."""
+        the lock and the file's write lock). Returns the intake of a typed state if it found
+        what does not fit (the caller raises its report, or has the next operation raise it);
+        ``owed``: see ``intake``."""
         file = self._storage
         assert file is not None
         try:
@@ -828,10 +921,12 @@ class Core:
         except storage.FileChangedError as error:
             self._keep_both_versions(error)
         if news is None:
-            return
+            return None
         self._forget_all_mirrored()
+        intake = self.intake(owed)
         try:
-            touched = journal.apply_records(self._path, self._raw, news.old_records)
+            at = None if intake is None else intake.records_at(None)
+            touched = journal.apply_records(self._path, self._raw, news.old_records, at)
             if news.replaced is not None:
                 snapshot_size = news.snapshot_size
                 document = news.replaced[:snapshot_size]
@@ -843,8 +938,11 @@ class Core:
                     file.adopt(
                         result.good_size, newline_owed=result.needs_newline, raw=news.replaced
                     )
+                if intake is not None:
+                    intake.replaced(parsed=news.consistent < 0)
                 self._adopt_snapshot(document, snapshot_size)
-            touched |= journal.apply_records(self._path, self._raw, news.records)
+            at = None if intake is None else intake.records_at(file.size - len(news.records))
+            touched |= journal.apply_records(self._path, self._raw, news.records, at)
         except CorruptStateError as error:
             self._keep_both_versions(
                 storage.FileChangedError(
@@ -857,6 +955,9 @@ class Core:
         # while none follows it (another process compacted), never once one does.
         no_records = file.size == self._snapshot_size
         file.prefix_next_append(journal.header_line if no_records else None)
+        if intake is None or intake.report(self._snapshot_size) is None:
+            return None
+        return intake
 
     def _adopt_snapshot(self, snapshot: bytes, size: int) -> None:
         """Another process compacted: its snapshot (``size`` bytes of the file, a byte-order
@@ -870,13 +971,17 @@ class Core:
         """This process opened the same file again: this state is closed, without writing
         (its changes are in the file), and every later use of it raises, saying why."""
         _OPEN.pop(id(self), None)  # (nothing of its own to compact at exit)
-        with self.lock:
+        lock = self._plain_lock
+        self._acquire_quietly()
+        try:
             self._closed_because = reason
             self._forget_all_mirrored()
             self._mirror = None
             self._release()
             self._epoch |= 1  # (lock-free reads take the lock, which refuses)
             self._use_lock(_RefusingLock(reason))
+        finally:
+            lock.release()
 
 
 class UnwritableMemoryError(PersistedStateError):
@@ -1031,7 +1136,9 @@ class SharedCore(Core):
 
     def _catch_up_shared(self) -> None:
         if self._storage is not None:
-            self._catch_up()
+            taken = self._catch_up()
+            if taken is not None and taken.made is not None:  # (the operation that took it
+                raise taken.made  # in does nothing else)
 
 
 class _RefusingLock:
@@ -1120,6 +1227,7 @@ class _SettlingLock:
             core = self._core()
             if core is not None and core.lock is not core._plain_lock:
                 core._settle()
+                core._raise_report()
         except BaseException:
             self._lock.release()
             raise

@@ -30,18 +30,22 @@ class CorruptStateError(PersistedStateError):
         *,
         text: str | bytes | None = None,
         hint: str | None = None,
+        then: str | None = None,
     ) -> None:
-        """``text`` is the file's text (or its start, up to the line), for the line shown."""
+        """``text`` is the file's text (or its start, up to the line), for the line shown;
+        ``then`` ends the message in place of what to do with a file that cannot be read."""
         self.path = os.fspath(path)
         self.problem = problem
         self.line = line
         self.column = column
         self.hint = hint
         self.source_line = _line_of(text, line) if text is not None and line is not None else None
-        super().__init__(
-            f"{self.describe()}\nThe file was not changed; fix it by hand "
-            f"(`persistedstate check {self.path}` re-checks it) or restore a backup."
-        )
+        if then is None:
+            then = (
+                f"The file was not changed; fix it by hand (`persistedstate check {self.path}` "
+                "re-checks it) or restore a backup."
+            )
+        super().__init__(f"{self.describe()}\n{then}")
 
     def describe(self, label: str | None = None) -> str:
         """Where and what, the line with a caret under the column, and the hint, if any.

@@ -375,20 +375,29 @@ OPERATIONS = {
 }
 
 
-def apply_record(root: dict[Any, Any], record: list[Any]) -> None:
-    """Apply one decoded record to the data; raises _BadRecord if it does not fit."""
+def apply_record(
+    root: dict[Any, Any], record: list[Any], applied: Callable[[list[Any]], None] | None = None
+) -> None:
+    """Apply one decoded record to the data; raises _BadRecord if it does not fit.
+
+    ``applied`` is called with each record (each of a tx record's) just after it is applied.
+    """
     name = record[0]
     if name == TX.name:
-        _replay_tx(root, record)
+        _replay_tx(root, record, applied)
         return
     container = _resolve(root, record[1])
     try:
         OPERATIONS[name].replay(container, record)
     except (KeyError, IndexError, TypeError) as error:
         raise _BadRecord(f"{name!r} record does not fit the state: {error!r}") from None
+    if applied is not None:
+        applied(record)
 
 
-def _replay_tx(root: Any, record: list[Any]) -> None:
+def _replay_tx(
+    root: Any, record: list[Any], applied: Callable[[list[Any]], None] | None = None
+) -> None:
     if not isinstance(record[1], list):
         raise _BadRecord("a tx record must hold a list of records")
     for inner in record[1]:
@@ -396,7 +405,7 @@ def _replay_tx(root: Any, record: list[Any]) -> None:
         if operation is None or operation is TX:
             raise _BadRecord("a tx record holds something that is not a record")
         _check_fields(inner)
-        apply_record(root, inner)
+        apply_record(root, inner, applied)
 
 
 # Several records applied together, or none of them (its replay is given the top of the state).
@@ -761,14 +770,23 @@ def _check_index(node: Any, index: Any, allow_end: bool, path: list[Any] | None 
         raise _BadRecord(f"list index {index} out of range{where}")
 
 
-def apply_records(path: str, root: dict[Any, Any], data: bytes) -> set[Any]:
+def apply_records(
+    path: str,
+    root: dict[Any, Any],
+    data: bytes,
+    applied: Callable[[list[Any], int], None] | None = None,
+) -> set[Any]:
     """Apply record lines another process appended (complete lines, ``--- [...]``) to
     ``root``, in order, as replay does; returns the top-level keys changed inside.
 
-    Raises CorruptStateError (naming ``path``) for anything that is not a record that fits.
+    ``applied`` is called with each record (each of a tx record's) just after it is applied,
+    and the offset of its line in ``data``. Raises CorruptStateError (naming ``path``) for
+    anything that is not a record that fits.
     """
     touched: set[Any] = set()
+    offset = 0
     for text in data.split(b"\n"):
+        at, offset = offset, offset + len(text) + 1
         content = text.strip()
         if not content or _HEADER.fullmatch(text + b"\n"):
             continue  # (the final newline a 26.1 file lacked; the line that heads the records)
@@ -776,8 +794,12 @@ def apply_records(path: str, root: dict[Any, Any], data: bytes) -> set[Any]:
             if not _MARKER_AT_START.match(content):
                 raise _BadRecord("a line that is not a journal record")
             record = decode_record(content[3:].strip())
-            apply_record(root, record)
+            apply_record(root, record, None if applied is None else _at(applied, at))
         except _BadRecord as error:
             raise CorruptStateError(path, error.problem) from None
         touched.update(keys[0] for keys in _paths(record) if keys)
     return touched
+
+
+def _at(applied: Callable[[list[Any], int], None], offset: int) -> Callable[[list[Any]], None]:
+    return lambda record: applied(record, offset)

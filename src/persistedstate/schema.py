@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
+import re
+import shlex
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -24,6 +26,7 @@ from typing import Any, Literal, Union
 from . import core, proxies, snapshot, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Insert, Set, Splice
+from .textpos import bom_length
 
 VERSION_KEY = "_version"  # where the file keeps the version of its data (item syntax only)
 _MISSING: Any = object()
@@ -409,31 +412,64 @@ class Schema:
         """The error for data read from ``path`` (whose document is ``text``) that do not fit:
         at the value refused (or the key not declared), when the document holds it."""
         document = text.decode("utf-8")  # (it was just read as UTF-8)
-        found: Any = snapshot.load_snapshot(path, text)
-        try:
-            for key in misfit.path:
-                found = found[key]
-        except (LookupError, TypeError):
-            found = _MISSING
+        where, found = _located(path, text, misfit)
         problem = f"key {misfit.where()}: {misfit.problem}"
-        where = None
         if misfit.value is not _MISSING:
             problem += f" (the type {self.owner} declares)"
             hint = f"correct the value, or the type {self.owner} declares"
-            # (the document may hold another value there, which a journal record replaced)
-            if values.exactly_equal(found, misfit.value):
-                where = snapshot.position_of(document, misfit.path, at_value=True)
         elif found is not _MISSING:  # a key not declared
             hint = f"delete the key, or declare it in {self.owner}"
-            where = snapshot.position_of(document, misfit.path)
-        else:  # a required key of a TypedDict missing: point at what holds it
+        else:  # a required key of a TypedDict missing
             hint = "add the key, with a value of its type"
-            if len(misfit.path) > 1:
-                where = snapshot.position_of(document, misfit.path[:-1])
         if where is None and misfit.value is not _MISSING:
             hint = f"a change after the document set it: {hint}"
         line, column = where or (None, None)
         return CorruptStateError(path, problem, line, column, text=document, hint=hint)
+
+    def taken_in(
+        self, path: str, data: dict[Any, Any], misfit: Misfit, offset: int | None, end: int
+    ) -> CorruptStateError:
+        """The error for others' change that does not fit, which the program has taken in
+        (``data`` holds it now): at the line of its record (``offset``: where that line starts
+        in the file) or else where the file's document (its first ``end`` bytes) holds it."""
+        try:  # (the caller holds the write lock: nobody changes the file meanwhile)
+            with open(path, "rb") as file:
+                raw = file.read()
+        except OSError:
+            raw = b""
+        problem = f"key {misfit.where()}: {misfit.problem}"
+        if misfit.value is not _MISSING:
+            problem += f" (the type {self.owner} declares)"
+        where: tuple[int, int] | None = None
+        if offset is not None and offset < len(raw):
+            where = (raw.count(b"\n", 0, offset) + 1, 1)
+            problem += ", from the change on this line, made outside this program"
+        else:
+            document = raw[bom_length(raw) : end]
+            if document.strip():
+                where = _located(path, document, misfit)[0]
+            problem += ", from a change made outside this program"
+        place = f"{shlex.quote(path)} {_command_path(misfit.path)}"
+        if misfit.value is not _MISSING:
+            hint = f"set a value that fits: persistedstate set {place} VALUE, {_OR_ASSIGN}"
+        elif _value_at(data, misfit.path) is not _MISSING:  # a key not declared
+            hint = f"delete it: persistedstate del {place}, or declare it in {self.owner}"
+        else:  # a declared key deleted
+            hint = f"give it a value: persistedstate set {place} VALUE, {_OR_ASSIGN}"
+        line, column = where or (None, None)
+        return CorruptStateError(
+            path,
+            problem,
+            line,
+            column,
+            text=raw,
+            hint=hint,
+            then=(
+                "This program has taken the change in, as the file holds it; the operation "
+                "that took it in did nothing, and later ones go on (docs/design.md, "
+                '"Others\' changes to a typed state").'
+            ),
+        )
 
     def settle(self, state: Any, missing: dict[Any, Any]) -> None:
         """At open, under the state's lock: set the missing defaults and, for data of an older
@@ -469,17 +505,19 @@ class Schema:
 
     def kind_at(self, data: dict[Any, Any], keys: list[Any]) -> Kind:
         """The kind of the container at ``keys`` (its key path from the top of ``data``)."""
-        kind: Kind = self.top
-        value: Any = data
         try:
-            for depth, key in enumerate(keys):
-                kind = kind.member_for(value).child(key, keys[:depth])
-                try:
-                    value = value[key]
-                except (LookupError, TypeError):  # (a dropped state's data are gone: only
-                    value = None  # a union then needs them, and refuses the change)
+            return self._kind_within(data, keys)
         except Misfit as misfit:  # (data that someone changed without the schema)
             raise self._refused(misfit) from None
+
+    def _kind_within(self, data: dict[Any, Any], keys: list[Any]) -> Kind:
+        """``kind_at``, raising Misfit for a path the schema does not allow."""
+        kind: Kind = self.top
+        value: Any = data
+        for depth, key in enumerate(keys):
+            kind = kind.member_for(value).child(key, keys[:depth])
+            # (a dropped state's data are gone: only a union then needs them, and refuses)
+            value = _value_at(value, [key], None)
         return kind.member_for(value)
 
     def check_change(self, kind: Kind, change: Change, top: dict[Any, Any]) -> None:
@@ -502,6 +540,47 @@ class Schema:
         except Misfit as misfit:
             misfit.path = [*_path_to(top, container), *misfit.path]
             raise self._refused(misfit) from None
+
+    # -- at others' changes, taken in while the state is open ------------------------------
+
+    def check_record(self, data: dict[Any, Any], record: list[Any]) -> None:
+        """A record another process wrote, just applied to ``data`` (so its path and indexes
+        mean what they meant to its writer): Misfit for what it set, or removed, that does
+        not fit."""
+        name, keys = record[0], record[1]
+        kind = self._kind_within(data, keys)
+        if name == "set" or name == "insert":
+            kind.child(record[2], keys).check(record[3], [*keys, record[2]])
+        elif name == "splice":
+            for offset, item in enumerate(record[4]):
+                index = record[2] + offset
+                kind.child(index, keys).check(item, [*keys, index])
+        elif name == "delete":
+            if not kind.removable(record[2]):
+                raise Misfit([*keys, record[2]], f"missing: {kind.name} requires it")
+        elif name == "clear" and type(kind) is Fields:
+            for key in kind.fields:
+                if key in kind.required:
+                    raise Misfit([*keys, key], f"missing: {kind.name} requires it")
+        # (a reorder moves the items a list holds: they fit as they did)
+
+    def check_at(self, data: dict[Any, Any], keys: list[Any]) -> None:
+        """Misfit if the value at ``keys`` in ``data`` (or its absence) does not fit."""
+        *within, key = keys
+        kind = self._kind_within(data, within)
+        value = _value_at(data, keys)
+        if value is not _MISSING:
+            kind.child(key, within).check(values.plain_copy(value), keys)
+        elif isinstance(_value_at(data, within), dict) and not kind.removable(key):
+            raise Misfit(keys, f"missing: {kind.name} requires it")
+
+    def check_key(self, data: dict[Any, Any], key: Any) -> None:
+        """Misfit if the top-level ``key`` of ``data`` (or its absence) does not fit."""
+        value = dict.get(data, key, _MISSING)
+        if value is not _MISSING:
+            self.top.child(key, []).check(values.plain_copy(value), [key])
+        elif key in self.top.required:
+            raise Misfit([key], f"missing: {self.owner} requires it")
 
     def check_data(self, data: dict[Any, Any]) -> None:
         """The whole state's data (``persistedstate set --schema``); TypeError if they do not
@@ -589,6 +668,12 @@ class CheckedCore(core.Core):
         super().let_go()
         self._kinds.clear()  # (a container kept after this is found from its noted path)
 
+    def intake(self, owed: core.Intake | None) -> Intake:
+        intake = Intake(self.schema, self.path, self.data)
+        if isinstance(owed, Intake):  # (a report not raised yet: checked again, first)
+            intake.check_again(owed)
+        return intake
+
     def commit(self, records: list[str], changes: list[Change]) -> None:
         for change in changes:
             container = change[0]
@@ -598,6 +683,54 @@ class CheckedCore(core.Core):
 
 
 _KINDS_CACHE_SIZE = 1024  # containers whose kind a typed core keeps
+
+
+def _located(path: str, text: bytes, misfit: Misfit) -> tuple[tuple[int, int] | None, Any]:
+    """Where the document ``text`` of ``path`` holds what ``misfit`` refused (the value; the
+    key not declared; what holds a key missing), if it does; and what it holds there."""
+    document = text.decode("utf-8")  # (read as UTF-8 already)
+    found = _value_at(snapshot.load_snapshot(path, text), misfit.path)
+    if misfit.value is not _MISSING:
+        # (the document may hold another value there, which a journal record replaced)
+        if values.exactly_equal(found, misfit.value):
+            return snapshot.position_of(document, misfit.path, at_value=True), found
+        return None, found
+    if found is not _MISSING:  # a key not declared
+        return snapshot.position_of(document, misfit.path), found
+    if len(misfit.path) > 1:  # a required key of a TypedDict missing: what holds it
+        return snapshot.position_of(document, misfit.path[:-1]), found
+    return None, found
+
+
+def _value_at(data: Any, keys: list[Any], missing: Any = _MISSING) -> Any:
+    """What ``data`` holds at ``keys``, read as plain data (a state's own containers' reads
+    would raise a report the program is owed: see core.Core._owe)."""
+    try:
+        for key in keys:
+            data = (dict.__getitem__ if isinstance(data, dict) else list.__getitem__)(data, key)
+    except (LookupError, TypeError):
+        return missing
+    return data
+
+
+def _command_path(keys: list[Any]) -> str:
+    """``keys`` as the command line's PATH (README, "PATH: naming a value"), shell-quoted."""
+    parts = []
+    for key in keys:
+        if type(key) is str and _PLAIN_KEY.fullmatch(key) and key not in _YAML_WORDS:
+            parts.append(key)
+        elif type(key) is str:  # (a number, a dot, ...: quoted, so taken as a string)
+            parts.append('"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif key is None or type(key) is bool:
+            parts.append({None: "null", True: "true", False: "false"}[key])
+        else:
+            parts.append(str(key))
+    return shlex.quote(".".join(parts))
+
+
+_OR_ASSIGN = "or assign one in the program"
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_YAML_WORDS = frozenset(["true", "false", "null"])
 
 
 def _path_to(top: dict[Any, Any], container: Any) -> list[Any]:
@@ -612,6 +745,75 @@ def _path_to(top: dict[Any, Any], container: Any) -> list[Any]:
             ([*keys, key], item) for key, item in items if isinstance(item, (dict, list))
         )
     raise LookupError("the container is not in the state")  # (never: it was just located)
+
+
+class Intake:
+    """Checks the changes a catch-up takes in from other processes (``core.Intake``): each
+    record just after it is applied, so its path means what it meant to its writer; at the
+    end, whether what did not fit is still there (a later record may have fixed it)."""
+
+    def __init__(self, schema: Schema, path: str, data: dict[Any, Any]) -> None:
+        self._schema = schema
+        self._path = path
+        self._data = data
+        self._found: list[tuple[Misfit, int | None]] = []  # with the offset of its record
+        self._offset: int | None = None  # where the records being applied start in the file
+        self._replaced = self._everything = False
+        self.made: CorruptStateError | None = None  # the report, once made
+        self._reported: tuple[Misfit, int | None] | None = None  # (and its record's offset)
+        self._again: tuple[Misfit, int | None] | None = None
+
+    def check_again(self, earlier: Intake) -> None:
+        """What ``earlier`` reported is still owed to the program: say it again if it is still
+        so."""
+        self._again = earlier._reported
+
+    def records_at(self, offset: int | None) -> Callable[[list[Any], int], None]:
+        self._offset = offset
+        return self._applied
+
+    def _applied(self, record: list[Any], at: int) -> None:
+        try:
+            self._schema.check_record(self._data, record)
+        except Misfit as misfit:
+            self._found.append((misfit, None if self._offset is None else self._offset + at))
+
+    def replaced(self, *, parsed: bool) -> None:
+        self._replaced = True
+        self._everything = parsed
+
+    def report(self, snapshot_size: int) -> CorruptStateError | None:
+        schema, data = self._schema, self._data
+        misfit, offset = None, None
+        if self._again is not None:  # (first; its record's line, unless a compaction moved it)
+            again, at = self._again
+            self._found.insert(0, (again, None if self._replaced else at))
+        if self._everything:  # (the file was parsed whole, as costly as checking it all)
+            try:
+                schema.top.check(values.plain_copy(data), [])
+            except Misfit as anywhere:
+                misfit = anywhere
+        for found, at in self._found if misfit is None else ():
+            try:
+                schema.check_at(data, found.path)
+            except Misfit as still:
+                misfit, offset = still, at
+                break
+        # Not where it was: fixed by a later record, or moved (an insert before it in the
+        # list): its top-level key is checked whole (the first misfit there, wherever).
+        for found, _ in self._found if misfit is None else ():
+            try:
+                schema.check_key(data, found.path[0])
+            except Misfit as moved:
+                misfit = moved
+                break
+        if misfit is None:
+            return None
+        self._reported = misfit, offset
+        self.made = schema.taken_in(self._path, data, misfit, offset, snapshot_size)
+        # (the core keeps this while the report is owed: not the data, which refer to it)
+        self._data, self._found = {}, []
+        return self.made
 
 
 class CheckedSharedCore(CheckedCore, core.SharedCore):
