@@ -17,6 +17,7 @@ from .proxies import LiveDict
 
 TYPE_CHECKING = False  # (typing's, without importing typing: docs/design.md, Memory)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, SupportsIndex
 
     from .proxies import ReentrantLock
@@ -131,27 +132,24 @@ class PersistedState(MutableMapping["Any", "Any"]):
         options: dict[str, Any] = {}
         if schema is not None:  # a core that checks each change, and the data at open
             options = {"schema": schema, "defaults": defaults}
+        file: storage.StateFile
         if mode == "shared":
-            shared = storage.SharedStateFile(name, fsync=fsync, lock_timeout=lock_timeout)
-            state_core = (core.SharedCore if schema is None else schema.shared_core)(
-                shared,
-                name,
-                initial=initial,
-                compact_min_bytes=compact_min_bytes,
-                compact_ratio=compact_ratio,
-                **options,
+            file = storage.SharedStateFile(name, fsync=fsync, lock_timeout=lock_timeout)
+            make: Callable[..., core.Core] = (
+                core.SharedCore if schema is None else schema.shared_core
             )
         else:
             kind = storage.CommandStateFile if mode == "command" else storage.StateFile
             file = kind(name, fsync=fsync, lock_timeout=lock_timeout)
-            state_core = (core.Core if schema is None else schema.core)(
-                file,
-                name,
-                initial=initial,
-                compact_min_bytes=compact_min_bytes,
-                compact_ratio=compact_ratio,
-                **options,
-            )
+            make = core.Core if schema is None else schema.core
+        state_core = make(
+            file,
+            name,
+            initial=initial,
+            compact_min_bytes=compact_min_bytes,
+            compact_ratio=compact_ratio,
+            **options,
+        )
         self._core = state_core
         self._raw = state_core.data
         self._thread_lock = state_core.lock
