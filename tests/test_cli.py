@@ -359,6 +359,9 @@ def test_failed_set_leaves_the_file_byte_for_byte(
         ("{a: [{b: 1, c: 2, b: 3}]}", "VALUE gives the key 'b' twice (line 1, column 19 of VALUE)"),
         ("{1: p, 1.0: q}", "VALUE gives the key 1.0 twice (line 1, column 8 of VALUE)"),
         ("x: 1\ny: 2\nx: 3", "VALUE gives the key 'x' twice (line 3, column 1 of VALUE)"),
+        # (YAML that parses but builds no value: PyYAML's constructor raises what it raises)
+        ('!!timestamp "2026"', "VALUE is not valid YAML: no value can be built from it"),
+        ("!!bool maybe", "VALUE is not valid YAML: no value can be built from it"),
     ],
 )
 def test_bad_value_is_a_usage_error(state_file: Path, value: str, message: str) -> None:
@@ -366,6 +369,7 @@ def test_bad_value_is_a_usage_error(state_file: Path, value: str, message: str) 
     result = run("set", state_file, "x", value)
     assert result.returncode == 2
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
     assert state_file.read_bytes() == before
 
 

@@ -402,12 +402,9 @@ def test_comments_not_kept_are_reported_plainly(
 def test_a_round_trip_that_reads_back_as_other_data_falls_back_to_exact_data(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The comparison of the commented output with the state must be able to say no.
-
-    ruamel.yaml once wrote a string holding NEL (a YAML line break) in a form that read back
-    as another string, and raised nothing; strings are now written in a style it gets right,
-    so its writer of strings is made to get them wrong here, as a future ruamel.yaml might.
-    """
+    """The comparison of the commented output with the state must be able to say no: a
+    writer of strings that gets them wrong without raising (as a ruamel.yaml release may) is
+    caught by it, and the plain snapshot is written instead."""
     import persistedstate.comments
 
     def misspelled(representer: Any, value: str) -> Any:

@@ -455,8 +455,10 @@ def _parse_value(text: str, as_string: bool) -> Any:
             f"VALUE gives the key {error.key!r} twice (line {error.line}, column {error.column} "
             "of VALUE): a mapping holds each key once"
         ) from None
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as error:
-        problem = str(error)
+    except snapshot.LOAD_ERRORS as error:  # (a bad !!timestamp raises AttributeError, ...)
+        problem = f"no value can be built from it ({type(error).__name__}: {error})"
+        if isinstance(error, (yaml.YAMLError, RecursionError)):
+            problem = str(error)
         if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
             mark = error.problem_mark
             what = " ".join(part for part in (error.context, error.problem) if part)
@@ -578,7 +580,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
             try:
                 conflicts = session.save(edited)
             except StateLockedError as error:
-                keep_temp = _keep_edit(temp_path, edited)
+                _keep_edit(temp_path, edited)
+                keep_temp = True
                 raise CliError(
                     f"{_busy(error, args.wait)} The edit was not saved; it is kept in "
                     f"{temp_path}: run `{PROG} edit {shlex.quote(path)}` again and copy your "
@@ -590,7 +593,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
             for conflict in conflicts:
                 _say(f"{PROG}: {path}: {conflict.describe()}")
             if reopenings == EDIT_REOPENINGS:
-                keep_temp = _keep_edit(temp_path, edited)
+                _keep_edit(temp_path, edited)
+                keep_temp = True
                 raise CliError(
                     f"{path}: the edit was not saved: after {reopenings} reopenings a running "
                     f"program still changes keys you changed; {path} is as the program has it. "
@@ -607,12 +611,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 os.unlink(temp_path)
 
 
-def _keep_edit(temp_path: str, edited: bytes) -> bool:
+def _keep_edit(temp_path: str, edited: bytes) -> None:
     """Leave the person's text in the editor's file (without a reopening's notice), for an
-    edit that could not be saved; True."""
+    edit that could not be saved."""
     with open(temp_path, "wb") as temp:
         temp.write(edited)
-    return True
 
 
 def _check_edit(path: str, edited: bytes) -> str | None:

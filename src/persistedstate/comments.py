@@ -141,7 +141,8 @@ def _represent_null(representer: Any, value: None) -> Any:
 
 
 def _represent_str(representer: Any, value: str) -> Any:
-    # (Otherwise ruamel.yaml's own choice: its literal blocks get tabs and CRs wrong.)
+    # ruamel.yaml folds NEL, LS and PS in every style but double quotes; other strings keep
+    # its own choice (a literal block, as the plain snapshot writes, gets tabs and CRs wrong).
     style = '"' if snapshot.YAML_LINE_BREAKS.search(value) else None
     return representer.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

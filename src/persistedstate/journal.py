@@ -553,8 +553,8 @@ def _refuse_an_edited_document(
     undo the edit without a word. A person chooses instead: the message says how. (A
     byte-order mark an editor added or removed is no edit: the checksum may cover one or not.)
     """
-    if recorded in (zlib.crc32(document), zlib.crc32(document, _BOM_CHECKSUM)):
-        return
+    if recorded == zlib.crc32(document) or recorded == zlib.crc32(document, _BOM_CHECKSUM):
+        return  # (the second sum only when the first differs: it reads the whole document)
     line = line_and_column(document, len(document))[0]
     count = f"{len(markers)} change" + ("" if len(markers) == 1 else "s")
     keys = _top_keys_changed(body, markers)

@@ -139,12 +139,9 @@ class LockFile:
         if self.fd < 0:
             return
         frozen = memoryview(bytearray(self.header)).cast("Q")
-        self.header.release()
+        self.close(unlock=False)
         self.header = frozen
         self.take_writer = self.drop_writer = _nothing
-        self._map.close()
-        fd, self.fd = self.fd, -1
-        os.close(fd)
 
     def write_lock(self) -> None:
         """Take the write lock, waiting as long as it takes (the per-operation path)."""

@@ -52,7 +52,7 @@ YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 # A YAML parser or constructor may raise almost anything on bad input: ValueError for
 # "2026-13-45", AttributeError for `!!timestamp "2026"`, KeyError for `!!bool maybe`,
 # RecursionError for absurd nesting. All of them mean the input is bad.
-_LOAD_ERRORS = (Exception,)
+LOAD_ERRORS = (Exception,)
 
 
 @contextlib.contextmanager
@@ -271,7 +271,7 @@ def load_snapshot(
     try:
         with _collector_paused():
             data = load_document(text, refuse_duplicate_keys=True)
-    except _LOAD_ERRORS as error:
+    except LOAD_ERRORS as error:
         raise _corrupt(path, text, error) from None
     if data is None:
         return values.new_dict() if stored else {}
@@ -483,7 +483,7 @@ def position_of(
     """
     try:
         node = compose(text)
-    except _LOAD_ERRORS:
+    except LOAD_ERRORS:
         return None
     builder = SafeConstructor()
     pending: list[Any] = [node]
@@ -501,7 +501,7 @@ def position_of(
             continue
         try:
             builder.construct_object(node, deep=True)
-        except _LOAD_ERRORS:
+        except LOAD_ERRORS:
             if isinstance(node, yaml.ScalarNode):
                 return node.start_mark.line + 1, node.start_mark.column + 1
             children = node.value if isinstance(node, yaml.SequenceNode) else []
@@ -537,7 +537,7 @@ def _is_key(built: Any, key: Any) -> bool:
 def _built(builder: Any, node: Any) -> Any:
     try:
         return builder.construct_object(node, deep=True)
-    except _LOAD_ERRORS:
+    except LOAD_ERRORS:
         return None
 
 
@@ -549,7 +549,7 @@ def load_flow(content: bytes) -> Any:
     except DuplicateKey as error:
         problem = f"the key {error.key!r} twice in one mapping (it may be given once)"
         raise FlowError(problem, error.column, parsed=True) from None
-    except _LOAD_ERRORS as error:
+    except LOAD_ERRORS as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
         if isinstance(error, yaml.reader.ReaderError):
