@@ -254,6 +254,52 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
     assert sum(r.steps_acknowledged for r in stats) > TRIALS  # the kills hit running workloads
 
 
+KILLED_AT_THE_FIRST_WRITE = """
+import os, signal, sys
+from persistedstate import PersistedState
+state = PersistedState.open(sys.argv[1], {"a": 0, "b": 0, "l": [0, 0, 0, 0]})
+real_write = os.write
+
+def write_then_die(fd, data):
+    written = real_write(fd, data)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return written
+
+os.write = write_then_die
+exec(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        'state.update({"a": 1, "b": 2})',
+        'state |= {"a": 1, "b": 2}',
+        "state.l.extend([1, 2])",
+        "state.l[::2] = [7, 7]",
+        "with state.transaction():\n    state.a = 1\n    state.b = 2",
+    ],
+)
+def test_a_change_of_several_values_killed_at_its_first_write_is_whole_or_absent(
+    tmp_path: Path, change: str
+) -> None:
+    """README "Crash safety": a change of several values is one record, so a SIGKILL right
+    after its first write leaves all of it or none (never the first key of an update)."""
+    path = tmp_path / "job.state"
+    before = {"a": 0, "b": 0, "l": [0, 0, 0, 0]}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_THE_FIRST_WRITE, str(path), change],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with PersistedState.open(tmp_path / "whole.state", before) as state:
+        exec(change, {"state": state})  # (what the change makes of the state as it was)
+        whole = state.copy()
+    assert load(path) in (before, whole), f"the kill left part of {change!r}: {load(path)}"
+
+
 def test_the_temporary_file_of_a_killed_compaction_is_removed_by_the_next_writer(
     tmp_path: Path,
 ) -> None:
