@@ -10,7 +10,10 @@ one operation, so "the next operation" is exact; nothing is timed.
 from __future__ import annotations
 
 import ast
+import gc
 import json
+import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 from _typed_job import Job
 from conftest import Worker
+from test_interrupts import _Interrupter
 from test_live import command, env, write_editor
 from test_shared import Driven
 
@@ -257,3 +261,157 @@ def test_a_report_no_operation_raised_is_logged_at_exit(path: Path, job: Typed) 
     assert f"{path}, line " in err
     assert "key last_id: expected int, found str 'abc'" in err
     assert load(path)["last_id"] == "abc"
+
+
+# A program that keeps a typed dict and reads it in a tight loop, with no pause between
+# reads, while real ``set`` commands change it: a handover meanwhile must never let a read
+# return the value that does not fit before the report (each round: a misfit, then a fix).
+_READER = """
+import json, subprocess, sys, time
+from persistedstate import PersistedState, CorruptStateError
+
+class Job(PersistedState):
+    d: dict[str, int] = {"x": 0}
+
+job = Job(sys.argv[1])
+d = job.d
+seen = []
+
+def command(value):
+    return subprocess.Popen(
+        [sys.executable, "-m", "persistedstate", "set", sys.argv[1], "d.x", value]
+    )
+
+for round in range(1, int(sys.argv[2]) + 1):
+    setting = command("abc")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            value = d["x"]
+        except CorruptStateError:
+            seen.append("report")
+            break
+        if value != round - 1:
+            seen.append(repr(value))
+            break
+    else:
+        seen.append("nothing")
+    setting.wait()
+    setting = command(str(round))
+    while True:  # (the fix is taken in without a report; a late report is seen above)
+        try:
+            if d["x"] == round:
+                break
+        except CorruptStateError:
+            seen.append("late report")
+    setting.wait()
+print(json.dumps(seen))
+"""
+
+
+def test_a_read_waiting_for_a_handover_raises_the_misfit_it_took_in(tmp_path: Path) -> None:
+    """The read that waited while the handover took the misfit in is the operation that took
+    it in: it raises the report, never returns the value (it did before the fix, most
+    rounds: the read waited for the plain lock and went ahead when it was let go)."""
+    rounds = 6
+    done = subprocess.run(
+        [sys.executable, "-c", _READER, str(tmp_path / "job.state"), str(rounds)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["report"] * rounds
+
+
+def test_a_report_names_the_right_line_after_the_program_changes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report reads the file it opened, not the path as named from the new directory
+    (before the fix: a same-named file there, garbage, made the report, or its error escaped)."""
+    monkeypatch.chdir(tmp_path)
+    state = Job("job.state")
+    try:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "job.state").write_bytes(b"{[: not yaml\n" * 3)
+        monkeypatch.chdir(elsewhere)
+        run("set", tmp_path / "job.state", "last_id", "abc")
+        with pytest.raises(CorruptStateError) as raised:
+            _ = state.last_id
+        report = raised.value
+        assert report.path == "job.state"
+        assert report.problem.startswith("key last_id: expected int, found str 'abc'")
+        lines = (tmp_path / "job.state").read_text().splitlines()
+        assert report.line is not None
+        assert lines[report.line - 1] == report.source_line
+        assert '"last_id", "abc"' in lines[report.line - 1]
+    finally:
+        state.close()
+
+
+def test_a_report_no_operation_raised_is_logged_when_the_state_is_dropped(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README: "A report no operation raised is logged when the state is dropped"; it does
+    not say that an operation did nothing and later ones go on: none will."""
+    caplog.set_level(logging.WARNING, logger="persistedstate")
+    state = Job(path)
+    run("set", path, "last_id", "abc")  # (taken in by the handover, before it returns)
+    del state
+    gc.collect()
+    logged = [record.getMessage() for record in caplog.records]
+    assert len(logged) == 1, logged
+    assert "key last_id: expected int, found str 'abc'" in logged[0]
+    assert "later ones go on" not in logged[0]
+    assert "no operation of the program raised it, and none will" in logged[0]
+    assert load(path)["last_id"] == "abc"
+
+
+class _InRaisingTheReport(_Interrupter):
+    """The points of ``Core._raise_report`` and what it calls."""
+
+    def _point(self) -> None:
+        frame = sys._getframe(2)  # (the traced frame: _point's caller's caller)
+        if frame.f_code.co_name in _RAISING_THE_REPORT:
+            super()._point()
+
+
+_RAISING_THE_REPORT = frozenset({"_raise_report", "_owe", "_plain_reads", "_forget_read"})
+
+
+def test_an_interrupt_as_the_report_is_raised_never_loses_it(path: Path) -> None:
+    """KeyboardInterrupt at each point where Python runs a signal handler in raising the
+    report (``Core._raise_report`` and what it calls): the report is raised, or shown with
+    the interrupt (its context), or still owed to the next operation; never lost (before the
+    fix: an interrupt after the report was no longer owed, before its raise)."""
+    state = Job(path)
+    try:
+        target = 1
+        while True:
+            run("set", path, "last_id", "abc")
+            interrupter = _InRaisingTheReport(target)
+            sys.settrace(interrupter)
+            try:
+                _ = state.last_id
+            except CorruptStateError:
+                interrupted = None
+            except KeyboardInterrupt as error:
+                interrupted = error
+            finally:
+                sys.settrace(None)
+            if interrupted is not None and not isinstance(
+                interrupted.__context__, CorruptStateError
+            ):
+                with pytest.raises(CorruptStateError, match="key last_id"):
+                    _ = state.last_id  # (still owed)
+            run("set", path, "last_id", "1")
+            assert state.last_id == 1
+            if interrupted is None:
+                assert target > 3  # (the loop reached the library's code)
+                break
+            target += 1
+    finally:
+        state.close()

@@ -747,3 +747,22 @@ def test_a_naive_datetime_with_fold_1_is_refused_naming_the_key_path_and_the_way
     state["log"]["runs"].append(second.replace(fold=0))  # the wall time alone
     state["log"]["runs"].append(second.astimezone())  # or the moment, with its offset
     assert len(state["log"]["runs"]) == 2
+
+
+def test_key_path_writes_a_path_the_command_line_reads_back_as_the_same_keys() -> None:
+    """One PATH writer for hints and edit's notices: a string key that the command line
+    could read as something else (a number, true, null, a dot, a quote) is quoted."""
+    from persistedstate import values as value_module
+    from persistedstate.cli import parse_path
+
+    keys = ["settings", "1", "true", "null", "a.b", 'x"y', "back\\slash", "", "é", 2, -1]
+    segments = parse_path(value_module.key_path(keys))
+    assert len(segments) == len(keys)
+    for key, segment in zip(keys, segments, strict=True):
+        if type(key) is int:
+            assert segment.integer() == key
+        else:
+            assert segment.key == key
+            assert segment.quoted or (segment.integer() is None and key not in ("true", "null"))
+    assert value_module.key_path(["settings", "batch"]) == "settings.batch"
+    assert value_module.key_path([None, True, 1.5]) == "null.true.1.5"

@@ -58,6 +58,10 @@ if TYPE_CHECKING:
         @property
         def size(self) -> int: ...
 
+        @property
+        def path(self) -> str:
+            """The file's path, resolved at open: a later ``os.chdir()`` changes nothing."""
+
         def read(self) -> bytes | None: ...
 
         def keep_only(self, kept: bytes, *, newline_owed: bool) -> None: ...
@@ -117,7 +121,8 @@ if TYPE_CHECKING:
             ...
 
         @property
-        def made(self) -> CorruptStateError | None: ...
+        def made(self) -> CorruptStateError:
+            """The report ``report`` made (an intake is kept only once it made one)."""
 
 
 class Core:
@@ -221,6 +226,13 @@ class Core:
         return self._path
 
     @property
+    def file_path(self) -> str:
+        """The file's path resolved at open (a later ``os.chdir()`` changes nothing); once
+        closed, the path as named."""
+        file = self._storage
+        return self._path if file is None else file.path
+
+    @property
     def closed(self) -> bool:
         return self._storage is None
 
@@ -244,6 +256,8 @@ class Core:
                 if self._epoch == epoch:
                     return value
         with self.lock:
+            if self._owed is not None:  # (it waited for the plain lock before a handover
+                self._raise_report()  # swapped it, and that handover took a misfit in)
             return get(container, key)
 
     # ``read_whole(get, container, argument)``: a base class's method that reads a whole
@@ -430,7 +444,7 @@ class Core:
         """Make ``lock`` the state's lock, and the one a settling lock stands in for."""
         self._plain_lock = lock
         settling = _SettlingLock(lock, weakref.ref(self))
-        self._settling_lock: ReentrantLock = settling
+        self._settling_lock = settling
         # While a settle is owed, reads go through the settling lock too: a shared core's
         # lock-free read does not look at the epoch (see SharedCore).
         self._settling_read = settling.read
@@ -476,17 +490,23 @@ class Core:
             self._settle_marker(marker)
         self._unsettled = None
         if self._owed is None:  # (else the next operation must still take the settling lock)
-            self._plain_reads()
-            self.lock = self._plain_lock
-            if self._epoch & 1 and self.tx is None:
-                self._epoch += 1
+            self._plain_again()
 
     def _raise_report(self) -> None:
         """Raise the report owed to the program's operation, once (see ``_hand_over``)."""
         owed = self._owed
-        if owed is not None and owed.made is not None:
+        if owed is None:
+            return
+        report = owed.made
+        try:
             self._owe(None)
-            raise owed.made
+        except BaseException:  # (an interrupt: the report stays owed, to the next operation;
+            self._owed = owed  # plain stores, as in a critical section's except clause)
+            self.lock = self._settling_lock
+            self.read = self._settling_read  # type: ignore[method-assign]
+            self._epoch |= 1
+            raise
+        raise report
 
     def _owe(self, taken: Intake | None) -> None:
         """Others' change that does not fit was taken in by the catch-up ``taken``, and no
@@ -498,16 +518,20 @@ class Core:
             self.read = self._settling_read  # type: ignore[method-assign]
             self._epoch |= 1
         elif self._unsettled is None:
-            self._plain_reads()
-            self.lock = self._plain_lock
-            if self._epoch & 1 and self.tx is None:
-                self._epoch += 1
+            self._plain_again()
+
+    def _plain_again(self) -> None:
+        """Nothing is owed any more: plain reads, the plain lock, an even epoch."""
+        self._plain_reads()
+        self.lock = self._plain_lock
+        if self._epoch & 1 and self.tx is None:
+            self._epoch += 1
 
     def _log_owed(self) -> None:
         """The state is going (dropped, or at exit) before an operation raised what is owed:
         say it the one way left."""
         if self._owed is not None:
-            log.warning("%s", self._owed.made)
+            _log_unraised(self._owed.made)
             self._owe(None)
 
     def _acquire_quietly(self, timeout: float = -1) -> bool:
@@ -517,7 +541,7 @@ class Core:
         try:
             acquired = lock.acquire(timeout=timeout)
         except CorruptStateError as report:  # (a shared core's catch-up: the state is going,
-            log.warning("%s", report)  # closed or dropped, and this is the one place to say it)
+            _log_unraised(report)  # closed or dropped, and this is the one place to say it)
             acquired = lock.acquire(timeout=timeout)
         if not acquired:
             return False
@@ -885,18 +909,23 @@ class Core:
             if file is None:
                 return
             owed = taken = self._owed  # (still owed if the catch-up fails)
-            if owed is not None:
-                self._owe(None)  # (this thread reads the data as it catches up: plain reads)
-            self._epoch += 1  # odd: lock-free reads take the lock, and wait for the end
+            # Meanwhile the lock is the settling lock: an operation that waits for this one
+            # waits inside it, and raises what this catch-up finds before doing anything of
+            # its own (the plain lock would let it go ahead). This thread's own acquisitions
+            # (it holds the lock) do nothing else meanwhile (``handing_over``: not a
+            # core's attribute, which would slow every change of a typed state by 3%).
+            self._settling_lock.handing_over = True
+            self._owed = None
+            self.lock = self._settling_lock
+            self.read = self._settling_read  # type: ignore[method-assign]
+            self._epoch |= 1  # odd: lock-free reads take the lock, and wait for the end
             self._forget_all_mirrored()
             try:
                 file.hand_over()
                 taken = self._catch_up(owed)  # (None: nothing owed, or it was fixed since)
             finally:
-                if taken is not None:
-                    self._owe(taken)  # (the epoch stays odd until it is raised)
-                else:
-                    self._epoch += 1
+                self._settling_lock.handing_over = False
+                self._owe(taken)  # (owed: the epoch stays odd until it is raised)
         except PersistedStateError as error:  # (the state closed itself, saying why)
             self._unreported = str(error)
         finally:
@@ -1025,8 +1054,8 @@ class OperationLock:
             if self._depth or self._reading:
                 return get(container, argument)
             if self._unchanged():
-                self._reading = True
                 try:
+                    self._reading = True
                     return get(container, argument)
                 finally:
                     self._reading = False
@@ -1137,8 +1166,8 @@ class SharedCore(Core):
     def _catch_up_shared(self) -> None:
         if self._storage is not None:
             taken = self._catch_up()
-            if taken is not None and taken.made is not None:  # (the operation that took it
-                raise taken.made  # in does nothing else)
+            if taken is not None:  # (the operation that took it in does nothing else)
+                raise taken.made
 
 
 class _RefusingLock:
@@ -1159,6 +1188,20 @@ class _RefusingLock:
 
     def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> None:
         pass
+
+
+def _log_unraised(report: CorruptStateError) -> None:
+    """Log the report of others' change that does not fit a typed state, which no operation
+    raised and none will (the state is going): its own closing sentence speaks of one."""
+    log.warning("%s\n%s", report.describe(), _UNRAISED)
+
+
+_UNRAISED = (
+    "This program has taken the change in, as the file holds it; no operation of the program "
+    "raised it, and none will: the state is going (dropped, closed, or the program exits). "
+    "The next open refuses the file while the value does not fit (docs/design.md, \"Others' "
+    'changes to a typed state").'
+)
 
 
 def _weak_call(method: Callable[..., object]) -> Callable[..., None]:
@@ -1214,18 +1257,19 @@ class _SettlingLock:
     that the core is in no reference cycle (a state dropped unclosed frees its lock at once).
     """
 
-    __slots__ = ("_core", "_lock")
+    __slots__ = ("_core", "_lock", "handing_over")
 
     def __init__(self, lock: ReentrantLock, core: weakref.ref[Core]) -> None:
         self._lock = lock
         self._core = core
+        self.handing_over = False  # the handover thread holds the lock and catches up
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self._lock.acquire(blocking, timeout):
             return False
         try:
             core = self._core()
-            if core is not None and core.lock is not core._plain_lock:
+            if core is not None and core.lock is not core._plain_lock and not self.handing_over:
                 core._settle()
                 core._raise_report()
         except BaseException:

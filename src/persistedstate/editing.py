@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from . import journal, snapshot, storage, values
 from .errors import CorruptStateError
 from .textpos import bom_length
+from .values import key_path
 
 # Lines of a message written at the top of the text to edit, taken out again when it is saved.
 NOTICE = b"# persistedstate edit: "
@@ -160,19 +161,6 @@ def without_notice(text: bytes) -> bytes:
     while start < len(lines) and lines[start].startswith(NOTICE):
         start += 1
     return b"".join(lines[start:])
-
-
-def key_path(keys: tuple[Any, ...]) -> str:
-    """Keys as a PATH of the command line: ``settings.batch``, ``'"a.b".c'``."""
-    return ".".join(_key_shown(key) for key in keys)
-
-
-def _key_shown(key: Any) -> str:
-    if type(key) is str and key and "." not in key and '"' not in key:
-        return key
-    if type(key) is str:
-        return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return values.key_text(key)[1]
 
 
 def _shown(value: Any) -> str:

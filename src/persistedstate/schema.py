@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
-import re
 import shlex
 import types
 import typing
@@ -26,7 +25,7 @@ from typing import Any, Literal, Union
 from . import core, proxies, snapshot, values
 from .errors import CorruptStateError, PersistedStateError
 from .journal import Change, Clear, Delete, Insert, Set, Splice
-from .textpos import bom_length
+from .textpos import bom_length, line_and_column
 
 VERSION_KEY = "_version"  # where the file keeps the version of its data (item syntax only)
 _MISSING: Any = object()
@@ -412,7 +411,7 @@ class Schema:
         """The error for data read from ``path`` (whose document is ``text``) that do not fit:
         at the value refused (or the key not declared), when the document holds it."""
         document = text.decode("utf-8")  # (it was just read as UTF-8)
-        where, found = _located(path, text, misfit)
+        where, found = _located(path, text, document, misfit)
         problem = f"key {misfit.where()}: {misfit.problem}"
         if misfit.value is not _MISSING:
             problem += f" (the type {self.owner} declares)"
@@ -427,13 +426,21 @@ class Schema:
         return CorruptStateError(path, problem, line, column, text=document, hint=hint)
 
     def taken_in(
-        self, path: str, data: dict[Any, Any], misfit: Misfit, offset: int | None, end: int
+        self,
+        path: str,
+        file_path: str,
+        data: dict[Any, Any],
+        misfit: Misfit,
+        offset: int | None,
+        end: int,
     ) -> CorruptStateError:
         """The error for others' change that does not fit, which the program has taken in
         (``data`` holds it now): at the line of its record (``offset``: where that line starts
-        in the file) or else where the file's document (its first ``end`` bytes) holds it."""
+        in the file) or else where the file's document (its first ``end`` bytes) holds it.
+        ``path`` names the file as the program did; ``file_path`` is the file, resolved at
+        open (a later ``os.chdir()`` changes nothing)."""
         try:  # (the caller holds the write lock: nobody changes the file meanwhile)
-            with open(path, "rb") as file:
+            with open(file_path, "rb") as file:
                 raw = file.read()
         except OSError:
             raw = b""
@@ -442,14 +449,17 @@ class Schema:
             problem += f" (the type {self.owner} declares)"
         where: tuple[int, int] | None = None
         if offset is not None and offset < len(raw):
-            where = (raw.count(b"\n", 0, offset) + 1, 1)
+            where = (line_and_column(raw, offset)[0], 1)
             problem += ", from the change on this line, made outside this program"
         else:
             document = raw[bom_length(raw) : end]
             if document.strip():
-                where = _located(path, document, misfit)[0]
+                try:  # (the place only: a document that does not parse leaves it unknown)
+                    where = _located(path, document, document.decode("utf-8"), misfit)[0]
+                except (PersistedStateError, ValueError):
+                    where = None
             problem += ", from a change made outside this program"
-        place = f"{shlex.quote(path)} {_command_path(misfit.path)}"
+        place = f"{shlex.quote(path)} {shlex.quote(values.key_path(misfit.path))}"
         if misfit.value is not _MISSING:
             hint = f"set a value that fits: persistedstate set {place} VALUE, {_OR_ASSIGN}"
         elif _value_at(data, misfit.path) is not _MISSING:  # a key not declared
@@ -669,7 +679,7 @@ class CheckedCore(core.Core):
         self._kinds.clear()  # (a container kept after this is found from its noted path)
 
     def intake(self, owed: core.Intake | None) -> Intake:
-        intake = Intake(self.schema, self.path, self.data)
+        intake = Intake(self.schema, self.path, self.file_path, self.data)
         if isinstance(owed, Intake):  # (a report not raised yet: checked again, first)
             intake.check_again(owed)
         return intake
@@ -685,10 +695,12 @@ class CheckedCore(core.Core):
 _KINDS_CACHE_SIZE = 1024  # containers whose kind a typed core keeps
 
 
-def _located(path: str, text: bytes, misfit: Misfit) -> tuple[tuple[int, int] | None, Any]:
-    """Where the document ``text`` of ``path`` holds what ``misfit`` refused (the value; the
-    key not declared; what holds a key missing), if it does; and what it holds there."""
-    document = text.decode("utf-8")  # (read as UTF-8 already)
+def _located(
+    path: str, text: bytes, document: str, misfit: Misfit
+) -> tuple[tuple[int, int] | None, Any]:
+    """Where the document ``text`` of ``path`` (``document``: decoded) holds what ``misfit``
+    refused (the value; the key not declared; what holds a key missing), if it does; and what
+    it holds there."""
     found = _value_at(snapshot.load_snapshot(path, text), misfit.path)
     if misfit.value is not _MISSING:
         # (the document may hold another value there, which a journal record replaced)
@@ -713,24 +725,7 @@ def _value_at(data: Any, keys: list[Any], missing: Any = _MISSING) -> Any:
     return data
 
 
-def _command_path(keys: list[Any]) -> str:
-    """``keys`` as the command line's PATH (README, "PATH: naming a value"), shell-quoted."""
-    parts = []
-    for key in keys:
-        if type(key) is str and _PLAIN_KEY.fullmatch(key) and key not in _YAML_WORDS:
-            parts.append(key)
-        elif type(key) is str:  # (a number, a dot, ...: quoted, so taken as a string)
-            parts.append('"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        elif key is None or type(key) is bool:
-            parts.append({None: "null", True: "true", False: "false"}[key])
-        else:
-            parts.append(str(key))
-    return shlex.quote(".".join(parts))
-
-
 _OR_ASSIGN = "or assign one in the program"
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_YAML_WORDS = frozenset(["true", "false", "null"])
 
 
 def _path_to(top: dict[Any, Any], container: Any) -> list[Any]:
@@ -752,14 +747,15 @@ class Intake:
     record just after it is applied, so its path means what it meant to its writer; at the
     end, whether what did not fit is still there (a later record may have fixed it)."""
 
-    def __init__(self, schema: Schema, path: str, data: dict[Any, Any]) -> None:
+    def __init__(self, schema: Schema, path: str, file_path: str, data: dict[Any, Any]) -> None:
         self._schema = schema
-        self._path = path
+        self._path = path  # (as the program named it; file_path: resolved, see taken_in)
+        self._file_path = file_path
         self._data = data
         self._found: list[tuple[Misfit, int | None]] = []  # with the offset of its record
         self._offset: int | None = None  # where the records being applied start in the file
         self._replaced = self._everything = False
-        self.made: CorruptStateError | None = None  # the report, once made
+        self.made: CorruptStateError  # the report, once made (core keeps no intake before)
         self._reported: tuple[Misfit, int | None] | None = None  # (and its record's offset)
         self._again: tuple[Misfit, int | None] | None = None
 
@@ -783,37 +779,41 @@ class Intake:
         self._everything = parsed
 
     def report(self, snapshot_size: int) -> CorruptStateError | None:
-        schema, data = self._schema, self._data
-        misfit, offset = None, None
         if self._again is not None:  # (first; its record's line, unless a compaction moved it)
             again, at = self._again
             self._found.insert(0, (again, None if self._replaced else at))
+        still = self._still_found()
+        if still is None:
+            return None
+        misfit, offset = self._reported = still
+        self.made = self._schema.taken_in(
+            self._path, self._file_path, self._data, misfit, offset, snapshot_size
+        )
+        # (the core keeps this while the report is owed: not the data, which refer to it)
+        self._data, self._found = {}, []
+        return self.made
+
+    def _still_found(self) -> tuple[Misfit, int | None] | None:
+        """The first misfit found that is still there (with its record's offset), if any."""
+        schema, data = self._schema, self._data
         if self._everything:  # (the file was parsed whole, as costly as checking it all)
             try:
                 schema.top.check(values.plain_copy(data), [])
             except Misfit as anywhere:
-                misfit = anywhere
-        for found, at in self._found if misfit is None else ():
+                return anywhere, None
+        for found, at in self._found:
             try:
                 schema.check_at(data, found.path)
             except Misfit as still:
-                misfit, offset = still, at
-                break
+                return still, at
         # Not where it was: fixed by a later record, or moved (an insert before it in the
         # list): its top-level key is checked whole (the first misfit there, wherever).
-        for found, _ in self._found if misfit is None else ():
+        for found, _ in self._found:
             try:
                 schema.check_key(data, found.path[0])
             except Misfit as moved:
-                misfit = moved
-                break
-        if misfit is None:
-            return None
-        self._reported = misfit, offset
-        self.made = schema.taken_in(self._path, data, misfit, offset, snapshot_size)
-        # (the core keeps this while the report is owed: not the data, which refer to it)
-        self._data, self._found = {}, []
-        return self.made
+                return moved, None
+        return None
 
 
 class CheckedSharedCore(CheckedCore, core.SharedCore):

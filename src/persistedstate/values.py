@@ -280,6 +280,24 @@ def key_text(key: Any) -> tuple[Any, str]:
     return key, text
 
 
+def key_path(keys: Iterable[Any]) -> str:
+    """Keys as a PATH of the command line (README, "PATH: naming a value"):
+    ``settings.batch``, ``'"a.b".c'``. A string key that could be read as something else (a
+    number, ``true``, a dot in it, ...) is quoted, so that it is taken as that string."""
+    return ".".join(map(_path_key, keys))
+
+
+def _path_key(key: Any) -> str:
+    if type(key) is not str:
+        return key_text(key)[1]
+    if _PLAIN_KEY.fullmatch(key) and key not in ("true", "false", "null"):
+        return key
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def _base_value(value: Any) -> Any:
     """The built-in value of an int, float or str subclass instance (bool stays bool)."""
     if isinstance(value, bool):
