@@ -409,8 +409,8 @@ MUTANTS = [
       "pass",
       "a default-mode program takes a command's misfit in without a word"),
     M("typed-shared-report-not-raised", TYPED, "core.py",
-      "raise taken.made  # in does nothing else)",
-      "pass",
+      "                raise taken.made\n",
+      "                pass\n",
       "a shared-mode program takes another process's misfit in without a word"),
     M("typed-owed-report-not-checked-again", TYPED, "schema.py",
       "intake.check_again(owed)",
@@ -421,8 +421,8 @@ MUTANTS = [
       "raise found",
       "a misfit a later record fixed is reported all the same"),
     M("typed-report-at-another-line", TYPED, "schema.py",
-      'where = (raw.count(b"\\n", 0, offset) + 1, 1)',
-      'where = (raw.count(b"\\n", 0, offset), 1)',
+      "where = (line_and_column(raw, offset)[0], 1)",
+      "where = (line_and_column(raw, offset)[0] - 1, 1)",
       "the record that set a misfit is shown at the line before it"),
 ]
 # fmt: on
