@@ -128,23 +128,22 @@ def test_changes_still_reach_the_file_after_being_serialized(
 
 # -- every method of dict and list -------------------------------------------------------------
 
-# Methods about the object rather than the data it holds (type, attributes, pickling, size).
-NOT_ABOUT_THE_DATA = {
+# Methods about the object, never its data: its type, its attributes, the size of its table.
+ABOUT_THE_OBJECT = {
     "__class__",
     "__class_getitem__",
     "__delattr__",
     "__dir__",
-    "__format__",
     "__getattribute__",
     "__getstate__",
     "__init_subclass__",
     "__new__",
-    "__reduce__",
-    "__reduce_ex__",
     "__setattr__",
     "__sizeof__",
     "__subclasshook__",
 }
+# Methods that change nothing: about the object, pickling and formatting (which read).
+NOT_ABOUT_THE_DATA = ABOUT_THE_OBJECT | {"__format__", "__reduce__", "__reduce_ex__"}
 
 
 class Kw(dict[str, Any]):
@@ -320,22 +319,9 @@ def test_reads_through_views_and_slices_give_containers_that_write(
 
 # -- every method that reads -------------------------------------------------------------------
 
-# Methods of dict and list that never read the data a container holds: about its type or the
-# object itself (attributes, the size of its table), or making a new dict (fromkeys).
-DOES_NOT_READ = {
-    "__class__",
-    "__class_getitem__",
-    "__delattr__",
-    "__dir__",
-    "__getattribute__",
-    "__getstate__",
-    "__init_subclass__",
-    "__new__",
-    "__setattr__",
-    "__sizeof__",
-    "__subclasshook__",
-    "fromkeys",
-}
+# Methods of dict and list that never read the data a container holds: about the object, or
+# making a new dict (fromkeys).
+DOES_NOT_READ = ABOUT_THE_OBJECT | {"fromkeys"}
 # object's own, which reach the data through __repr__ only (str() and format() call repr()).
 THROUGH_REPR = {"__str__", "__format__"}
 # dict's orderings return NotImplemented without looking at either dict (checked below).
